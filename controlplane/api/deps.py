@@ -1,0 +1,78 @@
+"""Request-scoped dependencies: the database session and the authenticated principal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from controlplane import auth
+from controlplane.config import Settings
+from controlplane.db import Database
+from controlplane.models import Role
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+    with database.session() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+_bearer = HTTPBearer(
+    auto_error=False, description="A token from POST /v1/tokens, or the admin token."
+)
+
+
+def get_principal(
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> auth.Principal:
+    secret = credentials.credentials if credentials is not None else None
+    return auth.authenticate(session, secret=secret, admin_token=settings.effective_admin_token)
+
+
+def require(role: Role) -> Callable[..., auth.Principal]:
+    """A dependency that authenticates the caller and checks that its role is enough."""
+
+    def dependency(
+        principal: Annotated[auth.Principal, Depends(get_principal)],
+    ) -> auth.Principal:
+        principal.require(role)
+        return principal
+
+    dependency.__name__ = f"require_{role.value}"
+    return dependency
+
+
+Viewer = Annotated[auth.Principal, Depends(require(Role.VIEWER))]
+Operator = Annotated[auth.Principal, Depends(require(Role.OPERATOR))]
+Admin = Annotated[auth.Principal, Depends(require(Role.ADMIN))]
+
+
+def page_limit(
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, description="Items per page.")] = 50,
+) -> int:
+    return min(limit, settings.page_size_max)
+
+
+Limit = Annotated[int, Depends(page_limit)]
+Cursor = Annotated[
+    str | None, Query(description="The next_cursor of the previous page; omit for the first.")
+]

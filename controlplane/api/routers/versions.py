@@ -1,0 +1,51 @@
+"""/v1/models/{model}/versions: immutable version records."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from controlplane.api.deps import Cursor, Limit, Operator, SessionDep, Viewer
+from controlplane.models import VersionCreate, VersionPage, VersionPublic, VersionStatus
+from controlplane.registry import versions as registry
+
+router = APIRouter(prefix="/v1/models/{model}/versions", tags=["versions"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Register a version")
+def register_version(
+    model: str, body: VersionCreate, session: SessionDep, principal: Operator, response: Response
+) -> VersionPublic:
+    owner, version = registry.register_version(
+        session, model_name=model, data=body, actor=principal.name
+    )
+    response.headers["Location"] = f"/v1/models/{owner.name}/versions/{version.version}"
+    return registry.to_public(version, owner.name)
+
+
+@router.get("", summary="List a model's versions, newest first")
+def list_versions(
+    model: str,
+    session: SessionDep,
+    _: Viewer,
+    limit: Limit,
+    cursor: Cursor = None,
+    status: Annotated[VersionStatus | None, Query(description="Only this status.")] = None,
+    label: Annotated[
+        str | None, Query(description="Label selector, equality only: 'team=nlp,stage=prod'.")
+    ] = None,
+) -> VersionPage:
+    labels = registry.parse_label_selector(label) if label else None
+    owner, items, next_cursor = registry.list_versions(
+        session, model_name=model, status=status, labels=labels, cursor=cursor, limit=limit
+    )
+    return VersionPage(
+        items=[registry.to_public(item, owner.name) for item in items], next_cursor=next_cursor
+    )
+
+
+@router.get("/{version}", summary="Get a version")
+def get_version(model: str, version: str, session: SessionDep, _: Viewer) -> VersionPublic:
+    owner, row = registry.get_version(session, model_name=model, version=version)
+    return registry.to_public(row, owner.name)

@@ -1,0 +1,522 @@
+"""Typer commands. Server-side commands import the server lazily so client commands
+start fast and work without the server's dependencies configured."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from controlplane.cli.client import ApiError, Client, UnreachableError
+from controlplane.cli.output import Column, details, emit, table
+
+app = typer.Typer(
+    name="controlplane",
+    help="Deployment control plane for fine-tuned LLMs on Kubernetes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Models: named deployables and their serving defaults.", no_args_is_help=True
+)
+versions_app = typer.Typer(
+    help="Versions of a model: immutable, registered once.", no_args_is_help=True
+)
+tokens_app = typer.Typer(help="API tokens (admin).", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail of every write.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+app.add_typer(versions_app, name="versions")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(audit_app, name="audit")
+
+EXIT_API_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 3
+
+
+class Output(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+UrlOpt = Annotated[
+    str,
+    typer.Option("--url", envvar="CONTROLPLANE_URL", help="Control plane URL.", show_envvar=True),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="CONTROLPLANE_TOKEN",
+        help="Bearer token.",
+        show_envvar=True,
+        show_default=False,
+    ),
+]
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json.")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def fail(message: str, code: int = EXIT_API_ERROR) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def client(url: str, token: str | None) -> Iterator[Client]:
+    try:
+        with Client(url, token) as api:
+            yield api
+    except ApiError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        for issue in error.errors:
+            typer.echo(f"  - {issue.get('field')}: {issue.get('message')}", err=True)
+        raise typer.Exit(EXIT_API_ERROR) from None
+    except UnreachableError as error:
+        raise fail(str(error), EXIT_UNREACHABLE) from None
+
+
+def parse_pairs(pairs: list[str] | None, what: str) -> dict[str, str] | None:
+    if pairs is None:
+        return None
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise fail(f"{what} {pair!r} is not KEY=VALUE", EXIT_CONFIG)
+        result[key] = value
+    return result
+
+
+def load_json(value: str | None, what: str) -> Any:
+    """Inline JSON, or @path to a JSON file."""
+    if value is None:
+        return None
+    try:
+        text = Path(value[1:]).read_text() if value.startswith("@") else value
+        return json.loads(text)
+    except (OSError, ValueError) as error:
+        raise fail(f"{what} is not valid JSON (or @file): {error}", EXIT_CONFIG) from None
+
+
+# ---------------------------------------------------------------------------------------
+# server side
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    migrate: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Upgrade the schema before serving.")
+    ] = True,
+) -> None:
+    """Run the API server (upgrading the database schema first, unless --no-migrate)."""
+    import uvicorn
+
+    from controlplane import db
+    from controlplane.api import create_app
+    from controlplane.logs import configure_logging
+
+    settings = _load_settings()
+    configure_logging(settings)
+    if migrate and settings.auto_migrate:
+        db.upgrade(settings.database_url)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=True,
+        proxy_headers=False,
+    )
+
+
+def _load_settings() -> Any:
+    from pydantic import ValidationError
+
+    from controlplane.config import Settings
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        messages = [str(e.get("msg", "")).removeprefix("Value error, ") for e in error.errors()]
+        raise fail("; ".join(messages), EXIT_CONFIG) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply migrations up to REVISION (the latest by default)."""
+    from controlplane import db
+
+    url = _database_url()
+    db.upgrade(url, revision)
+    typer.echo(f"database at revision {db.current_revision(url)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision the database is at."""
+    from controlplane import db
+
+    typer.echo(db.current_revision(_database_url()) or "empty (no migrations applied)")
+
+
+def _database_url() -> str:
+    # db commands need no admin token: they read only the database settings.
+    from controlplane.config import DatabaseSettings
+
+    return DatabaseSettings().database_url
+
+
+# ---------------------------------------------------------------------------------------
+# models
+
+MODEL_COLUMNS: list[Column] = [
+    ("NAME", lambda m: m["name"]),
+    ("NAMESPACE", lambda m: m["namespace"]),
+    ("IMAGE", lambda m: m["image"]),
+    ("GPUS/REPLICA", lambda m: m["gpus_per_replica"]),
+    ("REPLICAS", lambda m: m["replicas"]),
+    ("GPU BUDGET", lambda m: m["gpu_budget"]),
+    ("ROUTING", lambda m: m["routing_mode"]),
+]
+MODEL_FIELDS = [
+    "name",
+    "namespace",
+    "description",
+    "image",
+    "gpus_per_replica",
+    "gpu_resource",
+    "replicas",
+    "port",
+    "args",
+    "env",
+    "gpu_budget",
+    "routing_mode",
+    "health_path",
+    "labels",
+    "created_at",
+    "created_by",
+    "updated_at",
+    "updated_by",
+]
+
+
+@models_app.command("create")
+def models_create(
+    name: Annotated[str, typer.Argument(help="Model name (a Kubernetes name).")],
+    image: Annotated[str, typer.Option(help="Container image of the inference server.")],
+    namespace: Annotated[str, typer.Option(help="Kubernetes namespace.")] = "default",
+    gpus: Annotated[int, typer.Option("--gpus", help="GPUs per replica.")] = 1,
+    gpu_resource: Annotated[str, typer.Option(help="GPU resource name.")] = "nvidia.com/gpu",
+    replicas: Annotated[int, typer.Option(help="Stable replicas.")] = 1,
+    port: Annotated[int, typer.Option(help="Container port.")] = 8000,
+    gpu_budget: Annotated[int | None, typer.Option(help="Most GPUs a rollout may hold.")] = None,
+    routing: Annotated[str, typer.Option(help="replicas or gateway-api.")] = "replicas",
+    arg: Annotated[list[str] | None, typer.Option("--arg", help="Server arg (repeat).")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE (repeat).")] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", help="KEY=VALUE (repeat).")] = None,
+    description: Annotated[str, typer.Option(help="What this model is.")] = "",
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Create a model with its serving defaults."""
+    body = {
+        "name": name,
+        "namespace": namespace,
+        "image": image,
+        "gpus_per_replica": gpus,
+        "gpu_resource": gpu_resource,
+        "replicas": replicas,
+        "port": port,
+        "gpu_budget": gpu_budget,
+        "routing_mode": routing,
+        "args": arg or [],
+        "env": parse_pairs(env, "--env") or {},
+        "labels": parse_pairs(label, "--label") or {},
+        "description": description,
+    }
+    with client(url, token) as api:
+        created = api.post("/v1/models", body)
+    emit(created, output, lambda m: f"model {m['name']} created\n" + details(m, MODEL_FIELDS))
+
+
+@models_app.command("list")
+def models_list(
+    namespace: Annotated[str | None, typer.Option(help="Only this namespace.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many.")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """List models, newest first."""
+    with client(url, token) as api:
+        items = api.paginate("/v1/models", limit=limit, namespace=namespace)
+    emit(items, output, lambda rows: table(rows, MODEL_COLUMNS))
+
+
+@models_app.command("show")
+def models_show(
+    name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, output: OutputOpt = Output.TABLE
+) -> None:
+    """Show one model."""
+    with client(url, token) as api:
+        model = api.get(f"/v1/models/{name}")
+    emit(model, output, lambda m: details(m, MODEL_FIELDS))
+
+
+@models_app.command("update")
+def models_update(
+    name: str,
+    image: Annotated[str | None, typer.Option()] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus")] = None,
+    replicas: Annotated[int | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    gpu_budget: Annotated[int | None, typer.Option()] = None,
+    arg: Annotated[list[str] | None, typer.Option("--arg", help="Replaces the args.")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", help="Replaces the env.")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Change a model's serving defaults (only the options given)."""
+    body: dict[str, Any] = {
+        "image": image,
+        "gpus_per_replica": gpus,
+        "replicas": replicas,
+        "port": port,
+        "gpu_budget": gpu_budget,
+        "args": arg,
+        "env": parse_pairs(env, "--env"),
+    }
+    body = {key: value for key, value in body.items() if value is not None}
+    if not body:
+        raise fail("nothing to change: give at least one option (see --help)", EXIT_CONFIG)
+    with client(url, token) as api:
+        model = api.patch(f"/v1/models/{name}", body)
+    emit(model, output, lambda m: f"model {m['name']} updated\n" + details(m, MODEL_FIELDS))
+
+
+@models_app.command("delete")
+def models_delete(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    """Delete a model and its versions (refused while one is live)."""
+    with client(url, token) as api:
+        api.delete(f"/v1/models/{name}")
+    typer.echo(f"model {name} deleted")
+
+
+# ---------------------------------------------------------------------------------------
+# versions
+
+VERSION_COLUMNS: list[Column] = [
+    ("VERSION", lambda v: v["version"]),
+    ("STATUS", lambda v: v["status"]),
+    ("KIND", lambda v: v["artifact_kind"]),
+    ("ARTIFACT", lambda v: v["artifact_uri"]),
+    ("CREATED", lambda v: v["created_at"][:19].replace("T", " ")),
+    ("BY", lambda v: v["created_by"]),
+]
+VERSION_FIELDS = [
+    "model",
+    "version",
+    "status",
+    "status_changed_at",
+    "artifact_uri",
+    "artifact_kind",
+    "base_model",
+    "image",
+    "args",
+    "env",
+    "labels",
+    "metadata",
+    "description",
+    "created_at",
+    "created_by",
+]
+
+
+@versions_app.command("register")
+def versions_register(
+    model: Annotated[str, typer.Argument(help="The model.")],
+    version: Annotated[str, typer.Argument(help="The new version's name (e.g. v2).")],
+    artifact_uri: Annotated[str, typer.Option("--artifact-uri", help="Weights or adapter URI.")],
+    kind: Annotated[str, typer.Option(help="weights or lora_adapter.")] = "weights",
+    base_model: Annotated[str | None, typer.Option(help="Base model of an adapter.")] = None,
+    image: Annotated[str | None, typer.Option(help="Overrides the model's image.")] = None,
+    arg: Annotated[
+        list[str] | None, typer.Option("--arg", help="Replaces the model's args.")
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", help="KEY=VALUE over the model's.")
+    ] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", help="KEY=VALUE (repeat).")] = None,
+    metadata: Annotated[
+        str | None, typer.Option(help="Lineage as JSON, or @file.json (eval scores, run id).")
+    ] = None,
+    description: Annotated[str, typer.Option()] = "",
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Register a new, immutable version of a model."""
+    body: dict[str, Any] = {
+        "version": version,
+        "artifact_uri": artifact_uri,
+        "artifact_kind": kind,
+        "base_model": base_model,
+        "image": image,
+        "args": arg,
+        "env": parse_pairs(env, "--env"),
+        "labels": parse_pairs(label, "--label") or {},
+        "metadata": load_json(metadata, "--metadata") or {},
+        "description": description,
+    }
+    with client(url, token) as api:
+        created = api.post(f"/v1/models/{model}/versions", body)
+    emit(
+        created,
+        output,
+        lambda v: f"version {v['model']}/{v['version']} registered\n" + details(v, VERSION_FIELDS),
+    )
+
+
+@versions_app.command("list")
+def versions_list(
+    model: str,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    label: Annotated[str | None, typer.Option(help="Selector: team=nlp,stage=prod.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many.")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """List a model's versions, newest first."""
+    with client(url, token) as api:
+        items = api.paginate(
+            f"/v1/models/{model}/versions", limit=limit, status=status, label=label
+        )
+    emit(items, output, lambda rows: table(rows, VERSION_COLUMNS))
+
+
+@versions_app.command("show")
+def versions_show(
+    model: str,
+    version: str,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Show one version with its lineage."""
+    with client(url, token) as api:
+        item = api.get(f"/v1/models/{model}/versions/{version}")
+    emit(item, output, lambda v: details(v, VERSION_FIELDS))
+
+
+# ---------------------------------------------------------------------------------------
+# tokens
+
+TOKEN_COLUMNS: list[Column] = [
+    ("NAME", lambda t: t["name"]),
+    ("ROLE", lambda t: t["role"]),
+    ("PREFIX", lambda t: t["prefix"]),
+    ("CREATED", lambda t: t["created_at"][:19].replace("T", " ")),
+    ("BY", lambda t: t["created_by"]),
+    ("EXPIRES", lambda t: (t["expires_at"] or "never")[:19].replace("T", " ")),
+    ("REVOKED", lambda t: (t["revoked_at"] or "-")[:19].replace("T", " ")),
+]
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: str,
+    role: Annotated[str, typer.Option(help="viewer, operator or admin.")],
+    expires_in_days: Annotated[int | None, typer.Option(help="Expire after N days.")] = None,
+    description: Annotated[str, typer.Option()] = "",
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Create a token. Its secret is printed once: store it now."""
+    body = {
+        "name": name,
+        "role": role,
+        "expires_in_days": expires_in_days,
+        "description": description,
+    }
+    with client(url, token) as api:
+        created = api.post("/v1/tokens", body)
+    emit(
+        created,
+        output,
+        lambda t: (
+            f"token {t['name']} ({t['role']}) created; this is the only time its "
+            f"secret is shown:\n{t['token']}"
+        ),
+    )
+
+
+@tokens_app.command("list")
+def tokens_list(
+    include_revoked: Annotated[bool, typer.Option(help="Show revoked tokens too.")] = False,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """List tokens (never their secrets)."""
+    with client(url, token) as api:
+        items = api.paginate("/v1/tokens", limit=None, include_revoked=include_revoked)
+    emit(items, output, lambda rows: table(rows, TOKEN_COLUMNS))
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    """Revoke a token: it stops working at once."""
+    with client(url, token) as api:
+        api.delete(f"/v1/tokens/{name}")
+    typer.echo(f"token {name} revoked")
+
+
+# ---------------------------------------------------------------------------------------
+# audit
+
+AUDIT_COLUMNS: list[Column] = [
+    ("AT", lambda e: e["at"][:19].replace("T", " ")),
+    ("ACTOR", lambda e: e["actor"]),
+    ("ACTION", lambda e: e["action"]),
+    ("MODEL", lambda e: e["model"]),
+    ("VERSION", lambda e: e["version"]),
+]
+
+
+@audit_app.command("list")
+def audit_list(
+    model: Annotated[str | None, typer.Option()] = None,
+    actor: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int | None, typer.Option()] = 50,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Who changed what, newest first."""
+    with client(url, token) as api:
+        items = api.paginate("/v1/audit", limit=limit, model=model, actor=actor)
+    emit(items, output, lambda rows: table(rows, AUDIT_COLUMNS))
+
+
+def main() -> None:
+    app(prog_name="controlplane")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Settings of the control plane, read once from the environment (prefix ``CONTROLPLANE_``).
+
+Unsafe combinations are refused here, at start, with a message that says what to set;
+this module must never log or print a secret value.
+"""
+
+from __future__ import annotations
+
+import functools
+from enum import StrEnum
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ADMIN_TOKEN = "dev-admin-token"  # noqa: S105 - a well-known value, accepted only in dev mode
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class ConfigError(ValueError):
+    """The settings cannot be used as given; the message says which variable to change."""
+
+
+class DatabaseSettings(BaseSettings):
+    """What the ``db`` commands need: no credentials beyond the database URL."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTROLPLANE_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./controlplane.db",
+        description="SQLAlchemy URL. SQLite file by default; postgresql://user:pw@host/db "
+        "in production (the psycopg 3 driver is used).",
+    )
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    auto_migrate: bool = Field(
+        default=True, description="Upgrade the schema to the latest migration on `serve`."
+    )
+
+
+class Settings(DatabaseSettings):
+    """Every knob of the control plane; each field maps to ``CONTROLPLANE_<FIELD>``."""
+
+    # --- security --------------------------------------------------------------------
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bootstrap admin bearer token. Required unless dev_mode is on.",
+    )
+    dev_mode: bool = Field(
+        default=False,
+        description="Local development only: allows starting without an admin token "
+        f"(the admin token is then {DEV_ADMIN_TOKEN!r}).",
+    )
+
+    # --- API -------------------------------------------------------------------------
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Requests with a larger body get 413."
+    )
+    page_size_max: int = Field(default=500, ge=1)
+
+    # --- logging ---------------------------------------------------------------------
+    log_level: str = Field(default="INFO")
+    log_format: LogFormat = Field(default=LogFormat.TEXT)
+
+    @model_validator(mode="after")
+    def _require_admin_token(self) -> Self:
+        if self.admin_token is None and not self.dev_mode:
+            raise ConfigError(
+                "CONTROLPLANE_ADMIN_TOKEN is not set: set it to a long random secret "
+                "(e.g. `openssl rand -hex 32`), or set CONTROLPLANE_DEV_MODE=true for a "
+                "local, insecure development server."
+            )
+        if self.admin_token is not None and not self.admin_token.get_secret_value().strip():
+            raise ConfigError("CONTROLPLANE_ADMIN_TOKEN is empty: give it a non-empty secret.")
+        return self
+
+    @property
+    def effective_admin_token(self) -> str:
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value()
+        return DEV_ADMIN_TOKEN
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,498 @@
+"""The persistent domain: SQLModel tables and, beside each, the schemas the API speaks.
+
+One family per entity (``XBase`` -> ``XCreate`` / ``X(table=True)`` / ``XPublic``). Inputs
+forbid unknown fields and validate everything that can be checked without the database;
+timestamps are UTC and timezone-aware on every backend; structured data lives in JSON
+columns. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+import sqlalchemy as sa
+from pydantic import ConfigDict, field_validator, model_validator
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from controlplane import naming
+
+# ---------------------------------------------------------------------------------------
+# column types
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Stores UTC, returns timezone-aware UTC datetimes on SQLite as well as PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONColumn = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json_field(*, nullable: bool = False, name: str | None = None, default: Any = None) -> Any:
+    column = sa.Column(name, JSONColumn, nullable=nullable) if name else None
+    kwargs: dict[str, Any] = {}
+    if column is not None:
+        kwargs["sa_column"] = column
+    else:
+        kwargs["sa_type"] = JSONColumn
+        kwargs["nullable"] = nullable
+    if default is not None:
+        kwargs["default_factory"] = default
+    else:
+        kwargs["default"] = None
+    return Field(**kwargs)
+
+
+def _enum_field(enum: type[StrEnum], *, default: Any = ..., index: bool = False) -> Any:
+    """Stored as its value in a VARCHAR (no database enum type: adding a member later needs
+    no migration), read back as the enum member."""
+    column_type = sa.Enum(
+        enum,
+        native_enum=False,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+    )
+    return Field(default=default, sa_type=column_type, index=index)
+
+
+def _time_field(*, nullable: bool = False, index: bool = False) -> Any:
+    # Required timestamps are set by the services (from an injected clock), never defaulted.
+    return Field(
+        default=None,
+        sa_type=UTCDateTime,
+        nullable=nullable,
+        index=index,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# enums
+
+
+class Role(StrEnum):
+    """Who may do what. Each role can do everything the roles before it can."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, required: Role) -> bool:
+        return self.rank >= required.rank
+
+
+class VersionStatus(StrEnum):
+    """Where a version stands. Set only by the rollout engine; read-only over the API."""
+
+    REGISTERED = "registered"
+    CANARY = "canary"
+    STABLE = "stable"
+    RETIRED = "retired"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+    @property
+    def is_live(self) -> bool:
+        """A live version has pods serving (or about to serve) traffic."""
+        return self in (VersionStatus.CANARY, VersionStatus.STABLE)
+
+
+class RoutingMode(StrEnum):
+    """How traffic is split between versions: replica share, or Gateway API weights."""
+
+    REPLICAS = "replicas"
+    GATEWAY_API = "gateway-api"
+
+
+class ArtifactKind(StrEnum):
+    WEIGHTS = "weights"
+    LORA_ADAPTER = "lora_adapter"
+
+
+# ---------------------------------------------------------------------------------------
+# shared validators
+
+
+def _check_labels(labels: dict[str, str] | None) -> dict[str, str] | None:
+    if labels is None:
+        return None
+    for key, value in labels.items():
+        problem = naming.label_key_problem(key) or naming.label_value_problem(key, value)
+        if problem:
+            raise ValueError(problem)
+    return labels
+
+
+def _check_env(env: dict[str, str] | None) -> dict[str, str] | None:
+    if env is None:
+        return None
+    for key in env:
+        problem = naming.env_name_problem(key)
+        if problem:
+            raise ValueError(problem)
+    return env
+
+
+def _check_image(image: str | None) -> str | None:
+    if image is None:
+        return None
+    if not image.strip() or any(ch.isspace() for ch in image) or len(image) > 512:
+        raise ValueError(
+            f"image {image!r} is not a valid container image reference "
+            "(e.g. 'vllm/vllm-openai:v0.11.0' or 'registry.example.com/llm/server@sha256:...')"
+        )
+    return image
+
+
+def _check_path(path: str | None) -> str | None:
+    if path is not None and not path.startswith("/"):
+        raise ValueError(f"path {path!r} must start with '/' (e.g. '/health')")
+    return path
+
+
+ARTIFACT_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "hf", "oci", "pvc", "file", "http", "https")
+
+
+def _check_artifact_uri(uri: str) -> str:
+    scheme, sep, rest = uri.partition("://")
+    if not sep or not rest or scheme.lower() not in ARTIFACT_SCHEMES:
+        raise ValueError(
+            f"artifact_uri {uri!r} must be a URI with one of the schemes "
+            f"{', '.join(ARTIFACT_SCHEMES)} (e.g. 's3://models/chat/v2')"
+        )
+    return uri
+
+
+# ---------------------------------------------------------------------------------------
+# models (a named deployable with its serving defaults)
+
+
+class ServingDefaults(SQLModel):
+    """How a model's pods are run, unless a version overrides it."""
+
+    image: str = Field(max_length=512, description="Container image of the inference server.")
+    gpus_per_replica: int = Field(default=1, ge=0, le=64, description="GPUs each pod requests.")
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu", max_length=253, description="Extended resource name of the GPU."
+    )
+    replicas: int = Field(default=1, ge=1, le=1000, description="Replicas of the stable version.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Container port of the server.")
+    args: list[str] = _json_field(default=list)
+    env: dict[str, str] = _json_field(default=dict)
+    gpu_budget: int | None = Field(
+        default=None,
+        ge=0,
+        description="The most GPUs a rollout of this model may hold at once (stable + canary). "
+        "None: no limit, the canary surges beside a full stable.",
+    )
+    routing_mode: RoutingMode = _enum_field(RoutingMode, default=RoutingMode.REPLICAS)
+    health_path: str = Field(default="/health", max_length=256)
+
+
+class ModelBase(ServingDefaults):
+    name: str = Field(max_length=63, description="Unique name; a valid Kubernetes Service name.")
+    namespace: str = Field(default="default", max_length=63)
+    description: str = Field(default="", max_length=2000)
+    labels: dict[str, str] = _json_field(default=dict)
+
+
+class _ServingValidators:
+    """Field checks shared by the create and update schemas."""
+
+    @field_validator("image", check_fields=False)
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return _check_image(value)
+
+    @field_validator("gpu_resource", check_fields=False)
+    @classmethod
+    def _gpu_resource(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = naming.resource_name_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("env", check_fields=False)
+    @classmethod
+    def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return _check_env(value)
+
+    @field_validator("labels", check_fields=False)
+    @classmethod
+    def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return _check_labels(value)
+
+    @field_validator("health_path", check_fields=False)
+    @classmethod
+    def _health_path(cls, value: str | None) -> str | None:
+        return _check_path(value)
+
+
+class ModelCreate(_ServingValidators, ModelBase):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        problem = naming.dns1035_label_problem(value, "model name")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        problem = naming.dns1123_label_problem(value, "namespace")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class ModelUpdate(_ServingValidators, SQLModel):
+    """A PATCH of a model's serving defaults: only the fields given are changed."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    image: str | None = Field(default=None, max_length=512)
+    gpus_per_replica: int | None = Field(default=None, ge=0, le=64)
+    gpu_resource: str | None = Field(default=None, max_length=253)
+    replicas: int | None = Field(default=None, ge=1, le=1000)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    args: list[str] | None = None
+    env: dict[str, str] | None = None
+    gpu_budget: int | None = Field(default=None, ge=0)
+    routing_mode: RoutingMode | None = None
+    health_path: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=2000)
+    labels: dict[str, str] | None = None
+
+
+class Model(ModelBase, table=True):
+    __tablename__: ClassVar[str] = "model"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=63, unique=True, index=True)
+    created_at: datetime = _time_field()
+    created_by: str = Field(max_length=128)
+    updated_at: datetime = _time_field()
+    updated_by: str = Field(max_length=128)
+
+
+class ModelPublic(ModelBase):
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+
+
+class ModelPage(SQLModel):
+    items: list[ModelPublic]
+    next_cursor: str | None = None
+
+
+# ---------------------------------------------------------------------------------------
+# versions (immutable records of what was trained and how to serve it)
+
+
+class VersionBase(SQLModel):
+    version: str = Field(max_length=63, description="Unique per model; part of resource names.")
+    artifact_uri: str = Field(max_length=2048, description="Weights or LoRA adapter location.")
+    artifact_kind: ArtifactKind = _enum_field(ArtifactKind, default=ArtifactKind.WEIGHTS)
+    base_model: str | None = Field(
+        default=None, max_length=512, description="The base model a LoRA adapter applies to."
+    )
+    image: str | None = Field(default=None, max_length=512, description="Overrides the model's.")
+    args: list[str] | None = _json_field(nullable=True)
+    env: dict[str, str] | None = _json_field(nullable=True)
+    description: str = Field(default="", max_length=2000)
+    labels: dict[str, str] = _json_field(default=dict)
+
+
+class VersionCreate(VersionBase):
+    """Registration of a new version. ``args`` replaces the model's args when given; ``env``
+    is merged over the model's env."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    meta: dict[str, Any] = Field(
+        default_factory=dict,
+        alias="metadata",
+        description="Free-form lineage: training run, dataset hash, eval scores.",
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        problem = naming.dns1123_label_problem(value, "version name")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("artifact_uri")
+    @classmethod
+    def _artifact_uri(cls, value: str) -> str:
+        return _check_artifact_uri(value)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return _check_image(value)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return _check_env(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_labels(value) or {}
+
+    @model_validator(mode="after")
+    def _adapter_needs_base(self) -> Self:
+        if self.artifact_kind is ArtifactKind.LORA_ADAPTER and not self.base_model:
+            raise ValueError(
+                "a lora_adapter artifact needs base_model: name the base model the adapter "
+                "applies to (e.g. 'meta-llama/Llama-3.1-8B-Instruct')"
+            )
+        if self.artifact_kind is ArtifactKind.WEIGHTS and self.base_model:
+            raise ValueError(
+                "base_model is only for artifact_kind 'lora_adapter'; record a full model's "
+                "origin in metadata instead"
+            )
+        return self
+
+
+class ModelVersion(VersionBase, table=True):
+    __tablename__: ClassVar[str] = "model_version"
+    __table_args__ = (sa.UniqueConstraint("model_id", "version", name="uq_model_version_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="model.id", index=True, ondelete="CASCADE")
+    meta: dict[str, Any] = _json_field(name="metadata", default=dict)
+    status: VersionStatus = _enum_field(VersionStatus, default=VersionStatus.REGISTERED, index=True)
+    status_changed_at: datetime = _time_field()
+    created_at: datetime = _time_field()
+    created_by: str = Field(max_length=128)
+
+
+class VersionPublic(VersionBase):
+    model: str
+    meta: dict[str, Any] = Field(default_factory=dict, alias="metadata")
+    status: VersionStatus
+    status_changed_at: datetime
+    created_at: datetime
+    created_by: str
+
+
+class VersionPage(SQLModel):
+    items: list[VersionPublic]
+    next_cursor: str | None = None
+
+
+# ---------------------------------------------------------------------------------------
+# API tokens (only hashes are stored)
+
+
+class TokenBase(SQLModel):
+    name: str = Field(max_length=63)
+    role: Role = _enum_field(Role)
+    description: str = Field(default="", max_length=500)
+
+
+class TokenCreate(TokenBase):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        problem = naming.dns1123_label_problem(value, "token name")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class ApiToken(TokenBase, table=True):
+    __tablename__: ClassVar[str] = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=63, unique=True, index=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    prefix: str = Field(max_length=16)
+    created_at: datetime = _time_field()
+    created_by: str = Field(max_length=128)
+    expires_at: datetime | None = _time_field(nullable=True)
+    revoked_at: datetime | None = _time_field(nullable=True)
+    revoked_by: str | None = Field(default=None, max_length=128)
+
+
+class TokenPublic(TokenBase):
+    prefix: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="The secret. Shown once: store it now.")
+
+
+# ---------------------------------------------------------------------------------------
+# audit trail: every write, who made it, what it touched
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__: ClassVar[str] = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _time_field(index=True)
+    actor: str = Field(max_length=128, index=True)
+    action: str = Field(max_length=64, index=True)
+    model: str | None = Field(default=None, max_length=63, index=True)
+    version: str | None = Field(default=None, max_length=63)
+    details: dict[str, Any] = _json_field(default=dict)
+
+
+class AuditEventPublic(SQLModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    model: str | None
+    version: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(SQLModel):
+    items: list[AuditEventPublic]
+    next_cursor: str | None = None

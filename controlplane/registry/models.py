@@ -1,0 +1,184 @@
+"""Models: create, read, change serving defaults, delete while nothing of it is live.
+
+Each write validates the whole resulting model (not just the fields given), records its
+actor, and commits once; a refused request leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from controlplane import audit, pagination
+from controlplane.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    FieldIssue,
+    InvalidRequestError,
+    NotFoundError,
+)
+from controlplane.models import (
+    Model,
+    ModelCreate,
+    ModelPublic,
+    ModelUpdate,
+    ModelVersion,
+    ServingDefaults,
+    VersionStatus,
+    utcnow,
+)
+
+
+def serving_issues(serving: ServingDefaults) -> list[FieldIssue]:
+    """Checks that span several fields, run on the model as it would be after a write."""
+    issues: list[FieldIssue] = []
+    stable_gpus = serving.gpus_per_replica * serving.replicas
+    if serving.gpu_budget is not None and serving.gpu_budget < stable_gpus:
+        issues.append(
+            FieldIssue(
+                field="gpu_budget",
+                code="budget_too_small",
+                message=(
+                    f"gpu_budget {serving.gpu_budget} is below what the stable version alone "
+                    f"needs ({serving.replicas} replicas x {serving.gpus_per_replica} GPUs = "
+                    f"{stable_gpus}); raise gpu_budget to at least {stable_gpus} or lower "
+                    "replicas"
+                ),
+            )
+        )
+    return issues
+
+
+def _raise_if(issues: list[FieldIssue]) -> None:
+    if issues:
+        raise InvalidRequestError(
+            "; ".join(issue.message for issue in issues), code="validation_error", issues=issues
+        )
+
+
+def to_public(model: Model) -> ModelPublic:
+    return ModelPublic.model_validate(model, from_attributes=True)
+
+
+def get_model(session: Session, name: str, *, for_update: bool = False) -> Model:
+    statement = select(Model).where(Model.name == name)
+    if for_update:
+        statement = statement.with_for_update()
+    model = session.exec(statement).first()
+    if model is None:
+        raise NotFoundError(
+            f"model {name!r} does not exist; list models with GET /v1/models",
+            code="model_not_found",
+        )
+    return model
+
+
+def create_model(
+    session: Session, *, data: ModelCreate, actor: str, now: datetime | None = None
+) -> Model:
+    now = now or utcnow()
+    _raise_if(serving_issues(data))
+    if session.exec(select(Model.id).where(Model.name == data.name)).first() is not None:
+        raise AlreadyExistsError(
+            f"model {data.name!r} already exists; change it with PATCH /v1/models/{data.name} "
+            "or pick another name",
+            code="model_exists",
+        )
+    model = Model.model_validate(
+        data,
+        update={"created_at": now, "created_by": actor, "updated_at": now, "updated_by": actor},
+    )
+    session.add(model)
+    audit.record(
+        session,
+        actor=actor,
+        action="model.created",
+        at=now,
+        model=model.name,
+        details=data.model_dump(mode="json"),
+    )
+    try:
+        session.commit()
+    except IntegrityError as error:  # lost a race with a concurrent create of the same name
+        session.rollback()
+        raise AlreadyExistsError(
+            f"model {data.name!r} already exists", code="model_exists"
+        ) from error
+    session.refresh(model)
+    return model
+
+
+def list_models(
+    session: Session, *, namespace: str | None = None, cursor: str | None = None, limit: int = 50
+) -> tuple[list[Model], str | None]:
+    statement = select(Model)
+    if namespace is not None:
+        statement = statement.where(Model.namespace == namespace)
+    statement = pagination.page_after(statement, col(Model.id), cursor, limit)
+    rows = list(session.exec(statement).all())
+    return pagination.split_page(rows, limit, lambda model: model.id)
+
+
+def update_model(
+    session: Session, *, name: str, data: ModelUpdate, actor: str, now: datetime | None = None
+) -> Model:
+    now = now or utcnow()
+    model = get_model(session, name, for_update=True)
+    changes = data.model_dump(exclude_unset=True)
+    nulls = [field for field, value in changes.items() if value is None and field != "gpu_budget"]
+    if nulls:
+        session.rollback()
+        _raise_if(
+            [
+                FieldIssue(field=field, code="null_not_allowed", message=f"{field} cannot be null")
+                for field in nulls
+            ]
+        )
+    candidate = ServingDefaults.model_validate(
+        {**ServingDefaults.model_validate(model, from_attributes=True).model_dump(), **changes}
+    )
+    issues = serving_issues(candidate)
+    if issues:
+        session.rollback()
+        _raise_if(issues)
+    for field, value in changes.items():
+        setattr(model, field, value)
+    model.updated_at = now
+    model.updated_by = actor
+    session.add(model)
+    audit.record(
+        session,
+        actor=actor,
+        action="model.updated",
+        at=now,
+        model=name,
+        details={"changes": data.model_dump(mode="json", exclude_unset=True)},
+    )
+    session.commit()
+    session.refresh(model)
+    return model
+
+
+def delete_model(session: Session, *, name: str, actor: str, now: datetime | None = None) -> None:
+    now = now or utcnow()
+    model = get_model(session, name, for_update=True)
+    live = session.exec(
+        select(ModelVersion.version, ModelVersion.status).where(
+            ModelVersion.model_id == model.id,
+            col(ModelVersion.status).in_([s for s in VersionStatus if s.is_live]),
+        )
+    ).all()
+    if live:
+        session.rollback()
+        described = ", ".join(f"{version} ({status})" for version, status in live)
+        raise ConflictError(
+            f"model {name!r} has live versions: {described}; roll them out of service "
+            "(or abort their rollout) before deleting the model",
+            code="model_live",
+            context={"live_versions": [version for version, _ in live]},
+        )
+    session.delete(model)
+    audit.record(session, actor=actor, action="model.deleted", at=now, model=name)
+    session.commit()

@@ -1,0 +1,145 @@
+"""Versions: register (immutable), list (newest first, filtered), read.
+
+A version's status is not writable here: the rollout engine owns it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from controlplane import audit, pagination
+from controlplane.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
+from controlplane.models import (
+    Model,
+    ModelVersion,
+    VersionCreate,
+    VersionPublic,
+    VersionStatus,
+    utcnow,
+)
+from controlplane.naming import LABEL_MAX, workload_name
+from controlplane.registry.models import get_model
+
+
+def to_public(version: ModelVersion, model_name: str) -> VersionPublic:
+    return VersionPublic.model_validate(
+        {**version.model_dump(), "metadata": version.meta, "model": model_name}
+    )
+
+
+def _duplicate(model: str, version: str) -> AlreadyExistsError:
+    return AlreadyExistsError(
+        f"version {version!r} of model {model!r} is already registered, and versions are "
+        "immutable: register the change under a new version name",
+        code="version_exists",
+        context={"model": model, "version": version},
+    )
+
+
+def register_version(
+    session: Session,
+    *,
+    model_name: str,
+    data: VersionCreate,
+    actor: str,
+    now: datetime | None = None,
+) -> tuple[Model, ModelVersion]:
+    now = now or utcnow()
+    model = get_model(session, model_name)
+    name = workload_name(model.name, data.version)
+    if len(name) > LABEL_MAX:
+        raise InvalidRequestError(
+            f"'{name}' (model-version) would be {len(name)} characters, over the Kubernetes "
+            f"limit of {LABEL_MAX} for Service names: shorten the version name to at most "
+            f"{LABEL_MAX - len(model.name) - 1} characters",
+            code="name_too_long",
+        )
+    exists = session.exec(
+        select(ModelVersion.id).where(
+            ModelVersion.model_id == model.id, ModelVersion.version == data.version
+        )
+    ).first()
+    if exists is not None:
+        raise _duplicate(model.name, data.version)
+    version = ModelVersion.model_validate(
+        data,
+        update={
+            "model_id": model.id,
+            "meta": data.meta,
+            "status": VersionStatus.REGISTERED,
+            "status_changed_at": now,
+            "created_at": now,
+            "created_by": actor,
+        },
+    )
+    session.add(version)
+    audit.record(
+        session,
+        actor=actor,
+        action="version.registered",
+        at=now,
+        model=model.name,
+        version=data.version,
+        details={"artifact_uri": data.artifact_uri, "image": data.image},
+    )
+    try:
+        session.commit()
+    except IntegrityError as error:  # a concurrent registration of the same name won
+        session.rollback()
+        raise _duplicate(model.name, data.version) from error
+    session.refresh(version)
+    return model, version
+
+
+def get_version(session: Session, *, model_name: str, version: str) -> tuple[Model, ModelVersion]:
+    model = get_model(session, model_name)
+    row = session.exec(
+        select(ModelVersion).where(
+            ModelVersion.model_id == model.id, ModelVersion.version == version
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(
+            f"model {model_name!r} has no version {version!r}; list its versions with "
+            f"GET /v1/models/{model_name}/versions",
+            code="version_not_found",
+        )
+    return model, row
+
+
+def parse_label_selector(selector: str) -> dict[str, str]:
+    """``team=nlp,stage=prod`` -> {"team": "nlp", "stage": "prod"} (equality only)."""
+    labels: dict[str, str] = {}
+    for term in filter(None, (part.strip() for part in selector.split(","))):
+        key, sep, value = term.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequestError(
+                f"label selector term {term!r} is not key=value (e.g. 'team=nlp,stage=prod')",
+                code="invalid_label_selector",
+            )
+        labels[key.strip()] = value.strip().removeprefix("=")  # accept k==v too
+    return labels
+
+
+def list_versions(
+    session: Session,
+    *,
+    model_name: str,
+    status: VersionStatus | None = None,
+    labels: dict[str, str] | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[Model, list[ModelVersion], str | None]:
+    model = get_model(session, model_name)
+    statement = select(ModelVersion).where(ModelVersion.model_id == model.id)
+    if status is not None:
+        statement = statement.where(ModelVersion.status == status)
+    for key, value in (labels or {}).items():
+        statement = statement.where(col(ModelVersion.labels)[key].as_string() == value)
+    statement = pagination.page_after(statement, col(ModelVersion.id), cursor, limit)
+    rows = list(session.exec(statement).all())
+    items, next_cursor = pagination.split_page(rows, limit, lambda version: version.id)
+    return model, items, next_cursor

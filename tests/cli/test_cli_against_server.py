@@ -1,0 +1,237 @@
+"""The CLI and raw HTTP against a real `controlplane serve` process (SQLite and PostgreSQL).
+
+This is what a user does on day one: start the server with an admin token, create a model,
+register versions, list them, and see clear errors for duplicates and missing rights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.postgres import free_port
+
+CLI = [sys.executable, "-m", "controlplane"]
+ADMIN = "serve-admin-token"
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
+
+    def cli(self, *args: str, token: str | None = ADMIN) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")}
+        env["CONTROLPLANE_URL"] = self.url
+        if token is not None:
+            env["CONTROLPLANE_TOKEN"] = token
+        return subprocess.run(
+            [*CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")}
+    env |= {"CONTROLPLANE_ADMIN_TOKEN": ADMIN, "CONTROLPLANE_DATABASE_URL": database_url}
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"server did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield Server(url=url, log=log)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_day_one_through_the_cli(server: Server) -> None:
+    created = server.cli(
+        "models",
+        "create",
+        "chat",
+        "--namespace",
+        "llm",
+        "--image",
+        "vllm/vllm-openai:v0.11.0",
+        "--replicas",
+        "2",
+        "--gpu-budget",
+        "4",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "model chat created" in created.stdout
+
+    for version in ("v1", "v2"):
+        registered = server.cli(
+            "versions",
+            "register",
+            "chat",
+            version,
+            "--artifact-uri",
+            f"s3://models/chat/{version}",
+            "--metadata",
+            '{"eval": {"mmlu": 0.61}}',
+            "--label",
+            "team=nlp",
+        )
+        assert registered.returncode == 0, registered.stderr
+
+    listed = server.cli("versions", "list", "chat")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.strip().splitlines()
+    assert lines[0].split()[:2] == ["VERSION", "STATUS"]
+    assert [line.split()[0] for line in lines[1:]] == ["v2", "v1"]
+
+    as_json = json.loads(server.cli("versions", "list", "chat", "-o", "json").stdout)
+    assert [v["version"] for v in as_json] == ["v2", "v1"]
+    assert as_json[0]["metadata"] == {"eval": {"mmlu": 0.61}}
+
+    shown = json.loads(server.cli("versions", "show", "chat", "v1", "-o", "json").stdout)
+    assert shown["status"] == "registered"
+    assert shown["labels"] == {"team": "nlp"}
+
+    duplicate = server.cli("versions", "register", "chat", "v1", "--artifact-uri", "s3://x/y")
+    assert duplicate.returncode != 0
+    assert "already registered" in duplicate.stderr
+
+    anonymous = server.cli("versions", "list", "chat", token=None)
+    assert anonymous.returncode != 0
+    assert "missing bearer token" in anonymous.stderr
+
+    token = json.loads(
+        server.cli("tokens", "create", "ci-viewer", "--role", "viewer", "-o", "json").stdout
+    )["token"]
+    assert server.cli("versions", "list", "chat", token=token).returncode == 0
+    refused = server.cli(
+        "versions", "register", "chat", "v3", "--artifact-uri", "s3://x/y", token=token
+    )
+    assert refused.returncode != 0
+    assert "needs 'operator'" in refused.stderr
+
+    tokens = server.cli("tokens", "list")
+    assert "ci-viewer" in tokens.stdout
+    assert token not in tokens.stdout
+    assert server.cli("tokens", "revoke", "ci-viewer").returncode == 0
+    assert server.cli("models", "list", token=token).returncode != 0
+
+    audit = server.cli("audit", "list", "--model", "chat", "-o", "json")
+    assert [e["action"] for e in json.loads(audit.stdout)] == [
+        "version.registered",
+        "version.registered",
+        "model.created",
+    ]
+    assert ADMIN not in server.log.read_text()
+    assert token not in server.log.read_text()
+
+
+def test_day_one_over_raw_http(server: Server) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        model = http.post(
+            "/v1/models",
+            headers=admin,
+            json={
+                "name": "chat",
+                "namespace": "llm",
+                "image": "vllm/vllm-openai:v0.11.0",
+                "gpus_per_replica": 1,
+                "replicas": 2,
+                "port": 8000,
+                "gpu_budget": 4,
+            },
+        )
+        assert model.status_code == 201
+        version = http.post(
+            "/v1/models/chat/versions",
+            headers=admin,
+            json={
+                "version": "v1",
+                "artifact_uri": "s3://models/chat/v1",
+                "metadata": {"eval": {"mmlu": 0.61}},
+            },
+        )
+        assert version.status_code == 201
+        assert {"version", "status"} <= set(version.json())
+        assert http.get("/v1/models/chat/versions", headers=admin).status_code == 200
+        token = http.post("/v1/tokens", headers=admin, json={"name": "ci-viewer", "role": "viewer"})
+        assert token.status_code == 201
+        assert "token" in token.json()
+        assert http.get("/v1/models/chat/versions").status_code == 401
+        viewer = {"Authorization": f"Bearer {token.json()['token']}"}
+        forbidden = http.post(
+            "/v1/models/chat/versions",
+            headers=viewer,
+            json={"version": "v2", "artifact_uri": "s3://models/chat/v2"},
+        )
+        assert forbidden.status_code == 403
+        assert forbidden.headers["content-type"] == "application/problem+json"
+
+
+def test_cli_reports_an_unreachable_server() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")}
+    result = subprocess.run(
+        [*CLI, "models", "list", "--url", f"http://127.0.0.1:{free_port()}", "--token", "x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 3
+    assert "cannot reach the control plane" in result.stderr
+
+
+def test_serve_refuses_to_start_without_an_admin_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")}
+    env["CONTROLPLANE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'x.db'}"
+    result = subprocess.run(
+        [*CLI, "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "CONTROLPLANE_ADMIN_TOKEN is not set" in result.stderr
+    assert "CONTROLPLANE_DEV_MODE" in result.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_db_upgrade_command_migrates_without_an_admin_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")}
+    env["CONTROLPLANE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'x.db'}"
+    upgraded = subprocess.run(
+        [*CLI, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    current = subprocess.run(
+        [*CLI, "db", "current"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert current.stdout.strip() == "0001"

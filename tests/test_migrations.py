@@ -1,0 +1,30 @@
+"""Migrations: upgrade to head, no drift between models and migrations, downgrade to base."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+import controlplane.models  # noqa: F401 - registers the tables
+from controlplane import db
+
+
+def test_round_trip_has_no_drift(empty_database_url: str) -> None:
+    db.upgrade(empty_database_url)
+    assert db.current_revision(empty_database_url) is not None
+    engine = db.make_engine(empty_database_url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            diff = compare_metadata(context, SQLModel.metadata)
+            assert diff == [], f"models and migrations differ: {diff}"
+        db.upgrade(empty_database_url)  # a second upgrade is a no-op
+        db.downgrade(empty_database_url, "base")
+        with engine.connect() as connection:
+            tables = set(sa.inspect(connection).get_table_names()) - {"alembic_version"}
+        assert tables == set()
+        assert db.current_revision(empty_database_url) is None
+    finally:
+        engine.dispose()

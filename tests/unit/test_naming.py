@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from controlplane import naming
+
+
+@pytest.mark.parametrize("name", ["chat", "chat-7b", "a", "l" + "x" * 62])
+def test_valid_service_names(name: str) -> None:
+    assert naming.dns1035_label_problem(name, "model name") is None
+
+
+@pytest.mark.parametrize(
+    "name", ["Chat", "7b", "chat-", "-chat", "chat_7b", "chat.7b", "", "x" * 64]
+)
+def test_invalid_service_names_say_why(name: str) -> None:
+    problem = naming.dns1035_label_problem(name, "model name")
+    assert problem is not None
+    assert "model name" in problem
+
+
+@pytest.mark.parametrize("name", ["v1", "2024-11-rc1", "1"])
+def test_version_names_may_start_with_a_digit(name: str) -> None:
+    assert naming.dns1123_label_problem(name, "version name") is None
+
+
+@pytest.mark.parametrize(
+    ("key", "ok"),
+    [
+        ("team", True),
+        ("app.kubernetes.io/name", True),
+        ("a/b/c", False),
+        ("-x", False),
+        ("UPPER_ok.1", True),
+        ("Bad.Prefix/x", False),
+    ],
+)
+def test_label_keys(key: str, ok: bool) -> None:
+    assert (naming.label_key_problem(key) is None) is ok
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("", True), ("nlp", True), ("a b", False), ("x" * 64, False)]
+)
+def test_label_values(value: str, ok: bool) -> None:
+    assert (naming.label_value_problem("k", value) is None) is ok
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [("nvidia.com/gpu", True), ("amd.com/gpu", True), ("gpu", True), ("not a resource", False)],
+)
+def test_resource_names(name: str, ok: bool) -> None:
+    assert (naming.resource_name_problem(name) is None) is ok
+
+
+def test_workload_name_joins_model_and_version() -> None:
+    assert naming.workload_name("chat", "v2") == "chat-v2"
