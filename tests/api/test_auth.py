@@ -129,3 +129,32 @@ def test_bad_token_requests_are_422(api: TestClient, body: dict[str, object]) ->
 
 def test_revoking_an_unknown_token_is_404(api: TestClient) -> None:
     assert api.delete("/v1/tokens/nope").json()["code"] == "token_not_found"
+
+
+def test_expired_token_is_refused_with_its_own_code(database: Database) -> None:
+    from datetime import timedelta
+
+    from controlplane import auth
+    from controlplane.errors import AuthenticationError
+    from controlplane.models import Role, TokenCreate, utcnow
+
+    now = utcnow()
+    with database.session() as session:
+        created = auth.create_token(
+            session,
+            data=TokenCreate(name="short", role=Role.VIEWER, expires_in_days=1),
+            actor="admin",
+            now=now,
+        )
+        principal = auth.authenticate(
+            session, secret=created.token, admin_token="x", now=now + timedelta(hours=23)
+        )
+        assert principal.name == "short"
+        with pytest.raises(AuthenticationError) as error:
+            auth.authenticate(
+                session,
+                secret=created.token,
+                admin_token="x",
+                now=now + timedelta(days=1, seconds=1),
+            )
+        assert error.value.code == "token_expired"
