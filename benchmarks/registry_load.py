@@ -13,7 +13,8 @@ p50/p99 latency and throughput for each phase:
 database work costs, independent of how fast this machine is. Client and server share the
 machine's cores, so absolute figures are a floor, not a capacity plan.
 
-    python -m benchmarks.registry_load [--versions 10000] [--clients 50] [--backends sqlite,postgres]
+    python -m benchmarks.registry_load [--versions 10000] [--clients 50]
+                                       [--backends sqlite,postgres]
 """
 
 from __future__ import annotations
