@@ -212,6 +212,12 @@ class ServingDefaults(SQLModel):
     )
     routing_mode: RoutingMode = _enum_field(RoutingMode, default=RoutingMode.REPLICAS)
     health_path: str = Field(default="/health", max_length=256)
+    gateway: str | None = Field(
+        default=None,
+        max_length=127,
+        description="'namespace/name' (or 'name', in the model's namespace) of the Gateway "
+        "the model's HTTPRoute attaches to; required when routing_mode is gateway-api.",
+    )
 
 
 class ModelBase(ServingDefaults):
@@ -247,6 +253,16 @@ class _ServingValidators:
     @classmethod
     def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return _check_labels(value)
+
+    @field_validator("gateway", check_fields=False)
+    @classmethod
+    def _gateway(cls, value: str | None) -> str | None:
+        if value is not None:
+            for part in value.split("/", 1):
+                problem = naming.dns1123_label_problem(part, "gateway reference part")
+                if problem:
+                    raise ValueError(f"gateway must be 'namespace/name' or 'name': {problem}")
+        return value
 
     @field_validator("health_path", check_fields=False)
     @classmethod
@@ -289,6 +305,7 @@ class ModelUpdate(_ServingValidators, SQLModel):
     gpu_budget: int | None = Field(default=None, ge=0)
     routing_mode: RoutingMode | None = None
     health_path: str | None = Field(default=None, max_length=256)
+    gateway: str | None = Field(default=None, max_length=127)
     description: str | None = Field(default=None, max_length=2000)
     labels: dict[str, str] | None = None
 

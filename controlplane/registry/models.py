@@ -25,6 +25,7 @@ from controlplane.models import (
     ModelPublic,
     ModelUpdate,
     ModelVersion,
+    RoutingMode,
     ServingDefaults,
     VersionStatus,
     utcnow,
@@ -46,6 +47,15 @@ def serving_issues(serving: ServingDefaults) -> list[FieldIssue]:
                     f"{stable_gpus}); raise gpu_budget to at least {stable_gpus} or lower "
                     "replicas"
                 ),
+            )
+        )
+    if serving.routing_mode is RoutingMode.GATEWAY_API and not serving.gateway:
+        issues.append(
+            FieldIssue(
+                field="gateway",
+                code="gateway_required",
+                message="routing_mode 'gateway-api' needs gateway: the 'namespace/name' of the "
+                "Gateway that the model's HTTPRoute attaches to",
             )
         )
     return issues
@@ -127,7 +137,8 @@ def update_model(
     now = now or utcnow()
     model = get_model(session, name, for_update=True)
     changes = data.model_dump(exclude_unset=True)
-    nulls = [field for field, value in changes.items() if value is None and field != "gpu_budget"]
+    nullable = {"gpu_budget", "gateway"}
+    nulls = [field for field, value in changes.items() if value is None and field not in nullable]
     if nulls:
         session.rollback()
         _raise_if(

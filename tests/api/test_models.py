@@ -140,3 +140,14 @@ def test_every_write_is_in_the_audit_trail(
     assert ("model.updated", "admin", "aud") in actions
     listed = api.get("/v1/audit", params={"model": "aud"}).json()["items"]
     assert [e["action"] for e in listed] == ["model.updated", "version.registered", "model.created"]
+
+
+def test_gateway_routing_needs_a_gateway_reference(api: TestClient) -> None:
+    missing = api.post("/v1/models", json=model_body(routing_mode="gateway-api"))
+    assert missing.status_code == 400
+    assert missing.json()["errors"][0]["code"] == "gateway_required"
+    bad = api.post("/v1/models", json=model_body(routing_mode="gateway-api", gateway="a/b/C"))
+    assert bad.status_code == 422
+    good = api.post("/v1/models", json=model_body(routing_mode="gateway-api", gateway="infra/llm-gw"))
+    assert good.status_code == 201, good.text
+    assert good.json()["gateway"] == "infra/llm-gw"
