@@ -148,6 +148,8 @@ def test_gateway_routing_needs_a_gateway_reference(api: TestClient) -> None:
     assert missing.json()["errors"][0]["code"] == "gateway_required"
     bad = api.post("/v1/models", json=model_body(routing_mode="gateway-api", gateway="a/b/C"))
     assert bad.status_code == 422
-    good = api.post("/v1/models", json=model_body(routing_mode="gateway-api", gateway="infra/llm-gw"))
+    good = api.post(
+        "/v1/models", json=model_body(routing_mode="gateway-api", gateway="infra/llm-gw")
+    )
     assert good.status_code == 201, good.text
     assert good.json()["gateway"] == "infra/llm-gw"

@@ -1,0 +1,221 @@
+"""A thin REST layer over the official client's transport, for the few kinds we manage.
+
+Why not the typed APIs: server-side apply, HTTPRoutes and Deployments all go through one
+code path here, with one error translation and one timeout policy, and objects stay plain
+dicts (what we render is what we send). Why not the dynamic client: it needs API discovery
+and a writable cache file, neither of which a locked-down controller pod should need.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from controlplane.kube.errors import KubeError, NotFoundError, TemporaryKubeError, translate
+
+
+@dataclass(frozen=True)
+class Resource:
+    prefix: str  # "/api/v1" or "/apis/<group>/<version>"
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        parts = [self.prefix]
+        if self.namespaced:
+            if namespace is None:
+                raise ValueError(f"{self.plural} are namespaced: give a namespace")
+            parts += ["namespaces", quote(namespace, safe="")]
+        parts.append(self.plural)
+        if name is not None:
+            parts.append(quote(name, safe=""))
+        return "/".join(parts)
+
+
+RESOURCES: dict[tuple[str, str], Resource] = {
+    ("apps/v1", "Deployment"): Resource("/apis/apps/v1", "deployments"),
+    ("v1", "Service"): Resource("/api/v1", "services"),
+    ("v1", "Pod"): Resource("/api/v1", "pods"),
+    ("v1", "Event"): Resource("/api/v1", "events"),
+    ("v1", "Node"): Resource("/api/v1", "nodes", namespaced=False),
+    ("v1", "Namespace"): Resource("/api/v1", "namespaces", namespaced=False),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): Resource(
+        "/apis/gateway.networking.k8s.io/v1", "httproutes"
+    ),
+    ("inference.networking.k8s.io/v1", "InferencePool"): Resource(
+        "/apis/inference.networking.k8s.io/v1", "inferencepools"
+    ),
+}
+
+DEPLOYMENT = RESOURCES[("apps/v1", "Deployment")]
+SERVICE = RESOURCES[("v1", "Service")]
+POD = RESOURCES[("v1", "Pod")]
+NODE = RESOURCES[("v1", "Node")]
+EVENT = RESOURCES[("v1", "Event")]
+HTTPROUTE = RESOURCES[("gateway.networking.k8s.io/v1", "HTTPRoute")]
+
+
+def resource_of(obj: dict[str, Any]) -> Resource:
+    key = (str(obj.get("apiVersion")), str(obj.get("kind")))
+    try:
+        return RESOURCES[key]
+    except KeyError:
+        raise ValueError(f"the driver does not manage {key[1]} ({key[0]})") from None
+
+
+class KubeApi:
+    """Requests to one API server, with timeouts, returning dicts, raising our errors."""
+
+    def __init__(
+        self, api_client: k8s_client.ApiClient, *, timeout: tuple[float, float] = (5.0, 30.0)
+    ) -> None:
+        self.api_client = api_client
+        self.timeout = timeout
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> KubeApi:
+        """From a kubeconfig file (``$KUBECONFIG`` when not given), or the in-cluster
+        service account when there is no kubeconfig and we run in a pod."""
+        configuration = k8s_client.Configuration()
+        try:
+            k8s_config.load_kube_config(
+                config_file=path, context=context, client_configuration=configuration
+            )
+        except k8s_config.ConfigException:
+            if path is not None:
+                raise
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        return cls(k8s_client.ApiClient(configuration))
+
+    def close(self) -> None:
+        self.api_client.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        payload = json.dumps(body) if body is not None else None
+        try:
+            method_, url, headers_, body_, post = self.api_client.param_serialize(
+                method,
+                path,
+                query_params=query or [],
+                header_params=headers,
+                body=payload,
+                auth_settings=["BearerToken"],
+            )
+            response = self.api_client.call_api(
+                method_, url, headers_, body_, post, _request_timeout=self.timeout
+            )
+            data = response.read()
+        except urllib3.exceptions.HTTPError as error:
+            raise TemporaryKubeError(
+                f"{action}: the API server did not answer ({type(error).__name__}: {error})",
+                reason="Unreachable",
+            ) from error
+        if not 200 <= response.status < 300:
+            raise translate(
+                response.status, data, action=action, retry_after=response.getheader("Retry-After")
+            )
+        if not data:
+            return {}
+        parsed: dict[str, Any] = json.loads(data)
+        return parsed
+
+    # --- verbs ----------------------------------------------------------------------
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        try:
+            return self.request(
+                "GET", resource.path(namespace, name), action=f"get {resource.plural}/{name}"
+            )
+        except NotFoundError:
+            return None
+
+    def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
+        query: list[tuple[str, str]] = []
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        path = (
+            resource.path(namespace)
+            if resource.namespaced and namespace
+            else (f"{resource.prefix}/{resource.plural}")
+        )
+        items: list[dict[str, Any]] = []
+        continue_token = ""
+        while True:
+            page_query = [*query, ("limit", "500")]
+            if continue_token:
+                page_query.append(("continue", continue_token))
+            answer = self.request("GET", path, action=f"list {resource.plural}", query=page_query)
+            items.extend(answer.get("items") or [])
+            continue_token = (answer.get("metadata") or {}).get("continue") or ""
+            if not continue_token:
+                return items
+
+    def apply(
+        self, obj: dict[str, Any], *, field_manager: str, force: bool = False, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Server-side apply: we own exactly the fields we send, under ``field_manager``."""
+        resource = resource_of(obj)
+        metadata = obj["metadata"]
+        query = [("fieldManager", field_manager), ("force", "true" if force else "false")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        return self.request(
+            "PATCH",
+            resource.path(metadata.get("namespace"), metadata["name"]),
+            action=f"apply {obj['kind']} {metadata.get('namespace', '')}/{metadata['name']}",
+            query=query,
+            body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+
+    def delete(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str = "Background",
+    ) -> bool:
+        """Delete; True if it existed. Idempotent."""
+        try:
+            self.request(
+                "DELETE",
+                resource.path(namespace, name),
+                action=f"delete {resource.plural}/{name}",
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "propagationPolicy": propagation,
+                },
+            )
+        except NotFoundError:
+            return False
+        return True
+
+
+__all__ = ["KubeApi", "KubeError", "Resource", "resource_of"]

@@ -1,0 +1,227 @@
+"""The interface the rollout engine calls: apply versions, observe them, move traffic.
+
+Every method is idempotent and level-triggered: calling it again with the same arguments
+changes nothing, so a reconciler that crashed half-way can simply call it again.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from controlplane.kube import observe
+from controlplane.kube.client import DEPLOYMENT, HTTPROUTE, NODE, POD, SERVICE, KubeApi
+from controlplane.kube.errors import KubeError, PermanentKubeError, TemporaryKubeError
+from controlplane.kube.observe import VersionState
+from controlplane.kube.render import (
+    MANAGER,
+    Backend,
+    Workload,
+    render_deployment,
+    render_version_service,
+    routing_objects,
+    selector_labels,
+)
+from controlplane.models import RoutingMode
+from controlplane.naming import workload_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppliedVersion:
+    deployment: dict[str, Any]
+    service: dict[str, Any]
+    replicas_owned_elsewhere: bool
+
+
+@dataclass(frozen=True)
+class WeightReading:
+    """The canary's share of traffic actually in force, and where it was read from."""
+
+    canary: int
+    stable: int
+    source: str
+
+
+def _owned_by_other_manager(
+    obj: dict[str, Any] | None, path: tuple[str, ...], manager: str
+) -> str | None:
+    """Which other field manager owns ``path`` (e.g. ('spec', 'replicas')), if any."""
+    if obj is None:
+        return None
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == manager:
+            continue
+        fields = entry.get("fieldsV1") or {}
+        for part in path:
+            fields = fields.get(f"f:{part}")
+            if fields is None:
+                break
+        else:
+            return str(entry.get("manager"))
+    return None
+
+
+class KubeDriver:
+    def __init__(self, api: KubeApi, *, field_manager: str = MANAGER) -> None:
+        self.api = api
+        self.field_manager = field_manager
+
+    # --- apply ------------------------------------------------------------------------
+
+    def apply_version(self, workload: Workload, *, dry_run: bool = False) -> AppliedVersion:
+        """Create or update a version's Deployment and Service (server-side apply).
+
+        When another field manager (an HPA, ``kubectl scale``) owns the Deployment's
+        replicas, we leave them out rather than fight over them.
+        """
+        deployment = render_deployment(workload)
+        existing = self.api.get(DEPLOYMENT, workload.namespace, workload.name)
+        owner = _owned_by_other_manager(existing, ("spec", "replicas"), self.field_manager)
+        if owner is not None:
+            log.info("replicas of %s are owned by %s: not setting them", workload.name, owner)
+            deployment = copy.deepcopy(deployment)
+            del deployment["spec"]["replicas"]
+        applied = self.api.apply(deployment, field_manager=self.field_manager, dry_run=dry_run)
+        service = self.api.apply(
+            render_version_service(workload), field_manager=self.field_manager, dry_run=dry_run
+        )
+        return AppliedVersion(applied, service, owner is not None)
+
+    def apply_routing(
+        self,
+        *,
+        routing_mode: RoutingMode,
+        model: str,
+        namespace: str,
+        port: int,
+        gateway: str | None,
+        backends: list[Backend],
+    ) -> None:
+        """The model-wide Service (replicas mode) or the weighted HTTPRoute (gateway-api)."""
+        for obj in routing_objects(
+            routing_mode=routing_mode,
+            model=model,
+            namespace=namespace,
+            port=port,
+            gateway=gateway,
+            backends=backends,
+        ):
+            self.api.apply(obj, field_manager=self.field_manager)
+
+    def set_weight(
+        self,
+        *,
+        model: str,
+        namespace: str,
+        port: int,
+        gateway: str,
+        stable_version: str,
+        canary_version: str,
+        weight: int,
+    ) -> None:
+        """gateway-api mode: route ``weight`` percent to the canary's Service.
+
+        Refuses to send traffic to a canary without a ready replica: that is a bug in the
+        caller, and users must never pay for it with failed requests.
+        """
+        if not 0 <= weight <= 100:
+            raise ValueError(f"weight must be between 0 and 100, not {weight}")
+        if weight > 0:
+            canary = self.observe_version(namespace, model, canary_version, with_free_gpus=False)
+            if canary.ready == 0:
+                raise TemporaryKubeError(
+                    f"refusing to route {weight}% to {canary.name}: it has no ready replica",
+                    reason="CanaryNotReady",
+                    delay=5.0,
+                )
+        backends = [Backend(stable_version, 100 - weight), Backend(canary_version, weight)]
+        self.apply_routing(
+            routing_mode=RoutingMode.GATEWAY_API,
+            model=model,
+            namespace=namespace,
+            port=port,
+            gateway=gateway,
+            backends=backends,
+        )
+
+    # --- observe ----------------------------------------------------------------------
+
+    def observe_version(
+        self,
+        namespace: str,
+        model: str,
+        version: str,
+        *,
+        gpu_resource: str = "nvidia.com/gpu",
+        with_free_gpus: bool = True,
+    ) -> VersionState:
+        name = workload_name(model, version)
+        deployment = self.api.get(DEPLOYMENT, namespace, name)
+        if deployment is None:
+            return VersionState(name=name, exists=False)
+        selector = ",".join(f"{k}={v}" for k, v in selector_labels(model, version).items())
+        pods = self.api.list(POD, namespace, label_selector=selector)
+        free = None
+        if with_free_gpus and any(observe.pod_problems(p, gpu_resource=gpu_resource) for p in pods):
+            free = self.free_gpus(gpu_resource)
+        return observe.classify(name, deployment, pods, gpu_resource=gpu_resource, free=free)
+
+    def free_gpus(self, gpu_resource: str) -> dict[str, int] | None:
+        """Free GPUs per node, or None when we may not list nodes and pods cluster-wide."""
+        try:
+            nodes = self.api.list(NODE)
+            pods = self.api.list(POD, field_selector="status.phase!=Succeeded,status.phase!=Failed")
+        except PermanentKubeError as error:
+            log.info("free GPUs unknown: %s", error.message)
+            return None
+        return observe.free_gpus(nodes, pods, gpu_resource)
+
+    def read_weight(
+        self,
+        *,
+        routing_mode: RoutingMode,
+        model: str,
+        namespace: str,
+        stable_version: str,
+        canary_version: str,
+    ) -> WeightReading:
+        """The canary's share of traffic in force: HTTPRoute weights in gateway-api mode,
+        the share of ready endpoints in replicas mode."""
+        if routing_mode is RoutingMode.GATEWAY_API:
+            route = self.api.get(HTTPROUTE, namespace, model)
+            if route is None:
+                return WeightReading(0, 100, "no HTTPRoute")
+            weights = {
+                workload_name(model, stable_version): 0,
+                workload_name(model, canary_version): 0,
+            }
+            for rule in (route.get("spec") or {}).get("rules") or []:
+                for ref in rule.get("backendRefs") or []:
+                    if ref.get("name") in weights:
+                        weights[ref["name"]] += int(ref.get("weight", 1))
+            total = sum(weights.values())
+            canary = weights[workload_name(model, canary_version)]
+            percent = round(100 * canary / total) if total else 0
+            return WeightReading(
+                percent, 100 - percent if total else 0, f"HTTPRoute {namespace}/{model}"
+            )
+        stable_state = self.observe_version(namespace, model, stable_version, with_free_gpus=False)
+        canary_state = self.observe_version(namespace, model, canary_version, with_free_gpus=False)
+        total = stable_state.ready + canary_state.ready
+        percent = round(100 * canary_state.ready / total) if total else 0
+        return WeightReading(percent, 100 - percent if total else 0, "ready replicas")
+
+    # --- clean up ---------------------------------------------------------------------
+
+    def delete_version(self, namespace: str, model: str, version: str) -> bool:
+        """Delete a version's Deployment (and its pods) and Service. True if any existed."""
+        name = workload_name(model, version)
+        deleted = self.api.delete(DEPLOYMENT, namespace, name)
+        return self.api.delete(SERVICE, namespace, name) or deleted
+
+
+__all__ = ["AppliedVersion", "KubeDriver", "KubeError", "VersionState", "WeightReading"]

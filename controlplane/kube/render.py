@@ -1,0 +1,339 @@
+"""Render a model version into Kubernetes objects: pure functions from plain data to dicts.
+
+What users see in the cluster is decided here, and only here:
+
+- one Deployment and one Service per version, named ``<model>-<version>``;
+- labels ``app.kubernetes.io/name=<model>``, ``controlplane.dev/version=<version>`` on the
+  pods (the selector), and ``controlplane.dev/track=stable|canary`` on the Deployment and
+  Service only: the pod template never changes with the track, so promoting a version
+  relabels it without restarting a GPU pod that took minutes to load its weights;
+- Prometheus scrape annotations and the version/track labels that the analysis queries;
+- a model-wide Service over every version (``replicas`` routing), or an HTTPRoute with
+  weighted backendRefs to the per-version Services (``gateway-api`` routing).
+
+Nothing here does I/O; ``tests/unit/kube`` pins the output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from controlplane.models import ArtifactKind, Model, ModelVersion, RoutingMode
+from controlplane.naming import workload_name
+
+DOMAIN = "controlplane.dev"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_VERSION_STD = "app.kubernetes.io/version"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_VERSION = f"{DOMAIN}/version"
+LABEL_TRACK = f"{DOMAIN}/track"
+LABEL_MODEL = f"{DOMAIN}/model"
+ANNOTATION_ARTIFACT = f"{DOMAIN}/artifact-uri"
+ANNOTATION_BASE_MODEL = f"{DOMAIN}/base-model"
+MANAGER = "controlplane"
+PORT_NAME = "http"
+
+
+class Track(StrEnum):
+    STABLE = "stable"
+    CANARY = "canary"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Everything needed to run one version of one model, resolved from the registry."""
+
+    model: str
+    namespace: str
+    version: str
+    image: str
+    port: int
+    gpus: int
+    gpu_resource: str
+    artifact_uri: str
+    replicas: int
+    track: Track
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    artifact_kind: ArtifactKind = ArtifactKind.WEIGHTS
+    base_model: str | None = None
+    health_path: str = "/health"
+    metrics_path: str = "/metrics"
+    progress_deadline_seconds: int = 1200
+    startup_timeout_seconds: int = 1800
+    extra_labels: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return workload_name(self.model, self.version)
+
+    def with_replicas(self, replicas: int, track: Track | None = None) -> Workload:
+        return replace(self, replicas=replicas, track=track or self.track)
+
+
+def _substitute(arg: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        arg = arg.replace("{" + key + "}", value)
+    return arg
+
+
+def workload_for(model: Model, version: ModelVersion, *, track: Track, replicas: int) -> Workload:
+    """Resolve a version against its model's serving defaults.
+
+    A version's ``args`` replace the model's; its ``env`` is merged over the model's.
+    ``{artifact_uri}``, ``{base_model}``, ``{model}`` and ``{version}`` in args are filled
+    in, so one model-level arg list (``--model {artifact_uri}``) serves every version.
+    """
+    values = {
+        "artifact_uri": version.artifact_uri,
+        "base_model": version.base_model or "",
+        "model": model.name,
+        "version": version.version,
+    }
+    args = version.args if version.args is not None else model.args
+    env = {**model.env, **(version.env or {})}
+    return Workload(
+        model=model.name,
+        namespace=model.namespace,
+        version=version.version,
+        image=version.image or model.image,
+        port=model.port,
+        gpus=model.gpus_per_replica,
+        gpu_resource=model.gpu_resource,
+        artifact_uri=version.artifact_uri,
+        artifact_kind=ArtifactKind(version.artifact_kind),
+        base_model=version.base_model,
+        replicas=replicas,
+        track=track,
+        args=tuple(_substitute(arg, values) for arg in args),
+        env=tuple(sorted(env.items())),
+        health_path=model.health_path,
+    )
+
+
+def selector_labels(model: str, version: str) -> dict[str, str]:
+    """The Deployment's selector (immutable once created) and the version Service's."""
+    return {LABEL_NAME: model, LABEL_VERSION: version}
+
+
+def _object_labels(w: Workload) -> dict[str, str]:
+    labels = {
+        LABEL_NAME: w.model,
+        LABEL_INSTANCE: w.name,
+        LABEL_VERSION_STD: w.version,
+        LABEL_MANAGED_BY: MANAGER,
+        LABEL_COMPONENT: "inference",
+        LABEL_MODEL: w.model,
+        LABEL_VERSION: w.version,
+        LABEL_TRACK: w.track.value,
+    }
+    labels.update(dict(w.extra_labels))
+    return labels
+
+
+def _pod_labels(w: Workload) -> dict[str, str]:
+    labels = _object_labels(w)
+    del labels[LABEL_TRACK]  # see the module docstring: track never restarts pods
+    return labels
+
+
+def _annotations(w: Workload) -> dict[str, str]:
+    annotations = {ANNOTATION_ARTIFACT: w.artifact_uri}
+    if w.base_model:
+        annotations[ANNOTATION_BASE_MODEL] = w.base_model
+    return annotations
+
+
+def _container(w: Workload) -> dict[str, Any]:
+    env = [
+        {"name": "CONTROLPLANE_MODEL", "value": w.model},
+        {"name": "CONTROLPLANE_VERSION", "value": w.version},
+        {"name": "MODEL_ARTIFACT_URI", "value": w.artifact_uri},
+    ]
+    if w.base_model:
+        env.append({"name": "BASE_MODEL", "value": w.base_model})
+    env += [{"name": name, "value": value} for name, value in w.env]
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": w.image,
+        "args": list(w.args),
+        "env": env,
+        "ports": [{"name": PORT_NAME, "containerPort": w.port, "protocol": "TCP"}],
+        # Loading weights onto a GPU takes minutes: the startup probe gives it that long,
+        # liveness only starts counting once the server has answered.
+        "startupProbe": {
+            "httpGet": {"path": w.health_path, "port": PORT_NAME},
+            "periodSeconds": 10,
+            "failureThreshold": max(1, w.startup_timeout_seconds // 10),
+        },
+        "readinessProbe": {
+            "httpGet": {"path": w.health_path, "port": PORT_NAME},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": w.health_path, "port": PORT_NAME},
+            "periodSeconds": 15,
+            "failureThreshold": 4,
+        },
+        # shared memory for tensor-parallel workers, not a temporary file
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],  # noqa: S108
+    }
+    if w.gpus > 0:
+        container["resources"] = {
+            "limits": {w.gpu_resource: str(w.gpus)},
+            "requests": {w.gpu_resource: str(w.gpus)},
+        }
+    return container
+
+
+def render_deployment(w: Workload) -> dict[str, Any]:
+    pod_spec: dict[str, Any] = {
+        "containers": [_container(w)],
+        "terminationGracePeriodSeconds": 60,
+        # tensor-parallel inference servers need a large /dev/shm
+        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+    }
+    if w.gpus > 0:
+        pod_spec["tolerations"] = [
+            {"key": w.gpu_resource, "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": w.name,
+            "namespace": w.namespace,
+            "labels": _object_labels(w),
+            "annotations": _annotations(w),
+        },
+        "spec": {
+            "replicas": w.replicas,
+            "selector": {"matchLabels": selector_labels(w.model, w.version)},
+            "progressDeadlineSeconds": w.progress_deadline_seconds,
+            "revisionHistoryLimit": 2,
+            # A version's pod template never changes after creation; if it ever must,
+            # replace pods one at a time without asking for a surge of GPUs.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": _pod_labels(w),
+                    "annotations": {
+                        **_annotations(w),
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(w.port),
+                        "prometheus.io/path": w.metrics_path,
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def render_version_service(w: Workload) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": w.name, "namespace": w.namespace, "labels": _object_labels(w)},
+        "spec": {
+            "selector": selector_labels(w.model, w.version),
+            "ports": [
+                {"name": PORT_NAME, "port": w.port, "targetPort": PORT_NAME, "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def render_model_service(*, model: str, namespace: str, port: int) -> dict[str, Any]:
+    """``replicas`` routing: one Service over every version's ready pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": model,
+            "namespace": namespace,
+            "labels": {LABEL_NAME: model, LABEL_MANAGED_BY: MANAGER, LABEL_MODEL: model},
+        },
+        "spec": {
+            "selector": {LABEL_NAME: model},
+            "ports": [
+                {"name": PORT_NAME, "port": port, "targetPort": PORT_NAME, "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Backend:
+    version: str
+    weight: int
+
+
+def parse_gateway(gateway: str, default_namespace: str) -> tuple[str, str]:
+    namespace, _, name = gateway.rpartition("/")
+    return (namespace or default_namespace, name)
+
+
+def render_httproute(
+    *,
+    model: str,
+    namespace: str,
+    port: int,
+    gateway: str,
+    backends: list[Backend],
+    hostnames: list[str] | None = None,
+) -> dict[str, Any]:
+    """``gateway-api`` routing: weighted backendRefs to the per-version Services."""
+    gateway_namespace, gateway_name = parse_gateway(gateway, namespace)
+    spec: dict[str, Any] = {
+        "parentRefs": [{"name": gateway_name, "namespace": gateway_namespace}],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "backendRefs": [
+                    {"name": workload_name(model, b.version), "port": port, "weight": b.weight}
+                    for b in backends
+                ],
+            }
+        ],
+    }
+    if hostnames:
+        spec["hostnames"] = hostnames
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {
+            "name": model,
+            "namespace": namespace,
+            "labels": {LABEL_NAME: model, LABEL_MANAGED_BY: MANAGER, LABEL_MODEL: model},
+        },
+        "spec": spec,
+    }
+
+
+def routing_objects(
+    *,
+    routing_mode: RoutingMode,
+    model: str,
+    namespace: str,
+    port: int,
+    gateway: str | None,
+    backends: list[Backend],
+) -> list[dict[str, Any]]:
+    if routing_mode is RoutingMode.GATEWAY_API:
+        if not gateway:
+            raise ValueError(f"model {model!r} routes with gateway-api but names no gateway")
+        return [
+            render_httproute(
+                model=model, namespace=namespace, port=port, gateway=gateway, backends=backends
+            )
+        ]
+    return [render_model_service(model=model, namespace=namespace, port=port)]
