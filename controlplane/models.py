@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 import sqlalchemy as sa
-from pydantic import ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -192,6 +192,17 @@ def _check_artifact_uri(uri: str) -> str:
 # models (a named deployable with its serving defaults)
 
 
+class Toleration(BaseModel):
+    """A Kubernetes toleration, e.g. for tainted GPU node pools."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str | None = Field(default=None, max_length=253)
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
 class ServingDefaults(SQLModel):
     """How a model's pods are run, unless a version overrides it."""
 
@@ -218,6 +229,8 @@ class ServingDefaults(SQLModel):
         description="'namespace/name' (or 'name', in the model's namespace) of the Gateway "
         "the model's HTTPRoute attaches to; required when routing_mode is gateway-api.",
     )
+    node_selector: dict[str, str] = _json_field(default=dict)
+    tolerations: list[Toleration] = _json_field(default=list)
 
 
 class ModelBase(ServingDefaults):
@@ -252,6 +265,11 @@ class _ServingValidators:
     @field_validator("labels", check_fields=False)
     @classmethod
     def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return _check_labels(value)
+
+    @field_validator("node_selector", check_fields=False)
+    @classmethod
+    def _node_selector(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return _check_labels(value)
 
     @field_validator("gateway", check_fields=False)
@@ -306,6 +324,8 @@ class ModelUpdate(_ServingValidators, SQLModel):
     routing_mode: RoutingMode | None = None
     health_path: str | None = Field(default=None, max_length=256)
     gateway: str | None = Field(default=None, max_length=127)
+    node_selector: dict[str, str] | None = None
+    tolerations: list[Toleration] | None = None
     description: str | None = Field(default=None, max_length=2000)
     labels: dict[str, str] | None = None
 
@@ -315,6 +335,8 @@ class Model(ModelBase, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=63, unique=True, index=True)
+    # stored as plain dicts; validated as Toleration on the way in and out
+    tolerations: list[dict[str, Any]] = _json_field(default=list)  # type: ignore[assignment]
     created_at: datetime = _time_field()
     created_by: str = Field(max_length=128)
     updated_at: datetime = _time_field()

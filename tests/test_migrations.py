@@ -28,3 +28,30 @@ def test_round_trip_has_no_drift(empty_database_url: str) -> None:
         assert db.current_revision(empty_database_url) is None
     finally:
         engine.dispose()
+
+
+def test_0002_gives_existing_models_empty_placement(empty_database_url: str) -> None:
+    db.upgrade(empty_database_url, "0001")
+    engine = db.make_engine(empty_database_url, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO model (name, namespace, description, labels, image, "
+                    "gpus_per_replica, gpu_resource, replicas, port, args, env, routing_mode, "
+                    "health_path, created_at, created_by, updated_at, updated_by) VALUES "
+                    "('old', 'llm', '', '{}', 'img', 1, 'nvidia.com/gpu', 1, 8000, '[]', '{}', "
+                    "'replicas', '/health', CURRENT_TIMESTAMP, 'a', CURRENT_TIMESTAMP, 'a')"
+                )
+            )
+        db.upgrade(empty_database_url)
+        with engine.connect() as connection:
+            row = connection.execute(
+                sa.text("SELECT node_selector, tolerations, gateway FROM model")
+            ).one()
+        selector, tolerations, gateway = row
+        assert selector in ({}, "{}")
+        assert tolerations in ([], "[]")
+        assert gateway is None
+    finally:
+        engine.dispose()

@@ -166,19 +166,30 @@ class KubeDriver:
         selector = ",".join(f"{k}={v}" for k, v in selector_labels(model, version).items())
         pods = self.api.list(POD, namespace, label_selector=selector)
         free = None
-        if with_free_gpus and any(observe.pod_problems(p, gpu_resource=gpu_resource) for p in pods):
-            free = self.free_gpus(gpu_resource)
+        unschedulable = [
+            pod
+            for pod in pods
+            if any(
+                problem.kind is observe.ProblemKind.UNSCHEDULABLE
+                for problem in observe.pod_problems(pod, gpu_resource=gpu_resource)
+            )
+        ]
+        if with_free_gpus and unschedulable:
+            free = self.free_gpus(gpu_resource, for_pod=unschedulable[0])
         return observe.classify(name, deployment, pods, gpu_resource=gpu_resource, free=free)
 
-    def free_gpus(self, gpu_resource: str) -> dict[str, int] | None:
-        """Free GPUs per node, or None when we may not list nodes and pods cluster-wide."""
+    def free_gpus(
+        self, gpu_resource: str, *, for_pod: dict[str, Any] | None = None
+    ) -> dict[str, int] | None:
+        """Free GPUs per node (that ``for_pod`` could use), or None when we may not list
+        nodes and pods cluster-wide."""
         try:
             nodes = self.api.list(NODE)
             pods = self.api.list(POD, field_selector="status.phase!=Succeeded,status.phase!=Failed")
         except PermanentKubeError as error:
             log.info("free GPUs unknown: %s", error.message)
             return None
-        return observe.free_gpus(nodes, pods, gpu_resource)
+        return observe.free_gpus(nodes, pods, gpu_resource, for_pod=for_pod)
 
     def read_weight(
         self,

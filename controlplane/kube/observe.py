@@ -91,13 +91,47 @@ def pod_gpu_request(pod: dict[str, Any], resource: str) -> int:
     return total
 
 
+def _tolerates(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
+    for toleration in tolerations:
+        if toleration.get("effect") not in (None, "", taint.get("effect")):
+            continue
+        key = toleration.get("key")
+        if toleration.get("operator") == "Exists" and key in (None, "", taint.get("key")):
+            return True
+        if key == taint.get("key") and toleration.get("value") == taint.get("value"):
+            return True
+    return False
+
+
+def node_accepts(node: dict[str, Any], pod: dict[str, Any]) -> bool:
+    """Whether ``pod``'s nodeSelector matches ``node`` and it tolerates the node's taints
+    (the scheduler's checks that matter for "how many GPUs could this pod get")."""
+    spec = pod.get("spec") or {}
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    tolerations = spec.get("tolerations") or []
+    return all(
+        _tolerates(tolerations, taint)
+        for taint in (node.get("spec") or {}).get("taints") or []
+        if taint.get("effect") in ("NoSchedule", "NoExecute")
+    )
+
+
 def free_gpus(
-    nodes: Iterable[dict[str, Any]], pods: Iterable[dict[str, Any]], resource: str
+    nodes: Iterable[dict[str, Any]],
+    pods: Iterable[dict[str, Any]],
+    resource: str,
+    *,
+    for_pod: dict[str, Any] | None = None,
 ) -> dict[str, int]:
-    """Allocatable GPUs minus what bound, unfinished pods request, per schedulable node."""
+    """Allocatable GPUs minus what bound, unfinished pods request, per schedulable node
+    (only the nodes ``for_pod`` could be placed on, when given)."""
     free: dict[str, int] = {}
     for node in nodes:
         if (node.get("spec") or {}).get("unschedulable"):
+            continue
+        if for_pod is not None and not node_accepts(node, for_pod):
             continue
         ready = _condition(node, "Ready")
         if ready is not None and ready.get("status") != "True":
@@ -124,8 +158,8 @@ def _unschedulable_message(
             largest = max(free.values(), default=0)
             total = sum(max(0, v) for v in free.values())
             message += (
-                f", {total} free in the cluster (at most {largest} on one node, "
-                f"{len(free)} GPU nodes)"
+                f", {total} free on the {len(free)} GPU nodes it may use "
+                f"(at most {largest} on one node)"
             )
     return f"{message} ({scheduler_message})" if scheduler_message else message
 

@@ -66,6 +66,8 @@ class Workload:
     progress_deadline_seconds: int = 1200
     startup_timeout_seconds: int = 1800
     extra_labels: tuple[tuple[str, str], ...] = field(default=())
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[tuple[tuple[str, str], ...], ...] = ()
 
     @property
     def name(self) -> str:
@@ -112,6 +114,11 @@ def workload_for(model: Model, version: ModelVersion, *, track: Track, replicas:
         args=tuple(_substitute(arg, values) for arg in args),
         env=tuple(sorted(env.items())),
         health_path=model.health_path,
+        node_selector=tuple(sorted(model.node_selector.items())),
+        tolerations=tuple(
+            tuple((k, str(v)) for k, v in toleration.items() if v is not None)
+            for toleration in model.tolerations
+        ),
     )
 
 
@@ -198,10 +205,14 @@ def render_deployment(w: Workload) -> dict[str, Any]:
         # tensor-parallel inference servers need a large /dev/shm
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
     }
+    tolerations = [dict(toleration) for toleration in w.tolerations]
     if w.gpus > 0:
-        pod_spec["tolerations"] = [
-            {"key": w.gpu_resource, "operator": "Exists", "effect": "NoSchedule"}
-        ]
+        # GPU node pools are commonly tainted with their resource name
+        tolerations.append({"key": w.gpu_resource, "operator": "Exists", "effect": "NoSchedule"})
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if w.node_selector:
+        pod_spec["nodeSelector"] = dict(w.node_selector)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -97,7 +97,7 @@ def create_model(
             code="model_exists",
         )
     model = Model.model_validate(
-        data,
+        data.model_dump(),
         update={"created_at": now, "created_by": actor, "updated_at": now, "updated_by": actor},
     )
     session.add(model)

@@ -28,6 +28,8 @@ BAD_MODELS: list[tuple[dict[str, Any], str, str]] = [
     (model_body(routing_mode="istio"), "routing_mode", "replicas"),
     (model_body(health_path="health"), "health_path", "must start with '/'"),
     (model_body(surprise=True), "surprise", "unknown field"),
+    (model_body(tolerations=[{"key": "x", "operator": "Maybe"}]), "tolerations", "Equal"),
+    (model_body(node_selector={"pool": "a b"}), "node_selector", "invalid value"),
     ({"namespace": "llm"}, "name", "required"),
 ]
 

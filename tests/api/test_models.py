@@ -153,3 +153,22 @@ def test_gateway_routing_needs_a_gateway_reference(api: TestClient) -> None:
     )
     assert good.status_code == 201, good.text
     assert good.json()["gateway"] == "infra/llm-gw"
+
+
+def test_node_placement_round_trips_and_patches(api: TestClient) -> None:
+    body = model_body(
+        name="placed",
+        node_selector={"nvidia.com/gpu.product": "H100-SXM"},
+        tolerations=[
+            {"key": "dedicated", "operator": "Equal", "value": "llm", "effect": "NoSchedule"}
+        ],
+    )
+    created = api.post("/v1/models", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["node_selector"] == {"nvidia.com/gpu.product": "H100-SXM"}
+    assert created.json()["tolerations"][0]["value"] == "llm"
+    patched = api.patch("/v1/models/placed", json={"tolerations": []})
+    assert patched.json()["tolerations"] == []
+    assert api.get("/v1/models/placed").json()["node_selector"] == {
+        "nvidia.com/gpu.product": "H100-SXM"
+    }

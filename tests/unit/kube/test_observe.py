@@ -63,7 +63,10 @@ def test_unschedulable_says_how_many_gpus_are_free() -> None:
     assert free == {"gpu-0": 0, "gpu-1": 2}
     [problem] = pod_problems(pending, gpu_resource="nvidia.com/gpu", free=free)
     assert problem.kind is ProblemKind.UNSCHEDULABLE
-    assert "needs 4 nvidia.com/gpu, 2 free in the cluster (at most 2 on one node" in problem.message
+    assert (
+        "needs 4 nvidia.com/gpu, 2 free on the 2 GPU nodes it may use (at most 2 on one node"
+        in problem.message
+    )
     assert "Insufficient nvidia.com/gpu" in problem.message
 
 
@@ -150,3 +153,23 @@ def test_missing_deployment() -> None:
     state = classify("x", None, [], gpu_resource="g")
     assert not state.exists
     assert not state.is_ready
+
+
+def test_free_gpus_for_a_pod_counts_only_nodes_it_may_use() -> None:
+    a100 = node("a100-0", 8)
+    a100["metadata"]["labels"] = {"pool": "a100"}
+    h100 = node("h100-0", 8)
+    h100["metadata"]["labels"] = {"pool": "h100"}
+    tainted = node("a100-1", 8)
+    tainted["metadata"]["labels"] = {"pool": "a100"}
+    tainted["spec"] = {"taints": [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]}
+    wants_a100 = pod(node=None)
+    wants_a100["spec"]["nodeSelector"] = {"pool": "a100"}
+    assert free_gpus([a100, h100, tainted], [], "nvidia.com/gpu", for_pod=wants_a100) == {
+        "a100-0": 8
+    }
+    wants_a100["spec"]["tolerations"] = [{"key": "dedicated", "operator": "Exists"}]
+    assert set(free_gpus([a100, h100, tainted], [], "nvidia.com/gpu", for_pod=wants_a100)) == {
+        "a100-0",
+        "a100-1",
+    }

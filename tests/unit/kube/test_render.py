@@ -175,3 +175,22 @@ def test_routing_objects_by_mode() -> None:
             gateway=None,
             backends=[],
         )
+
+
+def test_node_placement_from_the_model() -> None:
+    d = render_deployment(
+        workload(
+            node_selector={"pool": "h100"},
+            tolerations=[
+                {"key": "dedicated", "operator": "Equal", "value": "llm", "effect": "NoSchedule"}
+            ],
+        )
+    )
+    spec = d["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"pool": "h100"}
+    assert {
+        "key": "dedicated",
+        "operator": "Equal",
+        "value": "llm",
+        "effect": "NoSchedule",
+    } in spec["tolerations"]
