@@ -1,0 +1,539 @@
+"""The rollout planner: from what is stored, what the cluster shows, the measurements of
+the current step and the time, decide the one next thing to do. Pure: no I/O, no clock.
+
+The executor applies a :class:`Decision` (make the cluster look like ``target``, measure
+if asked, record the new facts and the event in one transaction) and the reconciler calls
+the planner again later. Calling it twice with the same inputs gives the same decision, so
+a control plane that died half-way through a tick just decides again.
+
+Rules that must hold whatever happens (tests/unit/rollout pin them):
+
+- traffic is never raised to a weight whose canary replicas are not ready;
+- a rollback first moves traffic to stable, and only then takes the canary down;
+- a canary that crash-loops, cannot pull its image, cannot start, misses its progress
+  deadline, or stays unschedulable past a grace period fails the rollout, with that reason;
+- missing or too-thin metrics are ``inconclusive`` (a pause for a person after the limit),
+  never a pass and never a fail; unreadable metrics are ``error`` (a failure after the
+  consecutive-error limit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from controlplane.analysis.verdict import MeasurementOutcome, Verdict
+from controlplane.kube.budget import BudgetError, plan_replicas
+from controlplane.kube.observe import ProblemKind, VersionState
+from controlplane.kube.render import Track
+from controlplane.rollout.strategy import Analysis, Pause, SetWeight, Step
+
+
+class Phase(StrEnum):
+    PENDING = "pending"
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    PROMOTING = "promoting"
+    SUCCEEDED = "succeeded"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED)
+
+    @property
+    def is_live(self) -> bool:
+        return not self.is_terminal
+
+
+class Command(StrEnum):
+    """What a person asked for; consumed by the next plan."""
+
+    PROMOTE = "promote"  # to the next step
+    PROMOTE_FULL = "promote_full"  # skip the remaining steps
+    PAUSE = "pause"
+    RESUME = "resume"
+    ABORT = "abort"
+
+
+@dataclass(frozen=True)
+class Limits:
+    unschedulable_grace: timedelta = timedelta(minutes=5)
+    poll: timedelta = timedelta(seconds=5)
+    paused_poll: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What is stored about a rollout (the planner's memory between ticks)."""
+
+    phase: Phase
+    steps: tuple[Step, ...]
+    step_index: int
+    step_started_at: datetime
+    routed_weight: int  # the canary weight last put in force
+    replicas: int
+    gpus_per_replica: int
+    gpu_budget: int | None
+    has_stable: bool
+    stable_replicas: int  # what the stable Deployment is currently asked to run
+    problem_since: datetime | None = None
+    outcome_on_rollback: Phase = Phase.ROLLED_BACK
+    reason: str = ""
+    command: Command | None = None
+    command_by: str | None = None
+    command_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Observed:
+    canary: VersionState
+    stable: VersionState | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """The cluster shape to converge to. The executor applies it in a safe order: when the
+    weight goes down, route first and scale after; when it goes up, scale first."""
+
+    canary_replicas: int
+    stable_replicas: int
+    weight: int
+    canary_track: Track = Track.CANARY
+    retire_stable: bool = False  # promotion is complete: the old version can go
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # "transition", "step", "measure", "hold"
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    facts: Facts  # the facts to store after acting
+    target: Target | None
+    requeue_after: timedelta
+    measure: bool = False
+    event: Event | None = None
+    actor: str = "system"
+
+
+def _target(facts: Facts, weight: int, *, track: Track = Track.CANARY) -> Target:
+    plan = plan_replicas(
+        weight=weight,
+        replicas=facts.replicas,
+        gpus_per_replica=facts.gpus_per_replica,
+        gpu_budget=facts.gpu_budget,
+    )
+    stable = plan.stable if facts.has_stable else 0
+    return Target(
+        canary_replicas=plan.canary, stable_replicas=stable, weight=weight, canary_track=track
+    )
+
+
+def _transition(
+    facts: Facts,
+    phase: Phase,
+    message: str,
+    *,
+    now: datetime,
+    actor: str = "system",
+    **changes: Any,
+) -> Decision:
+    new = replace(facts, phase=phase, command=None, command_by=None, command_reason="", **changes)
+    return Decision(
+        facts=new,
+        target=None,
+        requeue_after=timedelta(0),
+        actor=actor,
+        event=Event(
+            "transition",
+            message,
+            {"from": facts.phase.value, "to": phase.value, "step": facts.step_index},
+        ),
+    )
+
+
+def _rollback(
+    facts: Facts,
+    reason: str,
+    *,
+    now: datetime,
+    actor: str = "system",
+    outcome: Phase = Phase.ROLLED_BACK,
+    evidence: dict[str, Any] | None = None,
+) -> Decision:
+    decision = _transition(
+        facts,
+        Phase.ROLLING_BACK,
+        reason,
+        now=now,
+        actor=actor,
+        reason=reason,
+        outcome_on_rollback=outcome,
+    )
+    assert decision.event is not None
+    event = replace(decision.event, evidence={**decision.event.evidence, **(evidence or {})})
+    return replace(decision, event=event)
+
+
+def _advance(
+    facts: Facts, now: datetime, message: str, evidence: dict[str, Any] | None = None
+) -> Decision:
+    if facts.step_index + 1 >= len(facts.steps):
+        return _transition(
+            facts,
+            Phase.PROMOTING,
+            f"{message}; every step passed: promoting",
+            now=now,
+            step_index=len(facts.steps),
+        )
+    new = replace(
+        facts,
+        step_index=facts.step_index + 1,
+        step_started_at=now,
+        command=None,
+        command_by=None,
+        command_reason="",
+    )
+    return Decision(
+        facts=new,
+        target=None,
+        requeue_after=timedelta(0),
+        event=Event("step", message, {"step": facts.step_index, **(evidence or {})}),
+    )
+
+
+def _hold(
+    facts: Facts, target: Target | None, after: timedelta, event: Event | None = None
+) -> Decision:
+    return Decision(facts=facts, target=target, requeue_after=after, event=event)
+
+
+def _commands(facts: Facts, now: datetime) -> Decision | None:
+    command, actor = facts.command, facts.command_by or "system"
+    if command is None:
+        return None
+    why = f": {facts.command_reason}" if facts.command_reason else ""
+    if command is Command.ABORT and facts.phase is not Phase.ROLLING_BACK:
+        return _rollback(
+            facts, f"aborted by {actor}{why}", now=now, actor=actor, outcome=Phase.ABORTED
+        )
+    if command is Command.PAUSE and facts.phase is Phase.PROGRESSING:
+        return _transition(
+            facts,
+            Phase.PAUSED,
+            f"paused by {actor}{why}",
+            now=now,
+            actor=actor,
+            reason=f"paused by {actor}{why}",
+        )
+    if command is Command.RESUME and facts.phase is Phase.PAUSED:
+        # the step starts over: an analysis measures afresh at the current weight
+        return _transition(
+            facts,
+            Phase.PROGRESSING,
+            f"resumed by {actor}",
+            now=now,
+            actor=actor,
+            step_started_at=now,
+            reason="",
+        )
+    if command is Command.PROMOTE_FULL and facts.phase in (Phase.PROGRESSING, Phase.PAUSED):
+        return _transition(
+            facts,
+            Phase.PROMOTING,
+            f"promoted by {actor}, skipping the remaining steps{why}",
+            now=now,
+            actor=actor,
+            step_index=len(facts.steps),
+            reason="",
+        )
+    if command is Command.PROMOTE and facts.phase in (Phase.PROGRESSING, Phase.PAUSED):
+        decision = _advance(
+            replace(facts, phase=Phase.PROGRESSING, reason=""),
+            now,
+            f"step {facts.step_index} promoted by {actor}{why}",
+        )
+        return replace(decision, actor=actor)
+    # a command that does not apply to this phase is dropped, with a trace
+    return Decision(
+        facts=replace(facts, command=None, command_by=None, command_reason=""),
+        target=None,
+        requeue_after=timedelta(0),
+        actor=actor,
+        event=Event(
+            "hold", f"{command.value} by {actor} ignored: the rollout is {facts.phase.value}"
+        ),
+    )
+
+
+def _canary_failure(
+    facts: Facts, observed: Observed, now: datetime, limits: Limits
+) -> Decision | None:
+    """Turn what the cluster shows about the canary into a rollback, or remember when a
+    problem that may still clear (unschedulable) was first seen."""
+    failure = observed.canary.failure
+    if failure is None:
+        return None
+    evidence = {"problem": failure.kind.value, "pod": failure.pod, "message": failure.message}
+    if failure.kind is ProblemKind.UNSCHEDULABLE:
+        since = facts.problem_since or now
+        if now - since < limits.unschedulable_grace:
+            held = replace(facts, problem_since=since)
+            return _hold(
+                held,
+                None,
+                limits.poll,
+                Event("hold", failure.message, evidence) if facts.problem_since is None else None,
+            )
+        return _rollback(
+            facts,
+            f"canary unschedulable for {int((now - since).total_seconds())}s: {failure.message}",
+            now=now,
+            evidence=evidence,
+        )
+    return _rollback(facts, f"canary failed: {failure.message}", now=now, evidence=evidence)
+
+
+def _analysis(
+    facts: Facts,
+    step: Analysis,
+    measurements: list[MeasurementOutcome],
+    now: datetime,
+    target: Target,
+) -> Decision:
+    taken = [m for m in measurements if m.at >= facts.step_started_at]
+    failed = [m for m in taken if m.verdict is Verdict.FAIL]
+    inconclusive = [m for m in taken if m.verdict is Verdict.INCONCLUSIVE]
+    trailing_errors = 0
+    for m in reversed(taken):
+        if m.verdict is not Verdict.ERROR:
+            break
+        trailing_errors += 1
+    counted = [m for m in taken if m.verdict is not Verdict.ERROR]
+    evidence = {
+        "measurements": len(counted),
+        "failed": len(failed),
+        "inconclusive": len(inconclusive),
+        "consecutive_errors": trailing_errors,
+        "last": taken[-1].summary if taken else None,
+    }
+    if len(failed) > step.failure_limit:
+        return _rollback(
+            facts,
+            f"analysis failed at {facts.routed_weight}% "
+            f"({len(failed)} failed measurements, limit {step.failure_limit}): "
+            f"{failed[-1].summary}",
+            now=now,
+            evidence=evidence,
+        )
+    if trailing_errors > step.consecutive_error_limit:
+        return _rollback(
+            facts,
+            f"metrics unavailable: {trailing_errors} measurements in a row "
+            f"could not be taken: {taken[-1].summary}",
+            now=now,
+            evidence=evidence,
+        )
+    if len(inconclusive) > step.inconclusive_limit:
+        reason = (
+            f"analysis inconclusive at {facts.routed_weight}% ({len(inconclusive)} "
+            f"inconclusive measurements, limit {step.inconclusive_limit}): "
+            f"{inconclusive[-1].summary}; promote, resume or abort"
+        )
+        decision = _transition(facts, Phase.PAUSED, reason, now=now, reason=reason)
+        assert decision.event is not None
+        return replace(
+            decision,
+            event=replace(decision.event, evidence={**decision.event.evidence, **evidence}),
+        )
+    if len(counted) >= step.count:
+        return _advance(
+            facts,
+            now,
+            f"analysis passed at {facts.routed_weight}% ({len(counted)} measurements)",
+            evidence,
+        )
+    interval = timedelta(seconds=step.interval_seconds)
+    due = (taken[-1].at if taken else facts.step_started_at) + interval
+    if now >= due:
+        return Decision(facts=facts, target=target, requeue_after=interval, measure=True)
+    return _hold(facts, target, due - now)
+
+
+def plan(
+    facts: Facts,
+    observed: Observed,
+    measurements: list[MeasurementOutcome],
+    now: datetime,
+    limits: Limits = Limits(),
+) -> Decision:
+    if facts.phase.is_terminal:
+        return _hold(facts, None, timedelta(days=365))
+
+    commanded = _commands(facts, now)
+    if commanded is not None:
+        return commanded
+
+    if facts.phase is Phase.ROLLING_BACK:
+        return _plan_rollback(facts, observed, now, limits)
+
+    failed = _canary_failure(facts, observed, now, limits)
+    if failed is not None:
+        return failed
+    if facts.problem_since is not None:
+        facts = replace(facts, problem_since=None)
+
+    if facts.phase is Phase.PENDING:
+        return _transition(
+            facts, Phase.PROGRESSING, "rollout started", now=now, step_index=0, step_started_at=now
+        )
+    if facts.phase is Phase.PROMOTING:
+        return _plan_promotion(facts, observed, now, limits)
+
+    try:
+        current = _target(facts, facts.routed_weight)
+    except BudgetError as error:
+        return _rollback(facts, f"GPU budget: {error}", now=now)
+    if facts.phase is Phase.PAUSED:
+        return _hold(facts, current, limits.paused_poll)
+
+    step = facts.steps[facts.step_index]
+    if isinstance(step, SetWeight):
+        return _plan_set_weight(facts, step, observed, now, limits, current)
+    if isinstance(step, Pause):
+        if step.duration_seconds is None:
+            reason = f"step {facts.step_index}: paused until a person promotes"
+            return _transition(facts, Phase.PAUSED, reason, now=now, reason=reason)
+        until = facts.step_started_at + timedelta(seconds=step.duration_seconds)
+        if now >= until:
+            return _advance(facts, now, f"paused {step.duration_seconds}s")
+        return _hold(facts, current, until - now)
+    return _analysis(facts, step, measurements, now, current)
+
+
+def _stable_needed(facts: Facts, weight: int) -> int:
+    """Stable replicas needed to carry the traffic stable gets at ``weight``."""
+    if not facts.has_stable:
+        return 0
+    return -(-facts.replicas * (100 - weight) // 100)
+
+
+def _toward(facts: Facts, weight: int, observed: Observed) -> tuple[Facts, Target, bool]:
+    """One move toward ``weight``: scale the canary up (within the GPU budget, never taking
+    from stable the replicas its current traffic needs), then route to the canary only what
+    its ready replicas can carry. Returns the facts to store, the target, and whether
+    ``weight`` is now in force. Raises BudgetError if ``weight`` can never fit."""
+    wanted = _target(facts, weight)
+    stable_floor = _stable_needed(facts, facts.routed_weight)
+    stable = min(facts.stable_replicas, max(wanted.stable_replicas, stable_floor))
+    canary = observed.canary
+    ready = canary.ready if canary.exists and canary.observed else 0
+    canary_max = wanted.canary_replicas
+    if facts.gpu_budget is not None and facts.gpus_per_replica:
+        fits = facts.gpu_budget // facts.gpus_per_replica
+        canary_max = min(canary_max, fits - stable)
+        if canary_max <= ready < wanted.canary_replicas:
+            # no room to surge: stable shrinks to what its share after this move needs
+            stable = wanted.stable_replicas
+            canary_max = min(wanted.canary_replicas, fits - stable)
+    if ready >= wanted.canary_replicas:
+        done = replace(wanted, canary_track=Track.CANARY)
+        return (
+            replace(facts, routed_weight=weight, stable_replicas=wanted.stable_replicas),
+            done,
+            True,
+        )
+    carry = min(weight, 100 * ready // facts.replicas)
+    routed = max(facts.routed_weight, carry)
+    # with more traffic on the canary, stable may shrink to make room: next tick
+    stable_after = min(stable, max(wanted.stable_replicas, _stable_needed(facts, routed)))
+    target = Target(
+        canary_replicas=max(canary_max, ready), stable_replicas=stable_after, weight=routed
+    )
+    return replace(facts, routed_weight=routed, stable_replicas=stable_after), target, False
+
+
+def _plan_set_weight(
+    facts: Facts,
+    step: SetWeight,
+    observed: Observed,
+    now: datetime,
+    limits: Limits,
+    current: Target,
+) -> Decision:
+    try:
+        new_facts, target, reached = _toward(facts, step.weight, observed)
+    except BudgetError as error:
+        return _rollback(facts, f"GPU budget: {error}", now=now)
+    if not reached:
+        event = None
+        if new_facts.routed_weight != facts.routed_weight:
+            event = Event(
+                "step",
+                f"weight {new_facts.routed_weight}% in force on the way to "
+                f"{step.weight}% (the ready canary replicas carry that much)",
+                {"weight": new_facts.routed_weight},
+            )
+        return _hold(new_facts, target, limits.poll, event)
+    decision = _advance(
+        new_facts,
+        now,
+        f"weight {step.weight}% in force "
+        f"({target.canary_replicas} canary, {target.stable_replicas} stable "
+        "replicas)",
+        {"weight": step.weight},
+    )
+    return replace(decision, target=target)
+
+
+def _plan_promotion(facts: Facts, observed: Observed, now: datetime, limits: Limits) -> Decision:
+    try:
+        new_facts, target, reached = _toward(facts, 100, observed)
+    except BudgetError as error:
+        return _rollback(facts, f"GPU budget: {error}", now=now)
+    if not reached:
+        return _hold(new_facts, target, limits.poll)
+    done = Target(
+        canary_replicas=facts.replicas,
+        stable_replicas=0,
+        weight=100,
+        canary_track=Track.STABLE,
+        retire_stable=facts.has_stable,
+    )
+    decision = _transition(
+        replace(new_facts, stable_replicas=0),
+        Phase.SUCCEEDED,
+        "promoted: the canary is the new stable",
+        now=now,
+    )
+    return replace(decision, target=done)
+
+
+def _plan_rollback(facts: Facts, observed: Observed, now: datetime, limits: Limits) -> Decision:
+    # weight 0 first (the executor routes before it scales when the weight goes down),
+    # then the canary goes away and stable comes back to full size
+    target = Target(
+        canary_replicas=0, stable_replicas=facts.replicas if facts.has_stable else 0, weight=0
+    )
+    rolled = replace(facts, routed_weight=0, stable_replicas=target.stable_replicas)
+    stable_ok = not facts.has_stable or (
+        observed.stable is not None and observed.stable.ready >= facts.replicas
+    )
+    canary_gone = not observed.canary.exists or observed.canary.ready == 0
+    if canary_gone and stable_ok and facts.routed_weight == 0:
+        decision = _transition(
+            rolled,
+            facts.outcome_on_rollback,
+            f"{facts.outcome_on_rollback.value}: {facts.reason}",
+            now=now,
+        )
+        return replace(decision, target=target)
+    return _hold(rolled, target, limits.poll)

@@ -1,0 +1,506 @@
+"""The rollout planner, exhaustively and without I/O: each test is one rule users rely on."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controlplane.analysis.verdict import MeasurementOutcome, Verdict
+from controlplane.kube.observe import Problem, ProblemKind, VersionState
+from controlplane.kube.render import Track
+from controlplane.rollout.planner import (
+    Command,
+    Decision,
+    Facts,
+    Limits,
+    Observed,
+    Phase,
+    plan,
+)
+from controlplane.rollout.strategy import (
+    Analysis,
+    Pause,
+    SetWeight,
+    default_strategy,
+    first_deploy_strategy,
+)
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def facts(**overrides: object) -> Facts:
+    base = Facts(
+        phase=Phase.PROGRESSING,
+        steps=default_strategy().steps,
+        step_index=0,
+        step_started_at=T0,
+        routed_weight=0,
+        replicas=2,
+        gpus_per_replica=1,
+        gpu_budget=4,
+        has_stable=True,
+        stable_replicas=2,
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def state(
+    ready: int = 0, desired: int = 0, *, exists: bool = True, problems: tuple[Problem, ...] = ()
+) -> VersionState:
+    return VersionState(
+        name="chat-v2", exists=exists, desired=desired, ready=ready, problems=problems
+    )
+
+
+def seen(canary_ready: int = 0, stable_ready: int = 2, **kwargs: object) -> Observed:
+    return Observed(
+        canary=state(canary_ready, canary_ready, **kwargs),  # type: ignore[arg-type]
+        stable=state(stable_ready, stable_ready),
+    )
+
+
+def m(
+    at: datetime, verdict: Verdict, summary: str = "ttft p95 canary 0.21s vs stable 0.20s"
+) -> MeasurementOutcome:
+    return MeasurementOutcome(at=at, verdict=verdict, summary=summary)
+
+
+def run(
+    f: Facts,
+    observed: Observed,
+    measurements: list[MeasurementOutcome] | None = None,
+    now: datetime = T0,
+) -> Decision:
+    return plan(f, observed, measurements or [], now)
+
+
+# --- starting -------------------------------------------------------------------------
+
+
+def test_pending_starts_at_the_first_step() -> None:
+    d = run(facts(phase=Phase.PENDING, step_index=0), seen())
+    assert d.facts.phase is Phase.PROGRESSING
+    assert d.facts.step_index == 0
+    assert d.event is not None
+    assert d.event.kind == "transition"
+
+
+# --- set_weight: never route to an unready canary -------------------------------------
+
+
+def test_set_weight_scales_the_canary_first_and_routes_nothing_yet() -> None:
+    d = run(facts(), seen(canary_ready=0))
+    assert d.target is not None
+    assert d.target.canary_replicas == 1
+    assert d.target.weight == 0, "no traffic before a canary replica is ready"
+    assert d.facts.step_index == 0
+    assert d.facts.routed_weight == 0
+
+
+def test_set_weight_routes_once_the_needed_canary_replicas_are_ready() -> None:
+    d = run(facts(), seen(canary_ready=1))
+    assert d.target is not None
+    assert d.target.weight == 10
+    assert d.facts.routed_weight == 10
+    assert d.facts.step_index == 1
+    assert d.facts.step_started_at == T0
+
+
+def test_unobserved_canary_spec_is_not_trusted() -> None:
+    observed = Observed(canary=replace(state(1, 1), observed=False), stable=state(2, 2))
+    d = run(facts(), observed)
+    assert d.target is not None
+    assert d.target.weight == 0
+
+
+@pytest.mark.parametrize("ready", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("weight", [10, 25, 50, 75, 100])
+def test_routed_weight_never_exceeds_what_ready_canary_replicas_carry(
+    ready: int, weight: int
+) -> None:
+    f = facts(
+        replicas=4,
+        gpus_per_replica=1,
+        gpu_budget=None,
+        stable_replicas=4,
+        steps=(SetWeight(weight=weight),),
+    )
+    d = run(f, seen(canary_ready=ready, stable_ready=4))
+    assert d.target is not None
+    needed = -(-4 * weight // 100)
+    if ready >= needed:
+        assert d.facts.routed_weight == weight
+    else:
+        assert d.target.weight <= 100 * ready // 4
+        assert d.facts.routed_weight == d.target.weight
+
+
+def test_budget_without_surge_room_shrinks_stable_to_its_share_after_the_move() -> None:
+    # 4 replicas x 1 GPU with a budget of 4: no room for any canary beside a full stable
+    f = facts(replicas=4, gpu_budget=4, stable_replicas=4, steps=(SetWeight(weight=50),))
+    d = run(f, seen(canary_ready=0, stable_ready=4))
+    assert d.target is not None
+    assert (d.target.canary_replicas, d.target.stable_replicas, d.target.weight) == (2, 2, 0)
+    assert d.target.canary_replicas + d.target.stable_replicas <= 4, "within the budget"
+    reached = run(d.facts, seen(canary_ready=2, stable_ready=2))
+    assert reached.facts.routed_weight == 50
+    assert reached.facts.phase is Phase.PROMOTING
+
+
+def test_budget_that_can_never_fit_the_weight_rolls_back_with_numbers() -> None:
+    f = facts(replicas=2, gpus_per_replica=4, gpu_budget=8, stable_replicas=2)
+    d = run(f, seen())
+    assert d.facts.phase is Phase.ROLLING_BACK
+    assert "GPU budget" in d.facts.reason
+    assert "12 GPUs" in d.facts.reason
+
+
+# --- pause ---------------------------------------------------------------------------
+
+
+def test_timed_pause_waits_then_advances() -> None:
+    f = facts(
+        steps=(SetWeight(weight=10), Pause(duration_seconds=60), SetWeight(weight=100)),
+        step_index=1,
+        routed_weight=10,
+    )
+    early = run(f, seen(canary_ready=1), now=T0 + timedelta(seconds=30))
+    assert early.facts.step_index == 1
+    assert early.requeue_after == timedelta(seconds=30)
+    late = run(f, seen(canary_ready=1), now=T0 + timedelta(seconds=60))
+    assert late.facts.step_index == 2
+
+
+def test_untimed_pause_waits_for_a_person() -> None:
+    f = facts(
+        steps=(SetWeight(weight=10), Pause(), SetWeight(weight=100)), step_index=1, routed_weight=10
+    )
+    d = run(f, seen(canary_ready=1))
+    assert d.facts.phase is Phase.PAUSED
+    again = run(d.facts, seen(canary_ready=1), now=T0 + timedelta(days=2))
+    assert again.facts.phase is Phase.PAUSED, "a pause without duration never ends by itself"
+    promoted = run(
+        replace(again.facts, command=Command.PROMOTE, command_by="alice"), seen(canary_ready=1)
+    )
+    assert promoted.facts.phase is Phase.PROGRESSING
+    assert promoted.facts.step_index == 2
+    assert promoted.actor == "alice"
+
+
+# --- analysis ------------------------------------------------------------------------
+
+ANALYSIS = Analysis(
+    interval_seconds=60, count=3, failure_limit=0, inconclusive_limit=1, consecutive_error_limit=2
+)
+
+
+def analysis_facts() -> Facts:
+    return facts(
+        steps=(SetWeight(weight=10), ANALYSIS, SetWeight(weight=100)),
+        step_index=1,
+        routed_weight=10,
+    )
+
+
+def test_first_measurement_waits_one_interval_at_the_new_weight() -> None:
+    early = run(analysis_facts(), seen(canary_ready=1), now=T0 + timedelta(seconds=10))
+    assert not early.measure
+    assert early.requeue_after == timedelta(seconds=50)
+    due = run(analysis_facts(), seen(canary_ready=1), now=T0 + timedelta(seconds=60))
+    assert due.measure
+
+
+def test_analysis_passes_after_count_passing_measurements() -> None:
+    ms = [m(T0 + timedelta(minutes=i), Verdict.PASS) for i in (1, 2, 3)]
+    d = run(analysis_facts(), seen(canary_ready=1), ms, now=T0 + timedelta(minutes=3))
+    assert d.facts.step_index == 2
+    assert d.event is not None
+    assert "analysis passed at 10%" in d.event.message
+
+
+def test_a_failed_measurement_beyond_the_limit_rolls_back_with_its_evidence() -> None:
+    ms = [m(T0 + timedelta(minutes=1), Verdict.FAIL, "ttft p95 canary 0.9s vs stable 0.2s")]
+    d = run(analysis_facts(), seen(canary_ready=1), ms, now=T0 + timedelta(minutes=1))
+    assert d.facts.phase is Phase.ROLLING_BACK
+    assert "ttft p95 canary 0.9s" in d.facts.reason
+    assert d.event is not None
+    assert d.event.evidence["failed"] == 1
+
+
+def test_inconclusive_is_never_a_pass_and_pauses_past_the_limit() -> None:
+    ms = [
+        m(T0 + timedelta(minutes=i), Verdict.INCONCLUSIVE, "canary has 3 requests, need 50")
+        for i in (1, 2, 3)
+    ]
+    one = run(analysis_facts(), seen(canary_ready=1), ms[:1], now=T0 + timedelta(minutes=1))
+    assert one.facts.phase is Phase.PROGRESSING
+    assert one.facts.step_index == 1, "an inconclusive measurement does not pass the step"
+    two = run(analysis_facts(), seen(canary_ready=1), ms[:2], now=T0 + timedelta(minutes=2))
+    assert two.facts.phase is Phase.PAUSED
+    assert "inconclusive" in two.facts.reason
+    assert "canary has 3 requests" in two.facts.reason
+
+
+def test_inconclusive_measurements_count_towards_count_only_within_the_limit() -> None:
+    ms = [
+        m(T0 + timedelta(minutes=1), Verdict.INCONCLUSIVE),
+        m(T0 + timedelta(minutes=2), Verdict.PASS),
+        m(T0 + timedelta(minutes=3), Verdict.PASS),
+    ]
+    d = run(analysis_facts(), seen(canary_ready=1), ms, now=T0 + timedelta(minutes=3))
+    assert d.facts.step_index == 2
+
+
+def test_errors_fail_only_after_the_consecutive_limit() -> None:
+    ms = [
+        m(T0 + timedelta(minutes=i), Verdict.ERROR, "prometheus: connection refused")
+        for i in (1, 2, 3)
+    ]
+    two = run(analysis_facts(), seen(canary_ready=1), ms[:2], now=T0 + timedelta(minutes=2))
+    assert two.facts.phase is Phase.PROGRESSING
+    three = run(analysis_facts(), seen(canary_ready=1), ms, now=T0 + timedelta(minutes=3))
+    assert three.facts.phase is Phase.ROLLING_BACK
+    assert "metrics unavailable" in three.facts.reason
+
+
+def test_an_error_between_passes_resets_the_consecutive_count() -> None:
+    ms = [
+        m(T0 + timedelta(minutes=1), Verdict.ERROR),
+        m(T0 + timedelta(minutes=2), Verdict.ERROR),
+        m(T0 + timedelta(minutes=3), Verdict.PASS),
+        m(T0 + timedelta(minutes=4), Verdict.ERROR),
+        m(T0 + timedelta(minutes=5), Verdict.ERROR),
+    ]
+    d = run(analysis_facts(), seen(canary_ready=1), ms, now=T0 + timedelta(minutes=5))
+    assert d.facts.phase is Phase.PROGRESSING
+
+
+def test_measurements_from_before_the_step_started_do_not_count() -> None:
+    f = replace(analysis_facts(), step_started_at=T0 + timedelta(minutes=10))
+    old = [m(T0 + timedelta(minutes=i), Verdict.FAIL) for i in (1, 2)]
+    d = run(f, seen(canary_ready=1), old, now=T0 + timedelta(minutes=10))
+    assert d.facts.phase is Phase.PROGRESSING
+
+
+# --- the canary's health -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        ProblemKind.CRASH_LOOP,
+        ProblemKind.IMAGE_PULL,
+        ProblemKind.CONFIG_ERROR,
+        ProblemKind.PROGRESS_DEADLINE,
+    ],
+)
+def test_a_broken_canary_rolls_back_at_once_with_the_reason(kind: ProblemKind) -> None:
+    problem = Problem(kind, f"pod chat-v2-x: {kind.value}", "chat-v2-x")
+    d = run(facts(), seen(problems=(problem,)))
+    assert d.facts.phase is Phase.ROLLING_BACK
+    assert kind.value in d.facts.reason
+    assert d.event is not None
+    assert d.event.evidence["problem"] == kind.value
+
+
+def test_unschedulable_gets_a_grace_period_then_rolls_back() -> None:
+    problem = Problem(ProblemKind.UNSCHEDULABLE, "needs 4 nvidia.com/gpu, 0 free", "p")
+    first = run(facts(), seen(problems=(problem,)))
+    assert first.facts.phase is Phase.PROGRESSING
+    assert first.facts.problem_since == T0
+    later = plan(first.facts, seen(problems=(problem,)), [], T0 + Limits().unschedulable_grace)
+    assert later.facts.phase is Phase.ROLLING_BACK
+    assert "unschedulable for 300s" in later.facts.reason
+    assert "0 free" in later.facts.reason
+
+
+def test_a_cleared_problem_is_forgotten() -> None:
+    d = run(facts(problem_since=T0 - timedelta(minutes=1)), seen(canary_ready=1))
+    assert d.facts.problem_since is None
+
+
+# --- rollback: traffic back on stable first ------------------------------------------
+
+
+def test_rollback_routes_to_stable_and_takes_the_canary_down() -> None:
+    f = facts(phase=Phase.ROLLING_BACK, routed_weight=25, stable_replicas=2, reason="x")
+    d = run(f, seen(canary_ready=1, stable_ready=2))
+    assert d.target is not None
+    assert d.target.weight == 0
+    assert d.target.canary_replicas == 0
+    assert d.target.stable_replicas == 2
+    assert d.facts.phase is Phase.ROLLING_BACK, "done only when the cluster shows it"
+    done = run(d.facts, seen(canary_ready=0, stable_ready=2))
+    assert done.facts.phase is Phase.ROLLED_BACK
+
+
+def test_rollback_waits_for_stable_to_be_back_at_full_size() -> None:
+    f = facts(phase=Phase.ROLLING_BACK, routed_weight=0, stable_replicas=1)
+    d = run(f, seen(canary_ready=0, stable_ready=1))
+    assert d.facts.phase is Phase.ROLLING_BACK
+    assert d.target is not None
+    assert d.target.stable_replicas == 2
+
+
+def test_abort_ends_as_aborted_and_records_who() -> None:
+    f = facts(command=Command.ABORT, command_by="bob", command_reason="wrong adapter")
+    d = run(f, seen(canary_ready=1))
+    assert d.facts.phase is Phase.ROLLING_BACK
+    assert d.actor == "bob"
+    assert "aborted by bob: wrong adapter" in d.facts.reason
+    done = run(replace(d.facts, routed_weight=0), seen(canary_ready=0, stable_ready=2))
+    assert done.facts.phase is Phase.ABORTED
+
+
+# --- promotion -----------------------------------------------------------------------
+
+
+def test_last_step_leads_to_promotion_then_success() -> None:
+    f = facts(steps=(SetWeight(weight=100),), replicas=2, gpu_budget=4, stable_replicas=2)
+    d = run(f, seen(canary_ready=2))
+    assert d.facts.phase is Phase.PROMOTING
+    done = run(d.facts, seen(canary_ready=2, stable_ready=0))
+    assert done.facts.phase is Phase.SUCCEEDED
+    assert done.target is not None
+    assert done.target.canary_track is Track.STABLE
+    assert done.target.retire_stable
+    assert done.target.stable_replicas == 0
+
+
+def test_promote_full_skips_the_remaining_steps() -> None:
+    d = run(
+        facts(step_index=1, routed_weight=10, command=Command.PROMOTE_FULL, command_by="carol"),
+        seen(canary_ready=1),
+    )
+    assert d.facts.phase is Phase.PROMOTING
+    hold = run(d.facts, seen(canary_ready=1))
+    assert hold.facts.phase is Phase.PROMOTING, "waits for the canary at full size"
+    assert hold.target is not None
+    assert hold.target.canary_replicas == 2
+
+
+def test_first_version_goes_straight_to_stable() -> None:
+    f = facts(steps=first_deploy_strategy().steps, has_stable=False, stable_replicas=0)
+    d = run(f, seen(canary_ready=2, stable_ready=0))
+    assert d.facts.phase is Phase.PROMOTING
+    done = run(d.facts, Observed(canary=state(2, 2), stable=None))
+    assert done.facts.phase is Phase.SUCCEEDED
+    assert done.target is not None
+    assert not done.target.retire_stable
+
+
+# --- people ---------------------------------------------------------------------------
+
+
+def test_pause_and_resume_restart_the_step() -> None:
+    paused = run(
+        facts(step_index=1, routed_weight=10, command=Command.PAUSE, command_by="d"),
+        seen(canary_ready=1),
+    )
+    assert paused.facts.phase is Phase.PAUSED
+    resumed = run(
+        replace(paused.facts, command=Command.RESUME, command_by="d"),
+        seen(canary_ready=1),
+        now=T0 + timedelta(hours=1),
+    )
+    assert resumed.facts.phase is Phase.PROGRESSING
+    assert resumed.facts.step_started_at == T0 + timedelta(hours=1)
+
+
+def test_a_command_that_does_not_apply_is_dropped_with_a_trace() -> None:
+    d = run(
+        facts(phase=Phase.ROLLING_BACK, command=Command.RESUME, command_by="e"),
+        seen(canary_ready=1),
+    )
+    assert d.facts.command is None
+    assert d.event is not None
+    assert "ignored" in d.event.message
+
+
+def test_terminal_rollouts_do_nothing() -> None:
+    for phase in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED):
+        d = run(facts(phase=phase, command=Command.ABORT), seen())
+        assert d.target is None
+        assert d.facts.phase is phase
+
+
+def test_planning_twice_gives_the_same_decision() -> None:
+    f = facts(step_index=1, routed_weight=10)
+    ms = [m(T0 + timedelta(minutes=1), Verdict.PASS)]
+    now = T0 + timedelta(minutes=2)
+    assert plan(f, seen(canary_ready=1), ms, now) == plan(f, seen(canary_ready=1), ms, now)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_invariants_over_simulated_rollouts(seed: int) -> None:
+    """Drive the planner against a toy cluster that converges with random lag, with random
+    measurement verdicts; check the safety rules at every decision."""
+    import random
+
+    from controlplane.kube.budget import plan_replicas
+
+    rng = random.Random(seed)
+    replicas, gpus = rng.choice([(2, 1), (4, 1), (3, 2), (4, 4)])
+    budget = rng.choice([None, replicas * gpus, replicas * gpus + gpus, 2 * replicas * gpus])
+    strategy = default_strategy().steps
+    f = facts(
+        phase=Phase.PENDING,
+        steps=tuple(
+            s.model_copy(update={"interval_seconds": 10, "count": 2})
+            if isinstance(s, Analysis)
+            else s
+            for s in strategy
+        ),
+        replicas=replicas,
+        gpus_per_replica=gpus,
+        gpu_budget=budget,
+        stable_replicas=replicas,
+    )
+    canary_ready, stable_ready = 0, replicas
+    measurements: list[MeasurementOutcome] = []
+    now = T0
+    for _ in range(300):
+        observed = Observed(
+            canary=state(canary_ready, canary_ready), stable=state(stable_ready, stable_ready)
+        )
+        d = plan(f, observed, measurements, now)
+        if d.target is not None:
+            t = d.target
+            if budget is not None:
+                assert (t.canary_replicas + t.stable_replicas) * gpus <= budget, "over budget"
+            if t.weight > f.routed_weight:
+                needed = plan_replicas(
+                    weight=t.weight, replicas=replicas, gpus_per_replica=gpus, gpu_budget=None
+                ).canary
+                assert canary_ready >= needed or t.weight <= 100 * canary_ready // replicas, (
+                    "routed to canary replicas that are not ready"
+                )
+            if f.phase is Phase.ROLLING_BACK:
+                assert t.weight == 0, "rollback routes everything to stable"
+            # the toy cluster moves part of the way toward the target
+            if rng.random() < 0.7:
+                canary_ready = t.canary_replicas
+            if rng.random() < 0.7:
+                stable_ready = t.stable_replicas
+        if d.measure:
+            measurements.append(
+                m(
+                    now,
+                    rng.choice(
+                        [Verdict.PASS] * 6 + [Verdict.INCONCLUSIVE, Verdict.ERROR, Verdict.FAIL]
+                    ),
+                )
+            )
+        f = d.facts
+        if f.phase is Phase.PAUSED and rng.random() < 0.5:
+            f = replace(
+                f,
+                command=rng.choice([Command.RESUME, Command.PROMOTE, Command.ABORT]),
+                command_by="sim",
+            )
+        if f.phase.is_terminal:
+            break
+        now += max(d.requeue_after, timedelta(seconds=1))
+    assert f.phase.is_terminal, f"no end after 300 decisions: {f.phase} step {f.step_index}"
