@@ -107,14 +107,13 @@ class KubeApi:
         content_type: str = "application/json",
     ) -> dict[str, Any]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        payload = json.dumps(body) if body is not None else None
         try:
             method_, url, headers_, body_, post = self.api_client.param_serialize(
                 method,
                 path,
                 query_params=query or [],
                 header_params=headers,
-                body=payload,
+                body=body,
                 auth_settings=["BearerToken"],
             )
             response = self.api_client.call_api(
