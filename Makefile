@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help deps test test-fast check lint fmt types imports bench serve quickstart clean
+.PHONY: help deps cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -12,11 +12,23 @@ help:  ## list the targets
 deps:  ## install everything the tests need (uv, .venv, PostgreSQL binaries)
 	@scripts/bootstrap.sh
 
-test: deps  ## the whole suite, on SQLite and a real PostgreSQL
+cluster-build:  ## build etcd, kube-apiserver & co. and kwok from the Go module proxy (cached)
+	@hack/cluster/build.sh
+
+cluster-up:  ## start the local Kubernetes cluster (fake GPU nodes); prints the kubeconfig path last
+	@hack/cluster/cluster.sh up
+
+cluster-down:  ## stop the local cluster and everything it started
+	@hack/cluster/cluster.sh down
+
+cluster-status:  ## processes, readiness and nodes of the local cluster
+	@hack/cluster/cluster.sh status
+
+test: deps cluster-build  ## the whole suite: SQLite, PostgreSQL and a real Kubernetes API server
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: deps  ## the suite on SQLite only
-	$(BIN)/pytest -m "not postgres" $(PYTEST_ARGS)
+test-fast: deps  ## unit and API tests on SQLite only (no PostgreSQL, no cluster)
+	$(BIN)/pytest -m "not postgres and not cluster" $(PYTEST_ARGS)
 
 lint: deps  ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -40,8 +52,12 @@ bench: deps  ## registry load benchmark (SQLite and PostgreSQL), prints latency 
 quickstart: deps  ## serve the API on SQLite and register a model and two versions with the CLI
 	@scripts/quickstart.sh
 
+manifests: deps  ## regenerate manifests/examples from the renderer
+	$(BIN)/python scripts/render_manifests.py
+
 serve: deps  ## run the API on ./controlplane.db in dev mode (admin token: dev-admin-token)
 	CONTROLPLANE_DEV_MODE=true $(BIN)/controlplane serve
 
 clean:  ## remove the virtualenv, caches and local databases
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache controlplane.db*
+	@echo "(the cluster binaries stay cached in ~/.cache/controlplane; make cluster-down stops the cluster)"
