@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help deps cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
+.PHONY: help deps helm-build helm-lint helm-test cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,11 +24,20 @@ cluster-down:  ## stop the local cluster and everything it started
 cluster-status:  ## processes, readiness and nodes of the local cluster
 	@hack/cluster/cluster.sh status
 
-test: deps cluster-build  ## the whole suite: SQLite, PostgreSQL and a real Kubernetes API server
+helm-build:  ## build helm from the Go module proxy (cached in ~/.cache/controlplane/helm-<version>)
+	@hack/helm/build.sh
+
+helm-lint: helm-build  ## lint the chart (its values schema included)
+	"$$(hack/helm/build.sh)" lint --strict helm/controlplane --set adminToken=lint
+
+helm-test: deps cluster-build helm-build  ## the chart's tests: rendering, and RBAC against a real API server
+	$(BIN)/pytest tests/helm $(PYTEST_ARGS)
+
+test: deps cluster-build helm-build  ## the whole suite: SQLite, PostgreSQL, a real Kubernetes API server, helm
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: deps  ## unit and API tests on SQLite only (no PostgreSQL, no cluster)
-	$(BIN)/pytest -m "not postgres and not cluster" $(PYTEST_ARGS)
+test-fast: deps  ## unit and API tests on SQLite only (no PostgreSQL, no cluster, no helm)
+	$(BIN)/pytest -m "not postgres and not cluster and not helm" $(PYTEST_ARGS)
 
 lint: deps  ## ruff lint and format check
 	$(BIN)/ruff check .
