@@ -61,6 +61,21 @@ class Settings(DatabaseSettings):
     )
     page_size_max: int = Field(default=500, ge=1)
 
+    # --- rollouts --------------------------------------------------------------------
+    kubeconfig: str | None = Field(
+        default=None,
+        description="Kubeconfig file of the cluster to deploy to; $KUBECONFIG, then the "
+        "in-cluster service account, when unset.",
+    )
+    kube_context: str | None = Field(default=None)
+    reconcile_enabled: bool = Field(
+        default=True, description="Run the rollout reconcile loop in this process."
+    )
+    reconcile_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus base URL for canary analysis."
+    )
+
     # --- logging ---------------------------------------------------------------------
     log_level: str = Field(default="INFO")
     log_format: LogFormat = Field(default=LogFormat.TEXT)

@@ -507,6 +507,108 @@ class TokenCreated(TokenPublic):
 
 
 # ---------------------------------------------------------------------------------------
+# rollouts: durable state machines, their events and their measurements
+
+
+class Phase(StrEnum):
+    """Where a rollout stands. Stored; transitions are decided by the rollout planner."""
+
+    PENDING = "pending"
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    PROMOTING = "promoting"
+    SUCCEEDED = "succeeded"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED)
+
+    @property
+    def is_live(self) -> bool:
+        return not self.is_terminal
+
+
+class Command(StrEnum):
+    """What a person asked of a live rollout; consumed by the next reconcile."""
+
+    PROMOTE = "promote"  # to the next step
+    PROMOTE_FULL = "promote_full"  # skip the remaining steps
+    PAUSE = "pause"
+    RESUME = "resume"
+    ABORT = "abort"
+
+
+class Rollout(SQLModel, table=True):
+    """The facts the planner needs between ticks; everything else is derived."""
+
+    __tablename__: ClassVar[str] = "rollout"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="model.id", index=True, ondelete="CASCADE")
+    model: str = Field(max_length=63, index=True)
+    # the model's id while the rollout is live, NULL once it ended: a unique column that
+    # makes "one live rollout per model" hold even under concurrent requests
+    live_model_id: int | None = Field(default=None, unique=True)
+    canary_version: str = Field(max_length=63)
+    stable_version: str | None = Field(default=None, max_length=63)
+    phase: Phase = _enum_field(Phase, default=Phase.PENDING, index=True)
+    strategy: dict[str, Any] = _json_field(default=dict)
+    step_index: int = 0
+    step_started_at: datetime = _time_field()
+    routed_weight: int = 0
+    stable_replicas: int = 0
+    problem_since: datetime | None = _time_field(nullable=True)
+    outcome_on_rollback: Phase = _enum_field(Phase, default=Phase.ROLLED_BACK)
+    reason: str = Field(default="", max_length=4000)
+    command: Command | None = _enum_field(Command, default=None)
+    command_by: str | None = Field(default=None, max_length=128)
+    command_reason: str = Field(default="", max_length=1000)
+    next_check_at: datetime = _time_field(index=True)
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_until: datetime | None = _time_field(nullable=True)
+    created_at: datetime = _time_field()
+    created_by: str = Field(max_length=128)
+    updated_at: datetime = _time_field()
+    finished_at: datetime | None = _time_field(nullable=True)
+
+
+class RolloutEvent(SQLModel, table=True):
+    """One thing that happened to a rollout, who or what did it, and the evidence."""
+
+    __tablename__: ClassVar[str] = "rollout_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollout.id", index=True, ondelete="CASCADE")
+    at: datetime = _time_field()
+    actor: str = Field(max_length=128)
+    kind: str = Field(max_length=32)
+    phase: Phase = _enum_field(Phase)
+    step_index: int
+    weight: int
+    message: str = Field(max_length=4000)
+    evidence: dict[str, Any] = _json_field(default=dict)
+
+
+class Measurement(SQLModel, table=True):
+    """One analysis measurement: each metric's canary and stable values, sample counts,
+    test statistic and verdict, and the combined verdict."""
+
+    __tablename__: ClassVar[str] = "measurement"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollout.id", index=True, ondelete="CASCADE")
+    step_index: int
+    at: datetime = _time_field()
+    weight: int
+    verdict: str = Field(max_length=16)
+    summary: str = Field(max_length=4000)
+    metrics: list[dict[str, Any]] = _json_field(default=list)
+
+
+# ---------------------------------------------------------------------------------------
 # audit trail: every write, who made it, what it touched
 
 

@@ -20,6 +20,8 @@ from controlplane.api import create_app
 from controlplane.config import Settings
 from tests.support import postgres
 
+pytest_plugins = ["tests.support.cluster"]
+
 ADMIN_TOKEN = "test-admin-token"
 _counter = itertools.count()
 
@@ -82,7 +84,12 @@ def empty_database_url(
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(admin_token=ADMIN_TOKEN, database_url=database_url, max_body_bytes=64 * 1024)
+    return Settings(
+        admin_token=ADMIN_TOKEN,
+        database_url=database_url,
+        max_body_bytes=64 * 1024,
+        reconcile_enabled=False,
+    )
 
 
 @pytest.fixture
@@ -95,14 +102,14 @@ def database(settings: Settings) -> Iterator[db.Database]:
 @pytest.fixture
 def api(settings: Settings, database: db.Database) -> Iterator[TestClient]:
     """An API client authenticated as the bootstrap admin."""
-    app = create_app(settings, database)
+    app = create_app(settings, database, start_reconciler=False)
     with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
         yield client
 
 
 @pytest.fixture
 def anonymous(settings: Settings, database: db.Database) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, database)) as client:
+    with TestClient(create_app(settings, database, start_reconciler=False)) as client:
         yield client
 
 

@@ -7,6 +7,7 @@ the server starts, so that several replicas never race to migrate from request h
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,20 +16,55 @@ from fastapi import FastAPI
 import controlplane
 from controlplane.api import problems
 from controlplane.api.limits import BodySizeLimit
-from controlplane.api.routers import audit, health, models, tokens, versions
+from controlplane.api.routers import audit, health, models, rollouts, tokens, versions
 from controlplane.config import Settings, get_settings
 from controlplane.db import Database
+from controlplane.kube import KubeDriver
+from controlplane.kube.client import KubeApi
+from controlplane.rollout.reconciler import Reconciler
+from controlplane.scheduler import ReconcileScheduler
+
+log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+def _start_reconciler(app: FastAPI, settings: Settings) -> ReconcileScheduler | None:
+    """The rollout loop runs in the API process, when there is a cluster to talk to."""
+    if not settings.reconcile_enabled:
+        return None
+    try:
+        api = KubeApi.from_kubeconfig(settings.kubeconfig, settings.kube_context)
+    except Exception as error:
+        log.warning(
+            "no Kubernetes configuration (%s): rollouts will be recorded but will not "
+            "progress; set CONTROLPLANE_KUBECONFIG or run in a cluster",
+            error,
+        )
+        return None
+    reconciler = Reconciler(app.state.database, KubeDriver(api))
+    scheduler = ReconcileScheduler(reconciler, interval_seconds=settings.reconcile_interval_seconds)
+    scheduler.start()
+    return scheduler
+
+
+def create_app(
+    settings: Settings | None = None,
+    database: Database | None = None,
+    *,
+    start_reconciler: bool = True,
+) -> FastAPI:
     settings = settings or get_settings()
     owns_database = database is None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owns_database:
-            app.state.database.dispose()
+        app.state.scheduler = _start_reconciler(app, settings) if start_reconciler else None
+        try:
+            yield
+        finally:
+            if app.state.scheduler is not None:
+                app.state.scheduler.stop()
+            if owns_database:
+                app.state.database.dispose()
 
     app = FastAPI(
         title="controlplane",
@@ -41,7 +77,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         settings.database_url, pool_size=settings.database_pool_size
     )
     problems.install(app)
-    for router in (health.router, models.router, versions.router, tokens.router, audit.router):
+    routers = (
+        health.router,
+        models.router,
+        versions.router,
+        rollouts.router,
+        tokens.router,
+        audit.router,
+    )
+    for router in routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

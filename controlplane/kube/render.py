@@ -114,6 +114,8 @@ def workload_for(model: Model, version: ModelVersion, *, track: Track, replicas:
         args=tuple(_substitute(arg, values) for arg in args),
         env=tuple(sorted(env.items())),
         health_path=model.health_path,
+        # a version's labels go on its objects and pods, for the team's own selectors
+        extra_labels=tuple(sorted(version.labels.items())),
         node_selector=tuple(sorted(model.node_selector.items())),
         tolerations=tuple(
             tuple((k, str(v)) for k, v in toleration.items() if v is not None)
@@ -138,8 +140,7 @@ def _object_labels(w: Workload) -> dict[str, str]:
         LABEL_VERSION: w.version,
         LABEL_TRACK: w.track.value,
     }
-    labels.update(dict(w.extra_labels))
-    return labels
+    return {**dict(w.extra_labels), **labels}  # ours win: selectors must stay intact
 
 
 def _pod_labels(w: Workload) -> dict[str, str]:

@@ -21,43 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from controlplane.analysis.verdict import MeasurementOutcome, Verdict
 from controlplane.kube.budget import BudgetError, plan_replicas
 from controlplane.kube.observe import ProblemKind, VersionState
 from controlplane.kube.render import Track
+from controlplane.models import Command, Phase
 from controlplane.rollout.strategy import Analysis, Pause, SetWeight, Step
-
-
-class Phase(StrEnum):
-    PENDING = "pending"
-    PROGRESSING = "progressing"
-    PAUSED = "paused"
-    PROMOTING = "promoting"
-    SUCCEEDED = "succeeded"
-    ROLLING_BACK = "rolling_back"
-    ROLLED_BACK = "rolled_back"
-    ABORTED = "aborted"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED)
-
-    @property
-    def is_live(self) -> bool:
-        return not self.is_terminal
-
-
-class Command(StrEnum):
-    """What a person asked for; consumed by the next plan."""
-
-    PROMOTE = "promote"  # to the next step
-    PROMOTE_FULL = "promote_full"  # skip the remaining steps
-    PAUSE = "pause"
-    RESUME = "resume"
-    ABORT = "abort"
 
 
 @dataclass(frozen=True)
@@ -160,7 +131,7 @@ def _transition(
     )
 
 
-def _rollback(
+def rollback(
     facts: Facts,
     reason: str,
     *,
@@ -169,6 +140,8 @@ def _rollback(
     outcome: Phase = Phase.ROLLED_BACK,
     evidence: dict[str, Any] | None = None,
 ) -> Decision:
+    """Start rolling back (or aborting, with ``outcome``): the reason is kept on the
+    rollout and in the event, with the evidence."""
     decision = _transition(
         facts,
         Phase.ROLLING_BACK,
@@ -222,7 +195,7 @@ def _commands(facts: Facts, now: datetime) -> Decision | None:
         return None
     why = f": {facts.command_reason}" if facts.command_reason else ""
     if command is Command.ABORT and facts.phase is not Phase.ROLLING_BACK:
-        return _rollback(
+        return rollback(
             facts, f"aborted by {actor}{why}", now=now, actor=actor, outcome=Phase.ABORTED
         )
     if command is Command.PAUSE and facts.phase is Phase.PROGRESSING:
@@ -293,13 +266,13 @@ def _canary_failure(
                 limits.poll,
                 Event("hold", failure.message, evidence) if facts.problem_since is None else None,
             )
-        return _rollback(
+        return rollback(
             facts,
             f"canary unschedulable for {int((now - since).total_seconds())}s: {failure.message}",
             now=now,
             evidence=evidence,
         )
-    return _rollback(facts, f"canary failed: {failure.message}", now=now, evidence=evidence)
+    return rollback(facts, f"canary failed: {failure.message}", now=now, evidence=evidence)
 
 
 def _analysis(
@@ -326,7 +299,7 @@ def _analysis(
         "last": taken[-1].summary if taken else None,
     }
     if len(failed) > step.failure_limit:
-        return _rollback(
+        return rollback(
             facts,
             f"analysis failed at {facts.routed_weight}% "
             f"({len(failed)} failed measurements, limit {step.failure_limit}): "
@@ -335,7 +308,7 @@ def _analysis(
             evidence=evidence,
         )
     if trailing_errors > step.consecutive_error_limit:
-        return _rollback(
+        return rollback(
             facts,
             f"metrics unavailable: {trailing_errors} measurements in a row "
             f"could not be taken: {taken[-1].summary}",
@@ -383,7 +356,7 @@ def plan(
         return commanded
 
     if facts.phase is Phase.ROLLING_BACK:
-        return _plan_rollback(facts, observed, now, limits)
+        return _planrollback(facts, observed, now, limits)
 
     failed = _canary_failure(facts, observed, now, limits)
     if failed is not None:
@@ -401,7 +374,7 @@ def plan(
     try:
         current = _target(facts, facts.routed_weight)
     except BudgetError as error:
-        return _rollback(facts, f"GPU budget: {error}", now=now)
+        return rollback(facts, f"GPU budget: {error}", now=now)
     if facts.phase is Phase.PAUSED:
         return _hold(facts, current, limits.paused_poll)
 
@@ -472,7 +445,7 @@ def _plan_set_weight(
     try:
         new_facts, target, reached = _toward(facts, step.weight, observed)
     except BudgetError as error:
-        return _rollback(facts, f"GPU budget: {error}", now=now)
+        return rollback(facts, f"GPU budget: {error}", now=now)
     if not reached:
         event = None
         if new_facts.routed_weight != facts.routed_weight:
@@ -498,7 +471,7 @@ def _plan_promotion(facts: Facts, observed: Observed, now: datetime, limits: Lim
     try:
         new_facts, target, reached = _toward(facts, 100, observed)
     except BudgetError as error:
-        return _rollback(facts, f"GPU budget: {error}", now=now)
+        return rollback(facts, f"GPU budget: {error}", now=now)
     if not reached:
         return _hold(new_facts, target, limits.poll)
     done = Target(
@@ -517,7 +490,7 @@ def _plan_promotion(facts: Facts, observed: Observed, now: datetime, limits: Lim
     return replace(decision, target=done)
 
 
-def _plan_rollback(facts: Facts, observed: Observed, now: datetime, limits: Limits) -> Decision:
+def _planrollback(facts: Facts, observed: Observed, now: datetime, limits: Limits) -> Decision:
     # weight 0 first (the executor routes before it scales when the weight goes down),
     # then the canary goes away and stable comes back to full size
     target = Target(

@@ -44,7 +44,11 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
     port = free_port()
     log = tmp_path / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")}
-    env |= {"CONTROLPLANE_ADMIN_TOKEN": ADMIN, "CONTROLPLANE_DATABASE_URL": database_url}
+    env |= {
+        "CONTROLPLANE_ADMIN_TOKEN": ADMIN,
+        "CONTROLPLANE_DATABASE_URL": database_url,
+        "CONTROLPLANE_RECONCILE_ENABLED": "false",
+    }
     with log.open("w") as log_file:
         process = subprocess.Popen(
             [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -234,4 +238,4 @@ def test_db_upgrade_command_migrates_without_an_admin_token(tmp_path: Path) -> N
     current = subprocess.run(
         [*CLI, "db", "current"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
-    assert current.stdout.strip() == "0002"
+    assert current.stdout.strip() == "0003"

@@ -19,7 +19,7 @@ from controlplane.kube.client import DEPLOYMENT, HTTPROUTE, POD, SERVICE, KubeAp
 from controlplane.kube.errors import NotFoundError
 from controlplane.kube.render import Backend, render_deployment
 from controlplane.models import RoutingMode
-from tests.kube.conftest import wait_for
+from tests.support.cluster import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -320,9 +320,12 @@ def test_routing_backends_render_for_both_versions(driver: KubeDriver, namespace
 def test_progress_deadline_exceeded_is_reported(driver: KubeDriver, namespace: str) -> None:
     from dataclasses import replace
 
-    stuck = replace(workload(namespace, "v2", gpus=0, fault="imagepull",
-                             image="registry.invalid/slow:1"), progress_deadline_seconds=2)
+    stuck = replace(
+        workload(namespace, "v2", gpus=0, fault="imagepull", image="registry.invalid/slow:1"),
+        progress_deadline_seconds=2,
+    )
     driver.apply_version(stuck)
+
     def deadline_passed() -> VersionState | None:
         state = observed(driver, namespace, "v2")
         kinds = {problem.kind for problem in state.problems}

@@ -1,4 +1,4 @@
-"""A real Kubernetes API server for the driver's tests.
+"""A real Kubernetes API server for the tests (a pytest plugin, loaded by tests/conftest.py).
 
 ``$KUBECONFIG`` wins when set (kind, a dev cluster, ...). Otherwise the local cluster of
 ``hack/cluster/cluster.sh`` (etcd, kube-apiserver, controller-manager, scheduler, kwok) is

@@ -194,3 +194,11 @@ def test_node_placement_from_the_model() -> None:
         "value": "llm",
         "effect": "NoSchedule",
     } in spec["tolerations"]
+
+
+def test_version_labels_reach_pods_but_never_override_ours() -> None:
+    version = make_version(labels={"team": "nlp", "app.kubernetes.io/name": "evil"})
+    d = render_deployment(workload_for(make_model(), version, track=Track.CANARY, replicas=1))
+    pod_labels = d["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["team"] == "nlp"
+    assert pod_labels["app.kubernetes.io/name"] == "chat"

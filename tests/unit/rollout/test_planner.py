@@ -10,15 +10,8 @@ import pytest
 from controlplane.analysis.verdict import MeasurementOutcome, Verdict
 from controlplane.kube.observe import Problem, ProblemKind, VersionState
 from controlplane.kube.render import Track
-from controlplane.rollout.planner import (
-    Command,
-    Decision,
-    Facts,
-    Limits,
-    Observed,
-    Phase,
-    plan,
-)
+from controlplane.models import Command, Phase
+from controlplane.rollout.planner import Decision, Facts, Limits, Observed, plan
 from controlplane.rollout.strategy import (
     Analysis,
     Pause,

@@ -1,0 +1,430 @@
+"""The reconcile loop: for each due rollout, observe, plan, act, record.
+
+Level-triggered and idempotent, like a Kubernetes controller. A rollout is claimed with a
+lease (a conditional UPDATE, which works the same on SQLite and PostgreSQL and lets
+several control plane replicas share the work without a database lock held across
+Kubernetes calls). The cluster is changed first, then the new facts and the event are
+committed together; a process killed in between decides again on restart and re-applies
+the same (idempotent) target, so no traffic move is repeated in a way that matters.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from controlplane.analysis.verdict import MeasurementOutcome, Verdict
+from controlplane.db import Database
+from controlplane.kube import KubeDriver, KubeError, PermanentKubeError, TemporaryKubeError
+from controlplane.kube.render import Backend, Track, workload_for
+from controlplane.models import (
+    Measurement,
+    Model,
+    ModelVersion,
+    Phase,
+    Rollout,
+    RoutingMode,
+    VersionStatus,
+    utcnow,
+)
+from controlplane.rollout.planner import (
+    Decision,
+    Facts,
+    Limits,
+    Observed,
+    Target,
+    plan,
+    rollback,
+)
+from controlplane.rollout.service import add_event
+from controlplane.rollout.strategy import Analysis, Strategy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    verdict: Verdict
+    summary: str
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Prober(Protocol):
+    """Takes one analysis measurement of a rollout's canary against its stable version."""
+
+    def measure(
+        self, *, model: Model, rollout: Rollout, step: Analysis, now: datetime
+    ) -> ProbeResult: ...
+
+
+class NoMetricsProber:
+    """What runs when no metrics source is configured: every measurement is inconclusive,
+    so analysis steps pause for a person instead of passing blindly."""
+
+    def measure(
+        self, *, model: Model, rollout: Rollout, step: Analysis, now: datetime
+    ) -> ProbeResult:
+        return ProbeResult(
+            Verdict.INCONCLUSIVE,
+            "no metrics source is configured (set CONTROLPLANE_PROMETHEUS_URL)",
+        )
+
+
+def facts_of(rollout: Rollout, model: Model) -> Facts:
+    return Facts(
+        phase=rollout.phase,
+        steps=Strategy.model_validate(rollout.strategy).steps,
+        step_index=rollout.step_index,
+        step_started_at=rollout.step_started_at,
+        routed_weight=rollout.routed_weight,
+        replicas=model.replicas,
+        gpus_per_replica=model.gpus_per_replica,
+        gpu_budget=model.gpu_budget,
+        has_stable=rollout.stable_version is not None,
+        stable_replicas=rollout.stable_replicas,
+        problem_since=rollout.problem_since,
+        outcome_on_rollback=rollout.outcome_on_rollback,
+        reason=rollout.reason,
+        command=rollout.command,
+        command_by=rollout.command_by,
+        command_reason=rollout.command_reason,
+    )
+
+
+class Reconciler:
+    def __init__(
+        self,
+        database: Database,
+        driver: KubeDriver,
+        prober: Prober | None = None,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        limits: Limits | None = None,
+        lease: timedelta = timedelta(seconds=120),
+    ) -> None:
+        self.database = database
+        self.driver = driver
+        self.prober = prober or NoMetricsProber()
+        self.owner = owner or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.clock = clock
+        self.limits = limits or Limits()
+        self.lease = lease
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def due(self) -> list[int]:
+        live = [p for p in Phase if p.is_live]
+        with self.database.session() as session:
+            ids = session.exec(
+                select(Rollout.id)
+                .where(
+                    col(Rollout.phase).in_(live),
+                    Rollout.next_check_at <= self.clock(),
+                )
+                .order_by(col(Rollout.next_check_at))
+            ).all()
+        return [i for i in ids if i is not None]
+
+    def run_due(self) -> int:
+        """One tick: reconcile every due rollout this replica can claim. Returns how many."""
+        done = 0
+        for rollout_id in self.due():
+            try:
+                if self.reconcile(rollout_id):
+                    done += 1
+            except Exception:  # one broken rollout must not stop the others
+                log.exception(
+                    "reconcile of rollout %s failed", rollout_id, extra={"rollout_id": rollout_id}
+                )
+        return done
+
+    def _claim(self, rollout_id: int) -> bool:
+        now = self.clock()
+        with self.database.session() as session:
+            result = session.execute(
+                sa.update(Rollout)
+                .where(
+                    col(Rollout.id) == rollout_id,
+                    sa.or_(
+                        col(Rollout.lease_until).is_(None),
+                        col(Rollout.lease_until) < now,
+                        col(Rollout.lease_owner) == self.owner,
+                    ),
+                )
+                .values(lease_owner=self.owner, lease_until=now + self.lease)
+            )
+            session.commit()
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def reconcile(self, rollout_id: int, *, max_moves: int = 5) -> bool:
+        """Claim the rollout and act on it; a decision that asks to be followed at once (a
+        transition: a rollback must move traffic now, not at the next tick) is followed in
+        the same call, up to ``max_moves`` times."""
+        for _ in range(max_moves):
+            if not self._claim(rollout_id):
+                return False
+            with self.database.session() as session:
+                rollout = session.get(Rollout, rollout_id)
+                if rollout is None or rollout.phase.is_terminal:
+                    return False
+                model = session.get(Model, rollout.model_id)
+                assert model is not None
+                again = self._reconcile(session, rollout, model)
+            if not again:
+                break
+        return True
+
+    # --- one rollout ------------------------------------------------------------------
+
+    def _observe(self, model: Model, rollout: Rollout) -> Observed:
+        canary = self.driver.observe_version(
+            model.namespace, model.name, rollout.canary_version, gpu_resource=model.gpu_resource
+        )
+        stable = None
+        if rollout.stable_version is not None:
+            stable = self.driver.observe_version(
+                model.namespace,
+                model.name,
+                rollout.stable_version,
+                gpu_resource=model.gpu_resource,
+                with_free_gpus=False,
+            )
+        return Observed(canary=canary, stable=stable)
+
+    def _measurements(self, session: Session, rollout: Rollout) -> list[MeasurementOutcome]:
+        rows = session.exec(
+            select(Measurement)
+            .where(
+                Measurement.rollout_id == rollout.id,
+                Measurement.step_index == rollout.step_index,
+                Measurement.at >= rollout.step_started_at,
+            )
+            .order_by(col(Measurement.id))
+        ).all()
+        return [
+            MeasurementOutcome(at=r.at, verdict=Verdict(r.verdict), summary=r.summary) for r in rows
+        ]
+
+    def _reconcile(self, session: Session, rollout: Rollout, model: Model) -> bool:
+        """One observe-plan-act-record pass. True when the next pass should follow now."""
+        now = self.clock()
+        facts = facts_of(rollout, model)
+        try:
+            observed = self._observe(model, rollout)
+        except KubeError as error:
+            self._release(
+                session, rollout, now, _delay(error), f"cannot observe the cluster: {error.message}"
+            )
+            return False
+        measurements = self._measurements(session, rollout)
+        decision = plan(facts, observed, measurements, now, self.limits)
+        if decision.measure:
+            step = facts.steps[facts.step_index]
+            assert isinstance(step, Analysis)
+            result = self.prober.measure(model=model, rollout=rollout, step=step, now=now)
+            assert rollout.id is not None
+            session.add(
+                Measurement(
+                    rollout_id=rollout.id,
+                    step_index=rollout.step_index,
+                    at=now,
+                    weight=rollout.routed_weight,
+                    verdict=result.verdict.value,
+                    summary=result.summary,
+                    metrics=result.metrics,
+                )
+            )
+            measurements.append(MeasurementOutcome(now, result.verdict, result.summary))
+            decision = plan(facts, observed, measurements, now, self.limits)
+        if decision.target is not None:
+            try:
+                self._apply(model, rollout, decision.target, facts.routed_weight)
+            except TemporaryKubeError as error:
+                self._release(
+                    session,
+                    rollout,
+                    now,
+                    _delay(error),
+                    f"cluster change deferred: {error.message}",
+                )
+                return False
+            except PermanentKubeError as error:
+                if facts.phase is Phase.ROLLING_BACK:
+                    self._release(
+                        session,
+                        rollout,
+                        now,
+                        timedelta(seconds=30),
+                        f"rollback blocked: {error.message}",
+                    )
+                    return False
+                decision = rollback(
+                    facts, f"the cluster refused a change: {error.message}", now=now
+                )
+        self._record(session, rollout, model, decision, now)
+        return decision.requeue_after <= timedelta(0) and not decision.facts.phase.is_terminal
+
+    def _apply(self, model: Model, rollout: Rollout, target: Target, routed_before: int) -> None:
+        with self.database.session() as session:
+            canary_version = session.exec(
+                select(ModelVersion).where(
+                    ModelVersion.model_id == model.id,
+                    ModelVersion.version == rollout.canary_version,
+                )
+            ).one()
+            stable_version = None
+            if rollout.stable_version is not None:
+                stable_version = session.exec(
+                    select(ModelVersion).where(
+                        ModelVersion.model_id == model.id,
+                        ModelVersion.version == rollout.stable_version,
+                    )
+                ).one()
+        canary = workload_for(
+            model, canary_version, track=target.canary_track, replicas=target.canary_replicas
+        )
+        stable = (
+            workload_for(model, stable_version, track=Track.STABLE, replicas=target.stable_replicas)
+            if stable_version
+            else None
+        )
+        gateway = model.routing_mode is RoutingMode.GATEWAY_API
+
+        def route(weight: int) -> None:
+            if not gateway:
+                self.driver.apply_routing(
+                    routing_mode=RoutingMode.REPLICAS,
+                    model=model.name,
+                    namespace=model.namespace,
+                    port=model.port,
+                    gateway=None,
+                    backends=[],
+                )
+            elif stable is None or target.retire_stable:
+                self.driver.apply_routing(
+                    routing_mode=RoutingMode.GATEWAY_API,
+                    model=model.name,
+                    namespace=model.namespace,
+                    port=model.port,
+                    gateway=model.gateway,
+                    backends=[Backend(canary.version, 100)],
+                )
+            else:
+                self.driver.set_weight(
+                    model=model.name,
+                    namespace=model.namespace,
+                    port=model.port,
+                    gateway=model.gateway or "",
+                    stable_version=stable.version,
+                    canary_version=canary.version,
+                    weight=weight,
+                )
+
+        lowering = target.weight < routed_before
+        if lowering:
+            route(target.weight)  # traffic moves to stable before anything scales down
+        current = {
+            w.name: self.driver.observe_version(
+                model.namespace, model.name, w.version, with_free_gpus=False
+            ).desired
+            for w in (canary, stable)
+            if w is not None
+        }
+        workloads = [w for w in (canary, stable) if w is not None]
+        # free GPUs before asking for them: shrink first, then grow
+        for w in sorted(workloads, key=lambda w: w.replicas - current.get(w.name, 0)):
+            self.driver.apply_version(w)
+        if not lowering:
+            route(target.weight)
+        if target.retire_stable and stable is not None:
+            self.driver.delete_version(model.namespace, model.name, stable.version)
+
+    def _record(
+        self, session: Session, rollout: Rollout, model: Model, decision: Decision, now: datetime
+    ) -> None:
+        before = rollout.phase
+        new = decision.facts
+        rollout.phase = new.phase
+        rollout.step_index = new.step_index
+        rollout.step_started_at = new.step_started_at
+        rollout.routed_weight = new.routed_weight
+        rollout.stable_replicas = new.stable_replicas
+        rollout.problem_since = new.problem_since
+        rollout.outcome_on_rollback = new.outcome_on_rollback
+        rollout.reason = new.reason
+        rollout.command, rollout.command_by = new.command, new.command_by
+        rollout.command_reason = new.command_reason
+        rollout.updated_at = now
+        rollout.next_check_at = now + decision.requeue_after
+        rollout.lease_owner, rollout.lease_until = None, None
+        if new.phase.is_terminal:
+            rollout.live_model_id = None
+            rollout.finished_at = now
+        if new.phase is not before:
+            self._version_statuses(session, rollout, model, new.phase, now)
+        session.add(rollout)
+        if decision.event is not None:
+            add_event(
+                session,
+                rollout,
+                at=now,
+                actor=decision.actor,
+                kind=decision.event.kind,
+                message=decision.event.message,
+                evidence=decision.event.evidence,
+            )
+            log.info(
+                "rollout %s: %s",
+                rollout.id,
+                decision.event.message,
+                extra={
+                    "rollout_id": rollout.id,
+                    "model": rollout.model,
+                    "version": rollout.canary_version,
+                },
+            )
+        session.commit()
+
+    def _version_statuses(
+        self, session: Session, rollout: Rollout, model: Model, phase: Phase, now: datetime
+    ) -> None:
+        def set_status(version: str | None, status: VersionStatus) -> None:
+            if version is None:
+                return
+            row = session.exec(
+                select(ModelVersion).where(
+                    ModelVersion.model_id == model.id, ModelVersion.version == version
+                )
+            ).one()
+            row.status, row.status_changed_at = status, now
+            session.add(row)
+
+        if phase is Phase.SUCCEEDED:
+            set_status(rollout.canary_version, VersionStatus.STABLE)
+            set_status(rollout.stable_version, VersionStatus.RETIRED)
+        elif phase in (Phase.ROLLED_BACK, Phase.ABORTED):
+            set_status(rollout.canary_version, VersionStatus.ROLLED_BACK)
+
+    def _release(
+        self, session: Session, rollout: Rollout, now: datetime, delay: timedelta, message: str
+    ) -> None:
+        """Keep the facts, try again later, and say why (once per distinct reason)."""
+        rollout.next_check_at = now + delay
+        rollout.lease_owner, rollout.lease_until = None, None
+        session.add(rollout)
+        log.warning("rollout %s: %s", rollout.id, message, extra={"rollout_id": rollout.id})
+        add_event(session, rollout, at=now, actor="system", kind="hold", message=message)
+        session.commit()
+
+
+def _delay(error: KubeError) -> timedelta:
+    return timedelta(seconds=error.delay if isinstance(error, TemporaryKubeError) else 30)

@@ -1,0 +1,131 @@
+"""What the API says about rollouts, and what it accepts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from controlplane.models import Command, Measurement, Phase, Rollout, RolloutEvent
+from controlplane.naming import dns1123_label_problem
+from controlplane.rollout.strategy import Step, Strategy
+
+
+class RolloutCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(max_length=63, description="The registered version to roll out.")
+    strategy: Strategy | None = Field(
+        default=None, description="Steps; the default canary strategy when omitted."
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        problem = dns1123_label_problem(value, "version name")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class CommandBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=1000)
+
+
+class PromoteBody(CommandBody):
+    full: bool = Field(default=False, description="Skip the remaining steps.")
+
+
+class RolloutPublic(BaseModel):
+    id: int
+    model: str
+    canary_version: str
+    stable_version: str | None
+    phase: Phase
+    step_index: int
+    steps: list[Step]
+    current_step: Step | None
+    weight: int = Field(description="The canary's share of traffic in force, percent.")
+    reason: str
+    pending_command: Command | None
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    finished_at: datetime | None
+    next_check_at: datetime
+
+    @classmethod
+    def of(cls, rollout: Rollout) -> RolloutPublic:
+        assert rollout.id is not None
+        steps = list(Strategy.model_validate(rollout.strategy).steps)
+        current = steps[rollout.step_index] if rollout.step_index < len(steps) else None
+        return cls(
+            id=rollout.id,
+            model=rollout.model,
+            canary_version=rollout.canary_version,
+            stable_version=rollout.stable_version,
+            phase=rollout.phase,
+            step_index=rollout.step_index,
+            steps=steps,
+            current_step=current,
+            weight=rollout.routed_weight,
+            reason=rollout.reason,
+            pending_command=rollout.command,
+            created_at=rollout.created_at,
+            created_by=rollout.created_by,
+            updated_at=rollout.updated_at,
+            finished_at=rollout.finished_at,
+            next_check_at=rollout.next_check_at,
+        )
+
+
+class RolloutPage(BaseModel):
+    items: list[RolloutPublic]
+    next_cursor: str | None = None
+
+
+class RolloutEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor: str
+    kind: str
+    phase: Phase
+    step_index: int
+    weight: int
+    message: str
+    evidence: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: RolloutEvent) -> RolloutEventPublic:
+        return cls.model_validate(event)
+
+
+class EventPage(BaseModel):
+    items: list[RolloutEventPublic]
+    next_cursor: str | None = None
+
+
+class MeasurementPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    step_index: int
+    at: datetime
+    weight: int
+    verdict: str
+    summary: str
+    metrics: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, measurement: Measurement) -> MeasurementPublic:
+        return cls.model_validate(measurement)
+
+
+class MeasurementPage(BaseModel):
+    items: list[MeasurementPublic]
+    next_cursor: str | None = None

@@ -1,0 +1,249 @@
+"""Rollouts as records: start one, read them, and take a person's command.
+
+Nothing here touches the cluster: the reconciler (``reconciler.py``) does, on its next tick.
+A command is stored on the rollout and the rollout is made due at once, so the planner is
+the single writer of phase transitions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from controlplane import audit, pagination
+from controlplane.errors import ConflictError, InvalidRequestError, NotFoundError
+from controlplane.models import (
+    Command,
+    Measurement,
+    ModelVersion,
+    Phase,
+    Rollout,
+    RolloutEvent,
+    VersionStatus,
+    utcnow,
+)
+from controlplane.registry.models import get_model
+from controlplane.registry.versions import get_version
+from controlplane.rollout.strategy import Strategy, default_strategy, first_deploy_strategy
+
+
+def add_event(
+    session: Session,
+    rollout: Rollout,
+    *,
+    at: datetime,
+    actor: str,
+    kind: str,
+    message: str,
+    evidence: dict[str, object] | None = None,
+) -> RolloutEvent:
+    assert rollout.id is not None
+    event = RolloutEvent(
+        rollout_id=rollout.id,
+        at=at,
+        actor=actor,
+        kind=kind,
+        phase=rollout.phase,
+        step_index=rollout.step_index,
+        weight=rollout.routed_weight,
+        message=message,
+        evidence=dict(evidence or {}),
+    )
+    session.add(event)
+    return event
+
+
+def _live_conflict(rollout: Rollout) -> ConflictError:
+    return ConflictError(
+        f"model {rollout.model!r} already has a live rollout: #{rollout.id} of version "
+        f"{rollout.canary_version!r} is {rollout.phase.value}; promote, abort or wait for it "
+        "before starting another",
+        code="rollout_in_progress",
+        context={"rollout_id": rollout.id, "phase": rollout.phase.value},
+    )
+
+
+def start_rollout(
+    session: Session,
+    *,
+    model_name: str,
+    version: str,
+    strategy: Strategy | None,
+    actor: str,
+    now: datetime | None = None,
+) -> Rollout:
+    now = now or utcnow()
+    model = get_model(session, model_name, for_update=True)
+    _, canary = get_version(session, model_name=model_name, version=version)
+    live = session.exec(select(Rollout).where(Rollout.live_model_id == model.id)).first()
+    if live is not None:
+        raise _live_conflict(live)
+    stable = session.exec(
+        select(ModelVersion).where(
+            ModelVersion.model_id == model.id, ModelVersion.status == VersionStatus.STABLE
+        )
+    ).first()
+    if stable is not None and stable.version == version:
+        raise ConflictError(
+            f"version {version!r} is already the stable version of "
+            f"{model_name!r}: nothing to roll out",
+            code="already_stable",
+        )
+    # the first version has nothing to compare with: straight to stable
+    chosen = first_deploy_strategy() if stable is None else strategy or default_strategy()
+    assert model.id is not None
+    rollout = Rollout(
+        model_id=model.id,
+        model=model.name,
+        live_model_id=model.id,
+        canary_version=version,
+        stable_version=stable.version if stable else None,
+        phase=Phase.PENDING,
+        strategy=chosen.model_dump(mode="json"),
+        step_index=0,
+        step_started_at=now,
+        routed_weight=0,
+        stable_replicas=model.replicas if stable else 0,
+        next_check_at=now,
+        created_at=now,
+        created_by=actor,
+        updated_at=now,
+    )
+    session.add(rollout)
+    canary.status = VersionStatus.CANARY if stable else canary.status
+    canary.status_changed_at = now
+    session.add(canary)
+    try:
+        session.flush()
+    except IntegrityError as error:  # a concurrent start for the same model won
+        session.rollback()
+        live = session.exec(select(Rollout).where(Rollout.live_model_id == model.id)).first()
+        if live is not None:
+            raise _live_conflict(live) from error
+        raise
+    message = (
+        f"rollout of {version} started by {actor}, from stable {stable.version}"
+        if stable
+        else f"first deployment of {model_name}: {version} goes straight to stable"
+    )
+    add_event(
+        session,
+        rollout,
+        at=now,
+        actor=actor,
+        kind="created",
+        message=message,
+        evidence={"strategy": rollout.strategy},
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="rollout.started",
+        at=now,
+        model=model.name,
+        version=version,
+        details={"rollout_id": rollout.id},
+    )
+    session.commit()
+    session.refresh(rollout)
+    return rollout
+
+
+def get_rollout(session: Session, rollout_id: int) -> Rollout:
+    rollout = session.get(Rollout, rollout_id)
+    if rollout is None:
+        raise NotFoundError(f"rollout {rollout_id} does not exist", code="rollout_not_found")
+    return rollout
+
+
+def list_rollouts(
+    session: Session, *, model_name: str, cursor: str | None = None, limit: int = 50
+) -> tuple[list[Rollout], str | None]:
+    model = get_model(session, model_name)
+    statement = select(Rollout).where(Rollout.model_id == model.id)
+    statement = pagination.page_after(statement, col(Rollout.id), cursor, limit)
+    rows = list(session.exec(statement).all())
+    return pagination.split_page(rows, limit, lambda rollout: rollout.id)
+
+
+COMMAND_PHASES = {
+    Command.PROMOTE: (Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED),
+    Command.PROMOTE_FULL: (Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED),
+    Command.PAUSE: (Phase.PENDING, Phase.PROGRESSING),
+    Command.RESUME: (Phase.PAUSED,),
+    Command.ABORT: (Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING),
+}
+
+
+def request_command(
+    session: Session,
+    *,
+    rollout_id: int,
+    command: Command,
+    actor: str,
+    reason: str = "",
+    now: datetime | None = None,
+) -> Rollout:
+    now = now or utcnow()
+    rollout = session.exec(
+        select(Rollout).where(Rollout.id == rollout_id).with_for_update()
+    ).first()
+    if rollout is None:
+        raise NotFoundError(f"rollout {rollout_id} does not exist", code="rollout_not_found")
+    allowed = COMMAND_PHASES[command]
+    if rollout.phase not in allowed:
+        session.rollback()
+        raise ConflictError(
+            f"cannot {command.value.replace('_', ' ')} rollout {rollout_id}: it is "
+            f"{rollout.phase.value} (allowed when {', '.join(p.value for p in allowed)})",
+            code="invalid_phase",
+            context={"phase": rollout.phase.value},
+        )
+    if len(reason) > 1000:
+        raise InvalidRequestError("reason is longer than 1000 characters", code="reason_too_long")
+    rollout.command, rollout.command_by, rollout.command_reason = command, actor, reason
+    rollout.next_check_at = now
+    rollout.updated_at = now
+    session.add(rollout)
+    add_event(
+        session,
+        rollout,
+        at=now,
+        actor=actor,
+        kind="command",
+        message=f"{command.value} requested by {actor}" + (f": {reason}" if reason else ""),
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action=f"rollout.{command.value}",
+        at=now,
+        model=rollout.model,
+        version=rollout.canary_version,
+        details={"rollout_id": rollout_id, "reason": reason},
+    )
+    session.commit()
+    session.refresh(rollout)
+    return rollout
+
+
+def list_events(
+    session: Session, *, rollout_id: int, cursor: str | None = None, limit: int = 200
+) -> tuple[list[RolloutEvent], str | None]:
+    get_rollout(session, rollout_id)
+    statement = select(RolloutEvent).where(RolloutEvent.rollout_id == rollout_id)
+    statement = pagination.page_after(statement, col(RolloutEvent.id), cursor, limit)
+    rows = list(session.exec(statement).all())
+    return pagination.split_page(rows, limit, lambda event: event.id)
+
+
+def list_measurements(
+    session: Session, *, rollout_id: int, cursor: str | None = None, limit: int = 200
+) -> tuple[list[Measurement], str | None]:
+    get_rollout(session, rollout_id)
+    statement = select(Measurement).where(Measurement.rollout_id == rollout_id)
+    statement = pagination.page_after(statement, col(Measurement.id), cursor, limit)
+    rows = list(session.exec(statement).all())
+    return pagination.split_page(rows, limit, lambda measurement: measurement.id)

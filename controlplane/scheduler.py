@@ -1,0 +1,54 @@
+"""The periodic reconcile tick: APScheduler runs the reconciler in a background thread.
+
+One job, never overlapping itself (``max_instances=1``, missed runs coalesced). State lives
+in the database, so stopping the scheduler at any point loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from controlplane.models import utcnow
+from controlplane.rollout.reconciler import Reconciler
+
+log = logging.getLogger(__name__)
+JOB_ID = "reconcile"
+
+
+class ReconcileScheduler:
+    def __init__(self, reconciler: Reconciler, *, interval_seconds: float) -> None:
+        self.reconciler = reconciler
+        self.interval_seconds = interval_seconds
+        self._scheduler = BackgroundScheduler(
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone="UTC",
+        )
+
+    def start(self) -> None:
+        self._scheduler.add_job(
+            self._tick, "interval", seconds=self.interval_seconds, id=JOB_ID, next_run_time=utcnow()
+        )
+        self._scheduler.start()
+        log.info("reconcile loop started (every %.1fs)", self.interval_seconds)
+
+    def kick(self) -> None:
+        """Run the next tick now (after a person's command), not at the next interval."""
+        job = self._scheduler.get_job(JOB_ID)
+        if job is not None:
+            job.modify(next_run_time=utcnow())
+
+    def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+            log.info("reconcile loop stopped")
+
+    def _tick(self) -> None:
+        started: datetime = utcnow()
+        count = self.reconciler.run_due()
+        if count:
+            log.debug(
+                "reconciled %d rollouts in %.3fs", count, (utcnow() - started).total_seconds()
+            )

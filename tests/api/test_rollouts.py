@@ -1,0 +1,155 @@
+"""/v1 rollouts as records (no cluster here): start, one live per model, commands, history."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from controlplane.db import Database
+from controlplane.models import ModelVersion, VersionStatus
+from tests.factories import model_body, version_body
+
+
+@pytest.fixture
+def chat(api: TestClient, database: Database) -> str:
+    api.post("/v1/models", json=model_body(name="chat"))
+    for version in ("v1", "v2", "v3"):
+        api.post("/v1/models/chat/versions", json=version_body(version=version))
+    with database.session() as session:  # v1 is stable, as a finished first rollout leaves it
+        v1 = session.exec(select(ModelVersion).where(ModelVersion.version == "v1")).one()
+        v1.status = VersionStatus.STABLE
+        session.add(v1)
+        session.commit()
+    return "chat"
+
+
+def test_start_a_rollout_with_the_default_strategy(
+    api: TestClient, operator: TestClient, chat: str
+) -> None:
+    response = operator.post("/v1/models/chat/rollouts", json={"version": "v2"})
+    assert response.status_code == 201, response.text
+    rollout = response.json()
+    assert rollout["phase"] == "pending"
+    assert rollout["stable_version"] == "v1"
+    assert rollout["canary_version"] == "v2"
+    assert [s["kind"] for s in rollout["steps"]][:2] == ["set_weight", "analysis"]
+    assert rollout["created_by"].startswith("operator-")
+    assert response.headers["location"] == f"/v1/rollouts/{rollout['id']}"
+    assert api.get("/v1/models/chat/versions/v2").json()["status"] == "canary"
+    events = api.get(f"/v1/rollouts/{rollout['id']}/events").json()["items"]
+    assert events[0]["kind"] == "created"
+    assert events[0]["actor"] == rollout["created_by"]
+
+
+def test_a_second_live_rollout_is_409_naming_the_live_one(api: TestClient, chat: str) -> None:
+    first = api.post("/v1/models/chat/rollouts", json={"version": "v2"}).json()
+    second = api.post("/v1/models/chat/rollouts", json={"version": "v3"})
+    assert second.status_code == 409
+    problem = second.json()
+    assert problem["code"] == "rollout_in_progress"
+    assert problem["rollout_id"] == first["id"]
+    assert f"#{first['id']}" in problem["detail"]
+
+
+def test_custom_strategy_is_validated(api: TestClient, chat: str) -> None:
+    ok = api.post(
+        "/v1/models/chat/rollouts",
+        json={
+            "version": "v2",
+            "strategy": {
+                "steps": [
+                    {"kind": "set_weight", "weight": 20},
+                    {"kind": "pause", "duration_seconds": 30},
+                    {"kind": "analysis", "count": 3, "interval_seconds": 30},
+                    {"kind": "set_weight", "weight": 100},
+                ]
+            },
+        },
+    )
+    assert ok.status_code == 201, ok.text
+    assert [s["kind"] for s in ok.json()["steps"]] == [
+        "set_weight",
+        "pause",
+        "analysis",
+        "set_weight",
+    ]
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [],
+        [{"kind": "set_weight", "weight": 120}],
+        [{"kind": "jump"}],
+        [{"kind": "set_weight", "weight": 50}, {"kind": "set_weight", "weight": 10}],
+        [{"kind": "analysis", "count": 2, "failure_limit": 2}],
+    ],
+)
+def test_bad_strategies_are_422(api: TestClient, chat: str, steps: list[object]) -> None:
+    response = api.post(
+        "/v1/models/chat/rollouts", json={"version": "v2", "strategy": {"steps": steps}}
+    )
+    assert response.status_code == 422, response.text
+    assert api.get("/v1/models/chat/rollouts").json()["items"] == []
+
+
+def test_rolling_out_the_stable_version_or_an_unknown_one(api: TestClient, chat: str) -> None:
+    assert api.post("/v1/models/chat/rollouts", json={"version": "v1"}).json()["code"] == (
+        "already_stable"
+    )
+    assert api.post("/v1/models/chat/rollouts", json={"version": "v9"}).status_code == 404
+
+
+def test_the_first_version_goes_straight_to_stable(api: TestClient) -> None:
+    api.post("/v1/models", json=model_body(name="fresh"))
+    api.post("/v1/models/fresh/versions", json=version_body(version="v1"))
+    rollout = api.post("/v1/models/fresh/rollouts", json={"version": "v1"}).json()
+    assert rollout["stable_version"] is None
+    assert rollout["steps"] == [{"kind": "set_weight", "weight": 100}]
+
+
+def test_commands_are_recorded_with_their_actor(
+    api: TestClient, operator: TestClient, chat: str
+) -> None:
+    rollout = api.post("/v1/models/chat/rollouts", json={"version": "v2"}).json()
+    paused = operator.post(f"/v1/rollouts/{rollout['id']}/pause", json={"reason": "lunch"})
+    assert paused.status_code == 202
+    assert paused.json()["pending_command"] == "pause"
+    abort = operator.post(f"/v1/rollouts/{rollout['id']}/abort", json={"reason": "bad eval"})
+    assert abort.json()["pending_command"] == "abort"
+    events = api.get(f"/v1/rollouts/{rollout['id']}/events").json()["items"]
+    assert events[0]["message"].endswith("bad eval")
+    assert events[0]["actor"].startswith("operator-")
+    audit = api.get("/v1/audit", params={"action": "rollout.abort"}).json()["items"]
+    assert len(audit) == 1
+
+
+def test_commands_need_an_operator_and_a_live_phase(
+    api: TestClient, viewer: TestClient, chat: str
+) -> None:
+    rollout = api.post("/v1/models/chat/rollouts", json={"version": "v2"}).json()
+    assert viewer.post(f"/v1/rollouts/{rollout['id']}/abort").status_code == 403
+    assert viewer.get(f"/v1/rollouts/{rollout['id']}").status_code == 200
+    resume = api.post(f"/v1/rollouts/{rollout['id']}/resume")
+    assert resume.status_code == 409
+    assert resume.json()["code"] == "invalid_phase"
+    assert api.post("/v1/rollouts/999/abort").status_code == 404
+
+
+def test_history_lists_rollouts_newest_first(
+    api: TestClient, chat: str, database: Database
+) -> None:
+    from controlplane.models import Phase, Rollout
+
+    first = api.post("/v1/models/chat/rollouts", json={"version": "v2"}).json()
+    with database.session() as session:  # end it, as the reconciler would
+        row = session.get(Rollout, first["id"])
+        assert row is not None
+        row.phase, row.live_model_id = Phase.ROLLED_BACK, None
+        session.add(row)
+        session.commit()
+    second = api.post("/v1/models/chat/rollouts", json={"version": "v3"})
+    assert second.status_code == 201
+    history = api.get("/v1/models/chat/rollouts").json()["items"]
+    assert [r["canary_version"] for r in history] == ["v3", "v2"]

@@ -1,0 +1,322 @@
+"""The rollout engine end to end on the real parts it owns: the database (SQLite and
+PostgreSQL), the reconciler, the Kubernetes driver and a real API server with kwok pods.
+
+Metrics come from a scripted prober here (the Prometheus-backed one has its own tests);
+the clock is injected so analysis intervals pass without sleeping, while pods become
+ready in real time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+
+from controlplane.analysis.verdict import Verdict
+from controlplane.db import Database
+from controlplane.kube import KubeDriver
+from controlplane.kube.client import DEPLOYMENT, HTTPROUTE, KubeApi
+from controlplane.models import (
+    Command,
+    Model,
+    ModelCreate,
+    ModelVersion,
+    Phase,
+    Rollout,
+    RolloutEvent,
+    RoutingMode,
+    VersionCreate,
+    VersionStatus,
+    utcnow,
+)
+from controlplane.registry import models as model_service
+from controlplane.registry import versions as version_service
+from controlplane.rollout import service
+from controlplane.rollout.reconciler import ProbeResult, Reconciler
+from controlplane.rollout.strategy import Analysis, SetWeight, Strategy
+
+pytestmark = pytest.mark.cluster
+
+
+@dataclass
+class Clock:
+    now: datetime = field(default_factory=utcnow)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class ScriptedProber:
+    verdict: Verdict = Verdict.PASS
+    calls: int = 0
+
+    def measure(self, **_: Any) -> ProbeResult:
+        self.calls += 1
+        return ProbeResult(
+            self.verdict,
+            f"scripted {self.verdict.value} #{self.calls}",
+            [{"metric": "ttft", "verdict": self.verdict.value}],
+        )
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url, pool_size=5)
+    yield db
+    db.dispose()
+
+
+def setup_model(
+    database: Database,
+    namespace: str,
+    *,
+    routing: RoutingMode = RoutingMode.REPLICAS,
+    labels: dict[str, dict[str, str]] | None = None,
+) -> None:
+    with database.session() as session:
+        model_service.create_model(
+            session,
+            data=ModelCreate(
+                name="chat",
+                namespace=namespace,
+                image="vllm/vllm-openai:v0.11.0",
+                gpus_per_replica=0,
+                replicas=2,
+                routing_mode=routing,
+                gateway="gw" if routing is RoutingMode.GATEWAY_API else None,
+            ),
+            actor="test",
+        )
+        for version in ("v1", "v2"):
+            version_service.register_version(
+                session,
+                model_name="chat",
+                data=VersionCreate(
+                    version=version,
+                    artifact_uri=f"s3://models/chat/{version}",
+                    labels=(labels or {}).get(version, {}),
+                ),
+                actor="test",
+            )
+
+
+def drive(
+    reconciler: Reconciler,
+    clock: Clock,
+    database: Database,
+    rollout_id: int,
+    *,
+    until: set[Phase],
+    timeout: float = 90,
+) -> Rollout:
+    """Tick the reconciler (the clock jumps a minute a tick; pods get real time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reconciler.run_due()
+        with database.session() as session:
+            rollout = session.get(Rollout, rollout_id)
+            assert rollout is not None
+            if rollout.phase in until:
+                return rollout
+        clock.now += timedelta(seconds=61)
+        time.sleep(0.3)
+    pytest.fail(
+        f"rollout {rollout_id} did not reach {until}; it is {rollout.phase}: {rollout.reason}"
+    )
+
+
+def events(database: Database, rollout_id: int) -> list[RolloutEvent]:
+    with database.session() as session:
+        return list(
+            session.exec(
+                select(RolloutEvent)
+                .where(RolloutEvent.rollout_id == rollout_id)
+                .order_by(col(RolloutEvent.id))
+            ).all()
+        )
+
+
+def status_of(database: Database, version: str) -> VersionStatus:
+    with database.session() as session:
+        return (
+            session.exec(select(ModelVersion).where(ModelVersion.version == version)).one().status
+        )
+
+
+def deploy_v1(database: Database, reconciler: Reconciler, clock: Clock) -> None:
+    with database.session() as session:
+        first = service.start_rollout(
+            session, model_name="chat", version="v1", strategy=None, actor="ci", now=clock()
+        )
+    assert first.id is not None
+    done = drive(reconciler, clock, database, first.id, until={Phase.SUCCEEDED})
+    assert done.finished_at is not None
+    assert status_of(database, "v1") is VersionStatus.STABLE
+
+
+STRATEGY = Strategy(
+    steps=(SetWeight(weight=50), Analysis(interval_seconds=60, count=2), SetWeight(weight=100))
+)
+
+
+def test_first_version_then_a_canary_promoted_through_its_steps(
+    database: Database, kube_api: KubeApi, namespace: str
+) -> None:
+    setup_model(database, namespace)
+    clock, prober = Clock(), ScriptedProber(Verdict.PASS)
+    reconciler = Reconciler(database, KubeDriver(kube_api), prober, clock=clock)
+    deploy_v1(database, reconciler, clock)
+    v1 = kube_api.get(DEPLOYMENT, namespace, "chat-v1")
+    assert v1 is not None
+    assert v1["metadata"]["labels"]["controlplane.dev/track"] == "stable"
+    assert v1["spec"]["replicas"] == 2
+
+    with database.session() as session:
+        rollout = service.start_rollout(
+            session, model_name="chat", version="v2", strategy=STRATEGY, actor="ci", now=clock()
+        )
+    assert rollout.id is not None
+    done = drive(reconciler, clock, database, rollout.id, until={Phase.SUCCEEDED})
+    assert done.routed_weight == 100
+    assert prober.calls == 2
+    assert status_of(database, "v2") is VersionStatus.STABLE
+    assert status_of(database, "v1") is VersionStatus.RETIRED
+    v2 = kube_api.get(DEPLOYMENT, namespace, "chat-v2")
+    assert v2 is not None
+    assert v2["metadata"]["labels"]["controlplane.dev/track"] == "stable"
+    assert v2["spec"]["replicas"] == 2
+    assert kube_api.get(DEPLOYMENT, namespace, "chat-v1") is None, "the old version is gone"
+    messages = [e.message for e in events(database, rollout.id)]
+    assert any("weight 50% in force" in m for m in messages)
+    assert any("analysis passed at 50%" in m for m in messages)
+    assert messages[-1] == "promoted: the canary is the new stable"
+
+
+def test_a_crash_looping_canary_is_rolled_back_with_the_reason(
+    database: Database, kube_api: KubeApi, namespace: str
+) -> None:
+    setup_model(database, namespace, labels={"v2": {"sim.controlplane.dev/fault": "crashloop"}})
+    clock = Clock()
+    reconciler = Reconciler(database, KubeDriver(kube_api), ScriptedProber(), clock=clock)
+    deploy_v1(database, reconciler, clock)
+    with database.session() as session:
+        rollout = service.start_rollout(
+            session, model_name="chat", version="v2", strategy=STRATEGY, actor="ci", now=clock()
+        )
+    assert rollout.id is not None
+    done = drive(reconciler, clock, database, rollout.id, until={Phase.ROLLED_BACK})
+    assert "crash-looping" in done.reason
+    assert status_of(database, "v2") is VersionStatus.ROLLED_BACK
+    assert status_of(database, "v1") is VersionStatus.STABLE
+    v2 = kube_api.get(DEPLOYMENT, namespace, "chat-v2")
+    assert v2 is not None
+    assert v2["spec"]["replicas"] == 0
+    rollback = [e for e in events(database, rollout.id) if e.phase is Phase.ROLLING_BACK]
+    assert rollback[0].evidence["problem"] == "crash_loop"
+
+
+def test_a_failed_analysis_moves_traffic_back_to_stable_first(
+    database: Database, kube_api: KubeApi, namespace: str
+) -> None:
+    setup_model(database, namespace, routing=RoutingMode.GATEWAY_API)
+    clock = Clock()
+    prober = ScriptedProber(Verdict.PASS)
+    driver = KubeDriver(kube_api)
+    reconciler = Reconciler(database, driver, prober, clock=clock)
+    deploy_v1(database, reconciler, clock)
+    prober.verdict = Verdict.FAIL
+    with database.session() as session:
+        rollout = service.start_rollout(
+            session, model_name="chat", version="v2", strategy=STRATEGY, actor="ci", now=clock()
+        )
+    assert rollout.id is not None
+    drive(reconciler, clock, database, rollout.id, until={Phase.ROLLING_BACK, Phase.ROLLED_BACK})
+    # the tick that decided the rollback already moved the traffic
+    route = kube_api.get(HTTPROUTE, namespace, "chat")
+    assert route is not None
+    weights = {r["name"]: r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]}
+    assert weights == {"chat-v1": 100, "chat-v2": 0}, "traffic is back on stable"
+    done = drive(reconciler, clock, database, rollout.id, until={Phase.ROLLED_BACK})
+    assert "analysis failed at 50%" in done.reason
+    assert "scripted fail" in done.reason
+
+
+def test_abort_by_a_person_ends_aborted(
+    database: Database, kube_api: KubeApi, namespace: str
+) -> None:
+    setup_model(database, namespace)
+    clock = Clock()
+    reconciler = Reconciler(database, KubeDriver(kube_api), ScriptedProber(), clock=clock)
+    deploy_v1(database, reconciler, clock)
+    with database.session() as session:
+        rollout = service.start_rollout(
+            session, model_name="chat", version="v2", strategy=STRATEGY, actor="ci", now=clock()
+        )
+    assert rollout.id is not None
+    drive(reconciler, clock, database, rollout.id, until={Phase.PROGRESSING})
+    with database.session() as session:
+        service.request_command(
+            session,
+            rollout_id=rollout.id,
+            command=Command.ABORT,
+            actor="alice",
+            reason="wrong adapter",
+            now=clock(),
+        )
+    done = drive(reconciler, clock, database, rollout.id, until={Phase.ABORTED})
+    assert done.reason == "aborted by alice: wrong adapter"
+    assert any(
+        e.actor == "alice" and e.phase is Phase.ROLLING_BACK for e in events(database, rollout.id)
+    )
+
+
+def test_a_restarted_control_plane_continues_without_repeating_moves(
+    database: Database, kube_api: KubeApi, namespace: str
+) -> None:
+    setup_model(database, namespace)
+    clock = Clock()
+    first = Reconciler(
+        database, KubeDriver(kube_api), ScriptedProber(), clock=clock, owner="replica-a"
+    )
+    deploy_v1(database, first, clock)
+    with database.session() as session:
+        rollout = service.start_rollout(
+            session, model_name="chat", version="v2", strategy=STRATEGY, actor="ci", now=clock()
+        )
+    assert rollout.id is not None
+    drive(first, clock, database, rollout.id, until={Phase.PROGRESSING})
+    # the process dies; a new one (new owner, new driver, new prober) takes over
+    second = Reconciler(
+        database, KubeDriver(kube_api), ScriptedProber(), clock=clock, owner="replica-b"
+    )
+    done = drive(second, clock, database, rollout.id, until={Phase.SUCCEEDED})
+    assert done.phase is Phase.SUCCEEDED
+    moves = [e.message for e in events(database, rollout.id) if "in force" in e.message]
+    assert len(moves) == len(set(moves)), f"a traffic move was recorded twice: {moves}"
+
+
+def test_a_held_lease_keeps_other_replicas_off(
+    database: Database, kube_api: KubeApi, namespace: str
+) -> None:
+    setup_model(database, namespace)
+    clock = Clock()
+    a = Reconciler(database, KubeDriver(kube_api), ScriptedProber(), clock=clock, owner="a")
+    b = Reconciler(database, KubeDriver(kube_api), ScriptedProber(), clock=clock, owner="b")
+    with database.session() as session:
+        rollout = service.start_rollout(
+            session, model_name="chat", version="v1", strategy=None, actor="ci", now=clock()
+        )
+    assert rollout.id is not None
+    assert a._claim(rollout.id)
+    assert not b.reconcile(rollout.id), "b must not act while a holds the lease"
+    clock.now += timedelta(minutes=5)  # a died; its lease expired
+    assert b.reconcile(rollout.id)
+    with database.session() as session:
+        model = session.exec(select(Model)).one()
+        assert model.name == "chat"
