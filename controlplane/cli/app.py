@@ -30,11 +30,13 @@ versions_app = typer.Typer(
 )
 tokens_app = typer.Typer(help="API tokens (admin).", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of every write.", no_args_is_help=True)
+rollout_app = typer.Typer(help="Rollouts: start, watch and steer them.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(versions_app, name="versions")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
+app.add_typer(rollout_app, name="rollout")
 
 EXIT_API_ERROR = 1
 EXIT_CONFIG = 2
@@ -512,6 +514,228 @@ def audit_list(
     with client(url, token) as api:
         items = api.paginate("/v1/audit", limit=limit, model=model, actor=actor)
     emit(items, output, lambda rows: table(rows, AUDIT_COLUMNS))
+
+
+# ---------------------------------------------------------------------------------------
+# rollouts
+
+ROLLOUT_FIELDS = [
+    "id",
+    "model",
+    "canary_version",
+    "stable_version",
+    "phase",
+    "step_index",
+    "current_step",
+    "weight",
+    "reason",
+    "pending_command",
+    "created_at",
+    "created_by",
+    "updated_at",
+    "finished_at",
+]
+ROLLOUT_COLUMNS: list[Column] = [
+    ("ID", lambda r: r["id"]),
+    ("VERSION", lambda r: r["canary_version"]),
+    ("FROM", lambda r: r["stable_version"]),
+    ("PHASE", lambda r: r["phase"]),
+    ("STEP", lambda r: f"{r['step_index']}/{len(r['steps'])}"),
+    ("WEIGHT", lambda r: f"{r['weight']}%"),
+    ("STARTED", lambda r: r["created_at"][:19].replace("T", " ")),
+    ("BY", lambda r: r["created_by"]),
+    ("REASON", lambda r: (r["reason"] or "")[:60]),
+]
+EVENT_COLUMNS: list[Column] = [
+    ("AT", lambda e: e["at"][:19].replace("T", " ")),
+    ("ACTOR", lambda e: e["actor"]),
+    ("PHASE", lambda e: e["phase"]),
+    ("STEP", lambda e: e["step_index"]),
+    ("WEIGHT", lambda e: f"{e['weight']}%"),
+    ("WHAT", lambda e: e["message"]),
+]
+TERMINAL = {"succeeded", "rolled_back", "aborted"}
+
+
+def _step_text(step: dict[str, Any] | None) -> str:
+    if not step:
+        return "-"
+    kind = step["kind"]
+    if kind == "set_weight":
+        return f"set_weight {step['weight']}%"
+    if kind == "pause":
+        return (
+            f"pause {step['duration_seconds']}s"
+            if step.get("duration_seconds")
+            else ("pause until promoted")
+        )
+    return f"analysis x{step['count']} every {step['interval_seconds']}s"
+
+
+def _rollout_line(r: dict[str, Any]) -> str:
+    line = (
+        f"rollout {r['id']} {r['model']} {r['stable_version'] or '-'} -> "
+        f"{r['canary_version']}: {r['phase']}, step {r['step_index']}/{len(r['steps'])} "
+        f"({_step_text(r['current_step'])}), canary weight {r['weight']}%"
+    )
+    return line + (f"; {r['reason']}" if r["reason"] else "")
+
+
+def _watch(api: Client, rollout_id: int, output: Output, timeout: float) -> dict[str, Any]:
+    """Print each change of the rollout and its new events until it ends (or timeout)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    seen_events: set[int] = set()
+    last = ""
+    while True:
+        rollout: dict[str, Any] = api.get(f"/v1/rollouts/{rollout_id}")
+        events = api.get(f"/v1/rollouts/{rollout_id}/events", limit=50)["items"]
+        for event in reversed(events):
+            if event["id"] not in seen_events:
+                seen_events.add(event["id"])
+                if output is Output.JSON:
+                    typer.echo(json.dumps(event))
+                else:
+                    typer.echo(f"{event['at'][11:19]}  {event['actor']:<12} {event['message']}")
+        line = _rollout_line(rollout)
+        if line != last and output is Output.TABLE:
+            typer.echo(f"== {line}")
+            last = line
+        if rollout["phase"] in TERMINAL or time.monotonic() > deadline:
+            return rollout
+        time.sleep(2)
+
+
+@rollout_app.command("start")
+def rollout_start(
+    model: Annotated[str, typer.Argument(help="The model.")],
+    version: Annotated[str, typer.Argument(help="The registered version to roll out.")],
+    strategy: Annotated[
+        str | None, typer.Option(help='Steps as JSON or @file: {"steps": [...]}.')
+    ] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow it live.")] = False,
+    timeout: Annotated[float, typer.Option(help="Stop watching after this many seconds.")] = 3600,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Start a rollout of VERSION (the model's default strategy unless --strategy)."""
+    body: dict[str, Any] = {"version": version}
+    if strategy is not None:
+        body["strategy"] = load_json(strategy, "--strategy")
+    with client(url, token) as api:
+        rollout = api.post(f"/v1/models/{model}/rollouts", body)
+        emit(rollout, output, _rollout_line)
+        if watch:
+            final = _watch(api, rollout["id"], output, timeout)
+            if final["phase"] in ("rolled_back", "aborted"):
+                raise typer.Exit(EXIT_API_ERROR)
+
+
+@rollout_app.command("status")
+def rollout_status(
+    rollout_id: Annotated[int, typer.Argument(help="The rollout's id.")],
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow it live.")] = False,
+    timeout: Annotated[float, typer.Option(help="Stop watching after this many seconds.")] = 3600,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Where a rollout stands (and, with --watch, follow it until it ends)."""
+    with client(url, token) as api:
+        if watch:
+            _watch(api, rollout_id, output, timeout)
+            return
+        rollout = api.get(f"/v1/rollouts/{rollout_id}")
+    emit(rollout, output, lambda r: details(r, ROLLOUT_FIELDS))
+
+
+def _rollout_command(
+    path: str, body: dict[str, Any], url: str, token: str | None, output: Output
+) -> None:
+    with client(url, token) as api:
+        rollout = api.post(path, body)
+    emit(rollout, output, lambda r: f"requested {r['pending_command']}: " + _rollout_line(r))
+
+
+@rollout_app.command("promote")
+def rollout_promote(
+    rollout_id: int,
+    full: Annotated[bool, typer.Option("--full", help="Skip the remaining steps.")] = False,
+    reason: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Promote to the next step (or, with --full, past every step)."""
+    _rollout_command(
+        f"/v1/rollouts/{rollout_id}/promote", {"full": full, "reason": reason}, url, token, output
+    )
+
+
+@rollout_app.command("abort")
+def rollout_abort(
+    rollout_id: int,
+    reason: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Abort: traffic back to stable, the canary removed."""
+    _rollout_command(f"/v1/rollouts/{rollout_id}/abort", {"reason": reason}, url, token, output)
+
+
+@rollout_app.command("pause")
+def rollout_pause(
+    rollout_id: int,
+    reason: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Pause at the current step."""
+    _rollout_command(f"/v1/rollouts/{rollout_id}/pause", {"reason": reason}, url, token, output)
+
+
+@rollout_app.command("resume")
+def rollout_resume(
+    rollout_id: int,
+    reason: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Resume a paused rollout (its current step starts over)."""
+    _rollout_command(f"/v1/rollouts/{rollout_id}/resume", {"reason": reason}, url, token, output)
+
+
+@rollout_app.command("history")
+def rollout_history(
+    model: str,
+    limit: Annotated[int | None, typer.Option(help="At most this many.")] = 20,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """A model's rollouts, newest first."""
+    with client(url, token) as api:
+        items = api.paginate(f"/v1/models/{model}/rollouts", limit=limit)
+    emit(items, output, lambda rows: table(rows, ROLLOUT_COLUMNS))
+
+
+@rollout_app.command("events")
+def rollout_events(
+    rollout_id: int,
+    limit: Annotated[int | None, typer.Option(help="At most this many.")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """What happened to a rollout, oldest first, with who or what did it."""
+    with client(url, token) as api:
+        items = api.paginate(f"/v1/rollouts/{rollout_id}/events", limit=limit)
+    emit(list(reversed(items)), output, lambda rows: table(rows, EVENT_COLUMNS))
 
 
 def main() -> None:

@@ -239,3 +239,38 @@ def test_db_upgrade_command_migrates_without_an_admin_token(tmp_path: Path) -> N
         [*CLI, "db", "current"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert current.stdout.strip() == "0003"
+
+
+def test_rollout_commands_through_the_cli(server: Server) -> None:
+    server.cli("models", "create", "chat", "--image", "vllm/vllm-openai:v0.11.0")
+    for version in ("v1", "v2"):
+        server.cli("versions", "register", "chat", version, "--artifact-uri", f"s3://m/{version}")
+    started = server.cli("rollout", "start", "chat", "v1", "-o", "json")
+    assert started.returncode == 0, started.stderr
+    rollout = json.loads(started.stdout)
+    assert rollout["phase"] == "pending"
+    rid = str(rollout["id"])
+
+    second = server.cli("rollout", "start", "chat", "v2")
+    assert second.returncode != 0
+    assert f"#{rid}" in second.stderr
+    assert "already has a live rollout" in second.stderr
+
+    status = server.cli("rollout", "status", rid)
+    assert "phase:" in status.stdout
+    assert "pending" in status.stdout
+    watched = server.cli("rollout", "status", rid, "--watch", "--timeout", "0")
+    assert f"== rollout {rid} chat - -> v1: pending" in watched.stdout
+
+    paused = server.cli("rollout", "pause", rid, "--reason", "change freeze")
+    assert paused.returncode == 0, paused.stderr
+    assert "requested pause" in paused.stdout
+    resumed = server.cli("rollout", "resume", rid)
+    assert resumed.returncode != 0
+    assert "cannot resume" in resumed.stderr
+
+    history = server.cli("rollout", "history", "chat")
+    assert history.stdout.splitlines()[0].split()[:3] == ["ID", "VERSION", "FROM"]
+    events = server.cli("rollout", "events", rid, "-o", "json")
+    assert [e["kind"] for e in json.loads(events.stdout)] == ["created", "command"]
+    assert server.cli("rollout", "abort", rid, "--reason", "test").returncode == 0
