@@ -9,6 +9,7 @@ and a writable cache file, neither of which a locked-down controller pod should 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -17,6 +18,7 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from controlplane import telemetry
 from controlplane.kube.errors import KubeError, NotFoundError, TemporaryKubeError, translate
 
 
@@ -69,6 +71,18 @@ def resource_of(obj: dict[str, Any]) -> Resource:
         raise ValueError(f"the driver does not manage {key[1]} ({key[0]})") from None
 
 
+def _verb(method: str, content_type: str) -> str:
+    if content_type == "application/apply-patch+yaml":
+        return "apply"
+    return {
+        "GET": "get",
+        "POST": "create",
+        "PATCH": "patch",
+        "DELETE": "delete",
+        "PUT": "update",
+    }.get(method.upper(), method.lower())
+
+
 class KubeApi:
     """Requests to one API server, with timeouts, returning dicts, raising our errors."""
 
@@ -107,6 +121,8 @@ class KubeApi:
         content_type: str = "application/json",
     ) -> dict[str, Any]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
+        verb = _verb(method, content_type)
+        started = time.perf_counter()
         try:
             method_, url, headers_, body_, post = self.api_client.param_serialize(
                 method,
@@ -121,10 +137,13 @@ class KubeApi:
             )
             data = response.read()
         except urllib3.exceptions.HTTPError as error:
+            telemetry.KUBE_REQUESTS.labels(verb, telemetry.status_class(None)).inc()
             raise TemporaryKubeError(
                 f"{action}: the API server did not answer ({type(error).__name__}: {error})",
                 reason="Unreachable",
             ) from error
+        telemetry.KUBE_SECONDS.labels(verb).observe(time.perf_counter() - started)
+        telemetry.KUBE_REQUESTS.labels(verb, telemetry.status_class(response.status)).inc()
         if not 200 <= response.status < 300:
             raise translate(
                 response.status, data, action=action, retry_after=response.getheader("Retry-After")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from controlplane import telemetry
 from controlplane.analysis.verdict import MeasurementOutcome, Verdict
 from controlplane.db import Database
 from controlplane.kube import KubeDriver, KubeError, PermanentKubeError, TemporaryKubeError
@@ -138,10 +140,13 @@ class Reconciler:
         """One tick: reconcile every due rollout this replica can claim. Returns how many."""
         done = 0
         for rollout_id in self.due():
+            started = time.perf_counter()
             try:
                 if self.reconcile(rollout_id):
                     done += 1
+                    telemetry.RECONCILE_SECONDS.observe(time.perf_counter() - started)
             except Exception:  # one broken rollout must not stop the others
+                telemetry.RECONCILE_ERRORS.inc()
                 log.exception(
                     "reconcile of rollout %s failed", rollout_id, extra={"rollout_id": rollout_id}
                 )
@@ -244,6 +249,7 @@ class Reconciler:
                 )
             )
             measurements.append(MeasurementOutcome(now, result.verdict, result.summary))
+            telemetry.VERDICTS.labels(result.verdict.value).inc()
             decision = plan(facts, observed, measurements, now, self.limits)
         if decision.target is not None:
             try:
@@ -371,8 +377,10 @@ class Reconciler:
             rollout.finished_at = now
         if new.phase is not before:
             self._version_statuses(session, rollout, model, new.phase, now)
+            telemetry.TRANSITIONS.labels(new.phase.value).inc()
         session.add(rollout)
         if decision.event is not None:
+            telemetry.DECISIONS.labels(decision.event.kind).inc()
             add_event(
                 session,
                 rollout,

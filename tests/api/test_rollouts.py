@@ -153,3 +153,14 @@ def test_history_lists_rollouts_newest_first(
     assert second.status_code == 201
     history = api.get("/v1/models/chat/rollouts").json()["items"]
     assert [r["canary_version"] for r in history] == ["v3", "v2"]
+
+
+def test_metrics_show_rollouts_by_phase(api: TestClient, anonymous: TestClient, chat: str) -> None:
+    api.post("/v1/models/chat/rollouts", json={"version": "v2"})
+    response = anonymous.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert 'controlplane_rollouts{phase="pending"} 1.0' in response.text
+    assert 'controlplane_rollouts{phase="succeeded"} 0.0' in response.text
+    assert "controlplane_reconcile_duration_seconds_bucket" in response.text
+    assert "test-admin-token" not in response.text

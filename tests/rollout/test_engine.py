@@ -131,6 +131,12 @@ def drive(
     )
 
 
+def metric(name: str, **labels: str) -> float:
+    from controlplane.telemetry import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def events(database: Database, rollout_id: int) -> list[RolloutEvent]:
     with database.session() as session:
         return list(

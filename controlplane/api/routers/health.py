@@ -1,13 +1,19 @@
-"""Liveness and readiness, without authentication (kubelet probes carry no token)."""
+"""Liveness, readiness and metrics, without authentication (kubelet probes and Prometheus
+scrapes carry no token; none of them reveals a secret)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import col, select
 
+from controlplane import telemetry
 from controlplane.api.problems import problem_response
 from controlplane.db import Database
+from controlplane.models import Phase, Rollout
 
 router = APIRouter(tags=["health"])
 
@@ -31,3 +37,24 @@ def readyz(request: Request) -> dict[str, str] | JSONResponse:
             "CONTROLPLANE_DATABASE_URL and the database server",
         )
     return {"status": "ready", "database": database.dialect}
+
+
+@router.get(
+    "/metrics",
+    summary="The control plane's own metrics (Prometheus text format)",
+    response_class=Response,
+)
+def metrics(request: Request) -> Response:
+    database: Database = request.app.state.database
+    counts = dict.fromkeys(Phase, 0)
+    try:
+        with database.session() as session:
+            rows = session.exec(
+                select(Rollout.phase, sa.func.count(col(Rollout.id))).group_by(Rollout.phase)
+            ).all()
+        counts.update({Phase(phase): int(count) for phase, count in rows})
+        for phase, count in counts.items():
+            telemetry.ROLLOUTS.labels(phase.value).set(count)
+    except SQLAlchemyError:  # the metrics still answer; /readyz reports the database
+        pass
+    return Response(generate_latest(telemetry.REGISTRY), media_type=CONTENT_TYPE_LATEST)
