@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help deps helm-build helm-lint helm-test cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
+.PHONY: help deps bench-judge helm-build helm-lint helm-test cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,8 +36,8 @@ helm-test: deps cluster-build helm-build  ## the chart's tests: rendering, and R
 test: deps cluster-build helm-build  ## the whole suite: SQLite, PostgreSQL, a real Kubernetes API server, helm
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: deps  ## unit and API tests on SQLite only (no PostgreSQL, no cluster, no helm)
-	$(BIN)/pytest -m "not postgres and not cluster and not helm" $(PYTEST_ARGS)
+test-fast: deps  ## unit and API tests on SQLite only (no PostgreSQL, cluster, helm or Prometheus)
+	$(BIN)/pytest -m "not postgres and not cluster and not helm and not prometheus" $(PYTEST_ARGS)
 
 lint: deps  ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -57,6 +57,9 @@ check: lint types imports test  ## everything CI should hold: lint, types, impor
 
 bench: deps  ## registry load benchmark (SQLite and PostgreSQL), prints latency and throughput
 	$(BIN)/python -m benchmarks.registry_load
+
+bench-judge: deps  ## the judge's false-rollback and detection rates by canary sample size
+	$(BIN)/python -m benchmarks.judge_power
 
 quickstart: deps  ## serve the API on SQLite and register a model and two versions with the CLI
 	@scripts/quickstart.sh

@@ -40,4 +40,7 @@ if [ -z "${CONTROLPLANE_TEST_POSTGRES_URL:-}" ] && ! have_postgres; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
   have_postgres || { echo "PostgreSQL installation failed" >&2; exit 1; }
 fi
+# --- Prometheus (for the metrics tests and the demo) ------------------------------------
+scripts/ensure-prometheus.sh
+
 log "ready"

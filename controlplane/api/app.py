@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import controlplane
+from controlplane.analysis.prometheus import PrometheusClient, http_client
 from controlplane.api import problems
 from controlplane.api.limits import BodySizeLimit
 from controlplane.api.routers import audit, health, models, rollouts, tokens, versions
@@ -21,6 +22,7 @@ from controlplane.config import Settings, get_settings
 from controlplane.db import Database
 from controlplane.kube import KubeDriver
 from controlplane.kube.client import KubeApi
+from controlplane.rollout.probe import PrometheusProber
 from controlplane.rollout.reconciler import Reconciler
 from controlplane.scheduler import ReconcileScheduler
 
@@ -40,7 +42,15 @@ def _start_reconciler(app: FastAPI, settings: Settings) -> ReconcileScheduler | 
             error,
         )
         return None
-    reconciler = Reconciler(app.state.database, KubeDriver(api))
+    prober = None
+    if settings.prometheus_url:
+        prober = PrometheusProber(PrometheusClient(http_client(settings.prometheus_url)))
+    else:
+        log.warning(
+            "CONTROLPLANE_PROMETHEUS_URL is not set: analysis steps will be "
+            "inconclusive and pause for a person"
+        )
+    reconciler = Reconciler(app.state.database, KubeDriver(api), prober)
     scheduler = ReconcileScheduler(reconciler, interval_seconds=settings.reconcile_interval_seconds)
     scheduler.start()
     return scheduler

@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from controlplane import audit, pagination
-from controlplane.errors import ConflictError, InvalidRequestError, NotFoundError
+from controlplane.analysis.metrics import Catalog
+from controlplane.errors import ConflictError, FieldIssue, InvalidRequestError, NotFoundError
 from controlplane.models import (
     Command,
     Measurement,
@@ -26,7 +27,12 @@ from controlplane.models import (
 )
 from controlplane.registry.models import get_model
 from controlplane.registry.versions import get_version
-from controlplane.rollout.strategy import Strategy, default_strategy, first_deploy_strategy
+from controlplane.rollout.strategy import (
+    Analysis,
+    Strategy,
+    default_strategy,
+    first_deploy_strategy,
+)
 
 
 def add_event(
@@ -91,6 +97,7 @@ def start_rollout(
             f"{model_name!r}: nothing to roll out",
             code="already_stable",
         )
+    _check_metrics(strategy)
     # the first version has nothing to compare with: straight to stable
     chosen = first_deploy_strategy() if stable is None else strategy or default_strategy()
     assert model.id is not None
@@ -149,6 +156,26 @@ def start_rollout(
     session.commit()
     session.refresh(rollout)
     return rollout
+
+
+def _check_metrics(strategy: Strategy | None) -> None:
+    """Unknown metric names are a 400 now, not an error verdict minutes into the rollout."""
+    for index, step in enumerate(strategy.steps if strategy else ()):
+        if isinstance(step, Analysis) and step.metrics is not None:
+            try:
+                Catalog().resolve(step.metrics)
+            except ValueError as error:
+                raise InvalidRequestError(
+                    f"step {index}: {error}",
+                    code="unknown_metric",
+                    issues=[
+                        FieldIssue(
+                            field=f"strategy.steps.{index}.metrics",
+                            message=str(error),
+                            code="unknown_metric",
+                        )
+                    ],
+                ) from error
 
 
 def get_rollout(session: Session, rollout_id: int) -> Rollout:

@@ -164,3 +164,23 @@ def test_metrics_show_rollouts_by_phase(api: TestClient, anonymous: TestClient, 
     assert 'controlplane_rollouts{phase="succeeded"} 0.0' in response.text
     assert "controlplane_reconcile_duration_seconds_bucket" in response.text
     assert "test-admin-token" not in response.text
+
+
+def test_unknown_metric_names_are_refused_up_front(api: TestClient, chat: str) -> None:
+    response = api.post(
+        "/v1/models/chat/rollouts",
+        json={
+            "version": "v2",
+            "strategy": {
+                "steps": [
+                    {"kind": "set_weight", "weight": 10},
+                    {"kind": "analysis", "metrics": ["ttft", "vibes"]},
+                ]
+            },
+        },
+    )
+    assert response.status_code == 400
+    problem = response.json()
+    assert problem["code"] == "unknown_metric"
+    assert "vibes" in problem["detail"]
+    assert problem["errors"][0]["field"] == "strategy.steps.1.metrics"

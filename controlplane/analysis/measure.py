@@ -1,0 +1,200 @@
+"""One measurement: read every metric of the canary and of stable over the same window at
+the same instant, judge each, and combine them into the verdict the rollout planner acts on.
+
+A metric that cannot be read is an ``error`` verdict with the source's message, never an
+exception: the planner counts consecutive errors and fails the rollout after its limit,
+and one broken custom query must not hide what the other metrics say. This module never
+speaks HTTP: it takes any :class:`~controlplane.analysis.metrics.MetricSource` (the
+Prometheus adapter in production) and any :class:`~controlplane.analysis.judge.Judge`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from controlplane.analysis.judge import Check, Judge, MetricVerdict, combine
+from controlplane.analysis.metrics import (
+    HistogramTemplate,
+    MetricSource,
+    MetricSourceError,
+    MetricTemplate,
+    RatioTemplate,
+    Scalar,
+    ScalarTemplate,
+    promql_duration,
+    selector,
+)
+from controlplane.analysis.verdict import MeasurementOutcome, Verdict
+
+MAX_SUMMARY_MESSAGE = 1500  # the summary is stored (4000 characters at most) and logged
+_SEVERITY = (Verdict.FAIL, Verdict.ERROR, Verdict.INCONCLUSIVE, Verdict.PASS)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    at: datetime
+    verdict: Verdict
+    summary: str
+    metrics: tuple[MetricVerdict, ...]
+
+    def outcome(self) -> MeasurementOutcome:
+        return MeasurementOutcome(at=self.at, verdict=self.verdict, summary=self.summary)
+
+    def evidence(self) -> dict[str, Any]:
+        """JSON-ready facts for the rollout's event history (non-finite numbers as None)."""
+
+        def clean(value: Any) -> Any:
+            return None if isinstance(value, float) and not math.isfinite(value) else value
+
+        return {
+            "at": self.at.isoformat(),
+            "verdict": self.verdict.value,
+            "summary": self.summary,
+            "metrics": [
+                {key: clean(value) for key, value in asdict(m).items()} for m in self.metrics
+            ],
+        }
+
+
+def judge_scalar(
+    check: Check, canary: Scalar, stable: Scalar, *, higher_is_better: bool
+) -> MetricVerdict:
+    """A scalar has no distribution to test: fail when the canary is worse than stable by
+    more than the relative margin (or over its bound), inconclusive without data."""
+    c, s = canary.value, stable.value
+    c_n = canary.samples if canary.samples is not None else math.nan
+    s_n = stable.samples if stable.samples is not None else math.nan
+
+    def verdict(v: Verdict, message: str) -> MetricVerdict:
+        return MetricVerdict(check.name, v, c, s, c_n, s_n, None, None, message)
+
+    if c is None or s is None:
+        return verdict(
+            Verdict.INCONCLUSIVE,
+            f"{check.name}: no data to judge (canary {_maybe(c)}, stable {_maybe(s)})",
+        )
+    if c_n < check.min_samples or s_n < check.min_samples:  # NaN (no count) is never less
+        return verdict(
+            Verdict.INCONCLUSIVE,
+            f"{check.name}: too few samples to judge (canary {c_n:.0f}, "
+            f"stable {s_n:.0f}, need {check.min_samples} each)",
+        )
+    if s != 0:
+        relative = (c - s) / abs(s)
+    elif c == 0:
+        relative = 0.0
+    else:
+        relative = math.copysign(math.inf, c)
+    worse_by = -relative if higher_is_better else relative
+    direction = "higher" if higher_is_better else "lower"
+    counts = f", n={c_n:.0f}/{s_n:.0f}" if math.isfinite(c_n) and math.isfinite(s_n) else ""
+    facts = (
+        f"{check.name} canary {c:.4g} vs stable {s:.4g} ({relative:+.1%}, margin "
+        f"{check.margin:.0%}, {direction} is better{counts})"
+    )
+    if check.max_value is not None and c > check.max_value:
+        return verdict(
+            Verdict.FAIL, f"{facts}; canary {c:.4g} is over the bound {check.max_value:.4g}"
+        )
+    return verdict(Verdict.FAIL if worse_by > check.margin else Verdict.PASS, facts)
+
+
+def _maybe(value: float | None) -> str:
+    return "no value" if value is None else f"{value:.4g}"
+
+
+def _judge(
+    judge: Judge,
+    template: MetricTemplate,
+    source: MetricSource,
+    selectors: tuple[str, str],
+    window: str,
+    at: datetime,
+) -> MetricVerdict:
+    canary_selector, stable_selector = selectors
+    if isinstance(template, HistogramTemplate):
+        return judge.histogram(
+            template.check,
+            template.read(source, selector=canary_selector, window=window, at=at),
+            template.read(source, selector=stable_selector, window=window, at=at),
+        )
+    if isinstance(template, RatioTemplate):
+        return judge.ratio(
+            template.check,
+            template.read(source, selector=canary_selector, window=window, at=at),
+            template.read(source, selector=stable_selector, window=window, at=at),
+        )
+    assert isinstance(template, ScalarTemplate)
+    return judge_scalar(
+        template.check,
+        template.read(source, selector=canary_selector, window=window, at=at),
+        template.read(source, selector=stable_selector, window=window, at=at),
+        higher_is_better=template.higher_is_better,
+    )
+
+
+def _error(name: str, message: str) -> MetricVerdict:
+    return MetricVerdict(
+        name, Verdict.ERROR, None, None, 0.0, 0.0, None, None, f"{name}: {message}"
+    )
+
+
+def summarize(verdict: Verdict, metrics: Sequence[MetricVerdict]) -> str:
+    """One line: the combined verdict, the metric that decided it (for a pass, the one
+    closest to failing: the smallest p-value), and how many metrics said what."""
+    if not metrics:
+        return f"{verdict.value}: no metrics to measure"
+    deciding = [m for m in metrics if m.verdict is verdict]
+    worst = min(deciding, key=lambda m: 1.0 if m.p_value is None else m.p_value)
+    tally = Counter(m.verdict for m in metrics)
+    counts = ", ".join(f"{tally[v]} {v.value}" for v in _SEVERITY if tally[v])
+    message = " ".join(worst.message.split())
+    if len(message) > MAX_SUMMARY_MESSAGE:
+        message = message[:MAX_SUMMARY_MESSAGE] + "...(truncated)"
+    return f"{verdict.value}: {message} [{len(metrics)} metrics: {counts}]"
+
+
+def measure(
+    prometheus: MetricSource,
+    judge: Judge,
+    checks: Sequence[MetricTemplate],
+    *,
+    namespace: str,
+    model: str,
+    canary_version: str,
+    stable_version: str,
+    window: timedelta,
+    at: datetime,
+) -> Measurement:
+    """Judge the canary against stable on every metric over ``window`` ending at ``at``.
+
+    After a temporary error (the source down or overloaded) the remaining metrics are not
+    queried, so that an unreachable Prometheus costs one timeout per tick, not one per
+    query; they are ``error`` with the same cause.
+    """
+    if at.tzinfo is None:
+        raise ValueError("measure() needs an aware datetime (UTC): naive times are ambiguous")
+    selectors = (
+        selector(namespace=namespace, model=model, version=canary_version),
+        selector(namespace=namespace, model=model, version=stable_version),
+    )
+    duration = promql_duration(window)
+    verdicts: list[MetricVerdict] = []
+    source_down: MetricSourceError | None = None
+    for template in checks:
+        if source_down is not None:
+            verdicts.append(_error(template.name, f"not measured: {source_down.message}"))
+            continue
+        try:
+            verdicts.append(_judge(judge, template, prometheus, selectors, duration, at))
+        except MetricSourceError as error:
+            verdicts.append(_error(template.name, error.message))
+            if error.temporary:
+                source_down = error
+    verdict = combine(verdicts)
+    return Measurement(at, verdict, summarize(verdict, verdicts), tuple(verdicts))

@@ -1,0 +1,351 @@
+"""An OpenAI-compatible fake inference server that exposes vLLM's metrics: the stand-in
+for a GPU pod in the demo and in the tests of the canary analysis.
+
+Each request draws its latencies up front from the configured distributions (time to
+first token: log-normal around a median, plus ``latency_offset`` to make a regressed
+canary; inter-token gaps: log-normal; ``error_rate`` of requests answer 500). The metrics
+record the latencies *as drawn*; the server only sleeps ``time_scale`` times as long, so a
+test gets realistic histograms without waiting real seconds. It never calls out anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.routing import Match
+
+from controlplane.simulate.metrics import CONTENT_TYPE, VllmMetrics
+
+ENV_PREFIX = "CONTROLPLANE_SIM_"
+# vLLM's instrumentator leaves these out of http_requests_total
+UNCOUNTED = frozenset({"/metrics", "/health", "/ping", "/version", "/load"})
+WORDS = ("the", "model", "answers", "with", "plausible", "tokens", "for", "a", "test")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The knobs of one simulated inference server (seconds unless said otherwise)."""
+
+    model: str = "chat"
+    version: str = "v1"
+    ttft_median: float = 0.2
+    ttft_spread: float = 0.25  # sigma of log(TTFT): 0.25 puts p95 at about 1.5 x median
+    itl_median: float = 0.02
+    itl_spread: float = 0.2
+    output_tokens: int = 16
+    error_rate: float = 0.0  # share of requests that answer 500
+    latency_offset: float = 0.0  # added to every TTFT (and so to end-to-end latency)
+    time_scale: float = 1.0  # how long to really sleep, as a share of the drawn latency
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("ttft_median", "itl_median"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be positive")
+        for name in ("ttft_spread", "itl_spread", "latency_offset", "time_scale"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name} must not be negative")
+        if not 0 <= self.error_rate <= 1:
+            problems.append("error_rate must be between 0 and 1")
+        if self.output_tokens < 1:
+            problems.append("output_tokens must be at least 1")
+        if problems:
+            raise ValueError("invalid simulator settings: " + "; ".join(problems))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
+        """Settings from ``CONTROLPLANE_SIM_<FIELD>`` variables, then ``overrides``
+        (the command line's flags: ``None`` means not given)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            raw = environ.get(ENV_PREFIX + spec.name.upper())
+            if raw is not None and raw != "":
+                values[spec.name] = _parse(spec.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_args(self) -> list[str]:
+        """The ``serve`` flags that reproduce these settings."""
+        args = []
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if value is not None:
+                args += [f"--{spec.name.replace('_', '-')}", str(value)]
+        return args
+
+
+def _parse(name: str, raw: str) -> Any:
+    if name in ("model", "version"):
+        return raw
+    try:
+        return int(raw) if name in ("output_tokens", "seed") else float(raw)
+    except ValueError as error:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from error
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one request will do, drawn when it arrives."""
+
+    error: bool
+    ttft: float
+    gaps: tuple[float, ...]  # one per token after the first
+    finished_reason: str
+
+    @property
+    def output_tokens(self) -> int:
+        return len(self.gaps) + 1
+
+    @property
+    def latency(self) -> float:
+        return self.ttft + sum(self.gaps)
+
+
+class Simulator:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.metrics = VllmMetrics(config.model)
+        self.rng = random.Random(config.seed)  # noqa: S311 - a simulation, not security
+        self.started = int(time.time())
+
+    def plan(self, max_tokens: int | None) -> Plan:
+        c, rng = self.config, self.rng
+        error = rng.random() < c.error_rate
+        tokens = c.output_tokens if max_tokens is None else max(1, min(max_tokens, c.output_tokens))
+        reason = "length" if max_tokens is not None and max_tokens < c.output_tokens else "stop"
+        ttft = rng.lognormvariate(math.log(c.ttft_median), c.ttft_spread) + c.latency_offset
+        gaps = tuple(
+            rng.lognormvariate(math.log(c.itl_median), c.itl_spread) for _ in range(tokens - 1)
+        )
+        return Plan(error, ttft, gaps, reason)
+
+    async def pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds * self.config.time_scale)
+
+    def record(self, plan: Plan, prompt_tokens: int) -> None:
+        self.metrics.record_request(
+            ttft=plan.ttft,
+            gaps=plan.gaps,
+            prompt_tokens=prompt_tokens,
+            output_tokens=plan.output_tokens,
+            finished_reason=plan.finished_reason,
+        )
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
+
+
+class CompletionRequest(_Request):
+    prompt: str | list[str] = ""
+
+
+class ChatRequest(_Request):
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+
+def _prompt_tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+def _text(tokens: int) -> list[str]:
+    return [WORDS[i % len(WORDS)] for i in range(tokens)]
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    return JSONResponse(body, status_code=status)
+
+
+class _HttpMetrics:
+    """``http_requests_total{handler,method,status}`` like prometheus-fastapi-instrumentator:
+    the route's path template, status grouped as ``2xx``/``4xx``/``5xx``."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], simulator: Simulator) -> None:
+        self.app, self.simulator = app, simulator
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_wrapper(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = list(message.get("headers", []))
+                headers.append((b"x-simulator-version", self.simulator.config.version.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            handler = self._handler(scope)
+            if handler not in UNCOUNTED:
+                self.simulator.metrics.http_requests.inc(
+                    handler, scope["method"], f"{status // 100}xx"
+                )
+
+    def _handler(self, scope: MutableMapping[str, Any]) -> str:
+        router = scope.get("app")
+        for route in getattr(getattr(router, "router", None), "routes", []):
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return str(route.path)
+        return "none"
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    simulator = Simulator(config)
+    app = FastAPI(title=f"simulated vLLM: {config.model} {config.version}", docs_url=None)
+    app.state.simulator = simulator
+
+    async def generate(
+        body: _Request,
+        prompt: str,
+        max_tokens: int | None,
+        kind: Literal["text_completion", "chat.completion"],
+    ) -> Response:
+        if body.model is not None and body.model != config.model:
+            return _error(404, f"The model `{body.model}` does not exist.", "NotFoundError")
+        plan = simulator.plan(max_tokens)
+        if plan.error:
+            await simulator.pause(plan.ttft)
+            return _error(500, "simulated engine failure", "InternalServerError")
+        prompt_tokens = _prompt_tokens(prompt)
+        if body.stream:
+            return StreamingResponse(
+                _stream(simulator, plan, prompt_tokens, kind), media_type="text/event-stream"
+            )
+        simulator.metrics.add_running(1)
+        try:
+            await simulator.pause(plan.latency)
+        finally:
+            simulator.metrics.add_running(-1)
+        simulator.record(plan, prompt_tokens)
+        return JSONResponse(_completion(config, plan, prompt_tokens, kind))
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest) -> Response:
+        prompt = body.prompt if isinstance(body.prompt, str) else " ".join(body.prompt)
+        return await generate(body, prompt, body.max_tokens, "text_completion")
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatRequest) -> Response:
+        prompt = " ".join(str(m.get("content", "")) for m in body.messages)
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        return await generate(body, prompt, max_tokens, "chat.completion")
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": config.model,
+                    "object": "model",
+                    "created": simulator.started,
+                    "owned_by": "vllm",
+                    "root": config.model,
+                    "parent": None,
+                }
+            ],
+        }
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "model": config.model, "version": config.version}
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(simulator.metrics.render(), media_type=CONTENT_TYPE)
+
+    app.add_middleware(_HttpMetrics, simulator=simulator)
+    return app
+
+
+def _completion(config: ServerConfig, plan: Plan, prompt_tokens: int, kind: str) -> dict[str, Any]:
+    text = " ".join(_text(plan.output_tokens))
+    if kind == "chat.completion":
+        choice: dict[str, Any] = {"message": {"role": "assistant", "content": text}}
+    else:
+        choice = {"text": text, "logprobs": None}
+    return {
+        "id": f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": config.model,
+        "choices": [{"index": 0, **choice, "finish_reason": plan.finished_reason}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": plan.output_tokens,
+            "total_tokens": prompt_tokens + plan.output_tokens,
+        },
+    }
+
+
+async def _stream(
+    simulator: Simulator, plan: Plan, prompt_tokens: int, kind: str
+) -> AsyncIterator[bytes]:
+    """Server-sent events, one chunk per token, paced by the plan; recorded when the
+    stream completes (a client that goes away early is not a finished request)."""
+    config = simulator.config
+    chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
+    ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
+    words = _text(plan.output_tokens)
+    simulator.metrics.add_running(1)
+    try:
+        for i, word in enumerate(words):
+            await simulator.pause(plan.ttft if i == 0 else plan.gaps[i - 1])
+            last = i == len(words) - 1
+            piece = word if i == 0 else f" {word}"
+            if kind == "chat.completion":
+                choice: dict[str, Any] = {"delta": {"content": piece}}
+            else:
+                choice = {"text": piece}
+            chunk = {
+                "id": ident,
+                "object": chunk_kind,
+                "created": int(time.time()),
+                "model": config.model,
+                "choices": [
+                    {"index": 0, **choice, "finish_reason": plan.finished_reason if last else None}
+                ],
+            }
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": plan.output_tokens,
+            "total_tokens": prompt_tokens + plan.output_tokens,
+        }
+        yield f"data: {json.dumps({'id': ident, 'choices': [], 'usage': usage})}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+        simulator.record(plan, prompt_tokens)
+    finally:
+        simulator.metrics.add_running(-1)
