@@ -4,10 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help deps bench-judge helm-build helm-lint helm-test cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
+.PHONY: help demo deps bench-judge helm-build helm-lint helm-test cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+demo: deps cluster-build  ## a real rollout end to end: local cluster, Prometheus, simulated vLLM, SQLite
+	$(BIN)/python scripts/demo.py
 
 deps:  ## install everything the tests need (uv, .venv, PostgreSQL binaries)
 	@scripts/bootstrap.sh

@@ -33,7 +33,7 @@ from controlplane.analysis.verdict import Verdict
 from controlplane.simulate import load
 from controlplane.simulate.process import RunningServer, free_port, running_servers
 from controlplane.simulate.server import ServerConfig
-from tests.support.prometheus import PrometheusServer, ScrapeJob, prometheus_server
+from controlplane.simulate.prometheus import PrometheusServer, ScrapeJob, prometheus_server
 
 pytestmark = pytest.mark.prometheus
 
