@@ -124,7 +124,7 @@ def prometheus_server(
     port = free_port()
     log = root / "prometheus.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 - the Prometheus binary, our own flags
             [
                 binary,
                 f"--config.file={config_file}",

@@ -32,8 +32,8 @@ from controlplane.analysis.prometheus import (
 from controlplane.analysis.verdict import Verdict
 from controlplane.simulate import load
 from controlplane.simulate.process import RunningServer, free_port, running_servers
-from controlplane.simulate.server import ServerConfig
 from controlplane.simulate.prometheus import PrometheusServer, ScrapeJob, prometheus_server
+from controlplane.simulate.server import ServerConfig
 
 pytestmark = pytest.mark.prometheus
 
