@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from controlplane.simulate.process import free_port
 
 ENSURE = Path(__file__).resolve().parents[2] / "scripts" / "ensure-prometheus.sh"
 
@@ -42,13 +43,6 @@ def find_binary() -> str:
         f"no Prometheus server binary found: run {ENSURE.relative_to(ENSURE.parents[1])} "
         "(installs Debian's prometheus package) or set CONTROLPLANE_PROMETHEUS_BIN"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from controlplane.db import normalize_url
+from controlplane.simulate.process import free_port
 
 
 class PostgresUnavailableError(RuntimeError):
@@ -39,13 +39,6 @@ def find_bindir() -> Path:
         "no PostgreSQL server binaries (initdb, pg_ctl) found: run `make deps` (installs "
         "Debian's postgresql package) or set CONTROLPLANE_TEST_POSTGRES_URL to a server"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _run(args: list[str], *, user: str | None) -> None:
