@@ -42,9 +42,11 @@ class PromoteBody(CommandBody):
 class RolloutPublic(BaseModel):
     id: int
     model: str
+    version: str = Field(description="The version being rolled out (the canary).")
     canary_version: str
     stable_version: str | None
-    phase: Phase
+    state: Phase
+    phase: Phase = Field(description="Same as state.")
     step_index: int
     steps: list[Step]
     current_step: Step | None
@@ -65,8 +67,10 @@ class RolloutPublic(BaseModel):
         return cls(
             id=rollout.id,
             model=rollout.model,
+            version=rollout.canary_version,
             canary_version=rollout.canary_version,
             stable_version=rollout.stable_version,
+            state=rollout.phase,
             phase=rollout.phase,
             step_index=rollout.step_index,
             steps=steps,
@@ -93,7 +97,8 @@ class RolloutEventPublic(BaseModel):
     id: int
     at: datetime
     actor: str
-    kind: str
+    type: str = Field(description="created, command, transition, step or hold.")
+    kind: str = Field(description="Same as type.")
     phase: Phase
     step_index: int
     weight: int
@@ -102,7 +107,7 @@ class RolloutEventPublic(BaseModel):
 
     @classmethod
     def of(cls, event: RolloutEvent) -> RolloutEventPublic:
-        return cls.model_validate(event)
+        return cls.model_validate({**event.model_dump(), "type": event.kind})
 
 
 class EventPage(BaseModel):

@@ -184,3 +184,15 @@ def test_unknown_metric_names_are_refused_up_front(api: TestClient, chat: str) -
     assert problem["code"] == "unknown_metric"
     assert "vibes" in problem["detail"]
     assert problem["errors"][0]["field"] == "strategy.steps.1.metrics"
+
+
+def test_contract_fields_of_rollouts_and_events(api: TestClient, chat: str) -> None:
+    rollout = api.post("/v1/models/chat/rollouts", json={"version": "v2"}).json()
+    got = api.get(f"/v1/rollouts/{rollout['id']}").json()
+    assert {"id", "model", "version", "state", "current_step"} <= set(got)
+    assert got["version"] == "v2"
+    assert got["state"] == "pending"
+    assert got["current_step"] == {"kind": "set_weight", "weight": 10}
+    events = api.get(f"/v1/rollouts/{rollout['id']}/events").json()["items"]
+    assert {"type", "actor", "at", "message"} <= set(events[0])
+    assert events[0]["type"] == "created"
