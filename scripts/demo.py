@@ -25,20 +25,17 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from controlplane.simulate import load
+from controlplane.simulate import harness
 from controlplane.simulate.process import free_port, running_servers
 from controlplane.simulate.prometheus import ScrapeJob, prometheus_server
 from controlplane.simulate.server import ServerConfig
@@ -62,172 +59,80 @@ def say(text: str) -> None:
     print(f"\n\033[1m## {text}\033[0m", flush=True)
 
 
-@contextmanager
-def cluster() -> Iterator[str]:
-    if os.environ.get("KUBECONFIG"):
-        yield os.environ["KUBECONFIG"]
-        return
-    script = REPO / "hack" / "cluster" / "cluster.sh"
-    was_up = subprocess.run([script, "status"], capture_output=True, check=False).returncode == 0
-    up = subprocess.run([script, "up"], capture_output=True, text=True, check=False)
-    if up.returncode != 0:
-        sys.exit(f"could not start the local cluster:\n{up.stderr[-3000:]}")
-    try:
-        yield up.stdout.strip().splitlines()[-1]
-    finally:
-        if not was_up and not os.environ.get("DEMO_KEEP_CLUSTER"):
-            subprocess.run([script, "down"], capture_output=True, check=False)
-
-
-def kubectl() -> str:
-    cache = Path(os.environ.get("CONTROLPLANE_CACHE", Path.home() / ".cache" / "controlplane"))
-    built = cache / "k8s-v1.36.3" / "bin" / "kubectl"
-    return str(built) if built.exists() else (shutil.which("kubectl") or "kubectl")
-
-
-@contextmanager
-def demo_namespace(kubeconfig: str) -> Iterator[None]:
-    tool = kubectl()
-    manifest = json.dumps(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-    )
-    subprocess.run(
-        [tool, "--kubeconfig", kubeconfig, "apply", "--server-side", "-f", "-"],
-        input=manifest,
-        text=True,
-        capture_output=True,
-        check=True,
-    )
-    for _ in range(100):  # a new namespace takes pods once its ServiceAccount exists
-        sa = subprocess.run(
-            [tool, "--kubeconfig", kubeconfig, "-n", NAMESPACE, "get", "serviceaccount", "default"],
-            capture_output=True,
-            check=False,
-        )
-        if sa.returncode == 0:
-            break
-        time.sleep(0.2)
-    try:
-        yield
-    finally:
-        subprocess.run(
-            [tool, "--kubeconfig", kubeconfig, "delete", "namespace", NAMESPACE, "--wait=false"],
-            capture_output=True,
-            check=False,
-        )
-
-
-@contextmanager
-def api_server(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*CLI, "serve", "--port", env["PORT"]], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        url = env["CONTROLPLANE_URL"]
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None:
-                sys.exit(f"the API server exited:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def cli(env: dict[str, str], *args: str) -> None:
     print(f"$ controlplane {' '.join(args)}", flush=True)
     result = subprocess.run([*CLI, *args], env=env, text=True, check=False)
-    if check and result.returncode != 0:
+    if result.returncode != 0:
         sys.exit(f"controlplane {args[0]} {args[1]} failed with exit code {result.returncode}")
-    return result
 
 
-class Traffic:
-    """Load that follows the live rollout's weight: that share goes to the canary server."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.api = httpx.Client(
-            base_url=env["CONTROLPLANE_URL"],
-            timeout=5,
-            headers={"Authorization": f"Bearer {env['CONTROLPLANE_TOKEN']}"},
-        )
-        self.stop = threading.Event()
-        self.sent = 0
-        self.rollout_id: int | None = None
-        self.weight = 0.0
-        self.thread: threading.Thread | None = None
-
-    def _weight(self) -> float:
-        return self.weight
-
-    def _follow(self) -> None:
-        while not self.stop.is_set():
-            if self.rollout_id is not None:
-                with suppress(httpx.HTTPError, KeyError, ValueError):
-                    self.weight = float(
-                        self.api.get(f"/v1/rollouts/{self.rollout_id}").json()["weight"]
-                    )
-            time.sleep(0.5)
-
-    def start(self, stable_url: str, canary_url: str, rollout_id: int) -> None:
-        self.stop_now()
-        self.stop.clear()
-        self.rollout_id, self.weight = rollout_id, 0.0
-        threading.Thread(target=self._follow, daemon=True).start()
-
-        def loop() -> None:
-            while not self.stop.is_set():  # bounded chunks: at most 400 requests / 2 s each
-                report = load.run(
-                    stable_url,
-                    canary_url,
-                    self._weight,
-                    requests=400,
-                    seconds=2,
-                    concurrency=8,
-                    model="chat",
-                )
-                self.sent += report.total
-
-        self.thread = threading.Thread(target=loop, daemon=True)
-        self.thread.start()
-
-    def stop_now(self) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=30)
-            self.thread = None
+def cli_capture(env: dict[str, str], *args: str) -> str:
+    return subprocess.run([*CLI, *args], env=env, text=True, capture_output=True, check=True).stdout
 
 
 def rollout(
-    env: dict[str, str], traffic: Traffic, servers: dict[str, str], version: str, stable: str | None
+    env: dict[str, str],
+    traffic: harness.Traffic,
+    servers: dict[str, str],
+    version: str,
+    stable: str | None,
 ) -> dict[str, Any]:
     args = ["rollout", "start", "chat", version, "-o", "json"]
     if stable is not None:
         args += ["--strategy", json.dumps(STRATEGY)]
     print(f"$ controlplane {' '.join(a if a[0] != '{' else repr(a) for a in args)}", flush=True)
-    started = subprocess.run([*CLI, *args], env=env, text=True, capture_output=True, check=True)
-    rollout_id = json.loads(started.stdout)["id"]
+    rollout_id = json.loads(cli_capture(env, *args))["id"]
     if stable is not None:
         traffic.start(servers[stable], servers[version], rollout_id)
     cli(env, "rollout", "status", str(rollout_id), "--watch", "--timeout", "300")
-    traffic.stop_now()
-    final = json.loads(cli_capture(env, "rollout", "status", str(rollout_id), "-o", "json"))
+    traffic.stop()
+    final: dict[str, Any] = json.loads(
+        cli_capture(env, "rollout", "status", str(rollout_id), "-o", "json")
+    )
     print(
-        f"=> rollout {rollout_id}: {final['phase']}"
+        f"=> rollout {rollout_id}: {final['state']}"
         + (f" ({final['reason']})" if final["reason"] else ""),
         flush=True,
     )
-    return dict(final)
+    return final
 
 
-def cli_capture(env: dict[str, str], *args: str) -> str:
-    return subprocess.run([*CLI, *args], env=env, text=True, capture_output=True, check=True).stdout
+def register(env: dict[str, str]) -> None:
+    say("register the model and three versions")
+    cli(
+        env,
+        "models",
+        "create",
+        "chat",
+        "--namespace",
+        NAMESPACE,
+        "--image",
+        "vllm/vllm-openai:v0.11.0",
+        "--gpus",
+        "1",
+        "--replicas",
+        "2",
+        "--gpu-budget",
+        "4",
+        "--arg=--model",
+        "--arg={artifact_uri}",
+        "-o",
+        "json",
+    )
+    for version, mmlu in (("v1", 0.61), ("v2", 0.63), ("v3", 0.64)):
+        cli(
+            env,
+            "versions",
+            "register",
+            "chat",
+            version,
+            "--artifact-uri",
+            f"s3://models/chat/{version}",
+            "--metadata",
+            json.dumps({"eval": {"mmlu": mmlu}}),
+            "-o",
+            "json",
+        )
 
 
 def main() -> int:
@@ -239,8 +144,8 @@ def main() -> int:
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cp-demo-")))
         say("the local Kubernetes cluster (etcd, kube-apiserver, scheduler, kwok GPU nodes)")
-        kubeconfig = stack.enter_context(cluster())
-        stack.enter_context(demo_namespace(kubeconfig))
+        kubeconfig = stack.enter_context(harness.local_cluster())
+        stack.enter_context(harness.namespace(kubeconfig, NAMESPACE))
         print(f"kubeconfig: {kubeconfig}; namespace {NAMESPACE}")
 
         say("three simulated vLLM servers and a Prometheus scraping them every second")
@@ -266,7 +171,6 @@ def main() -> int:
         say("controlplane serve (SQLite, reconcile loop every second, Prometheus analysis)")
         port = str(free_port())
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")} | {
-            "PORT": port,
             "CONTROLPLANE_URL": f"http://127.0.0.1:{port}",
             "CONTROLPLANE_TOKEN": token,
             "CONTROLPLANE_ADMIN_TOKEN": token,
@@ -275,45 +179,13 @@ def main() -> int:
             "CONTROLPLANE_PROMETHEUS_URL": prometheus.url,
             "CONTROLPLANE_RECONCILE_INTERVAL_SECONDS": "1",
         }
-        stack.enter_context(api_server(env, work / "server.log"))
-        traffic = Traffic(env)
-        stack.callback(traffic.stop_now)
+        server = harness.ControlPlane(env, int(port), work / "server.log")
+        stack.callback(server.stop)
+        server.start()
+        traffic = harness.Traffic(env["CONTROLPLANE_URL"], token)
+        stack.callback(traffic.close)
 
-        say("register the model and three versions")
-        cli(
-            env,
-            "models",
-            "create",
-            "chat",
-            "--namespace",
-            NAMESPACE,
-            "--image",
-            "vllm/vllm-openai:v0.11.0",
-            "--gpus",
-            "1",
-            "--replicas",
-            "2",
-            "--gpu-budget",
-            "4",
-            "--arg=--model",
-            "--arg={artifact_uri}",
-            "-o",
-            "json",
-        )
-        for version, mmlu in (("v1", 0.61), ("v2", 0.63), ("v3", 0.64)):
-            cli(
-                env,
-                "versions",
-                "register",
-                "chat",
-                version,
-                "--artifact-uri",
-                f"s3://models/chat/{version}",
-                "--metadata",
-                json.dumps({"eval": {"mmlu": mmlu}}),
-                "-o",
-                "json",
-            )
+        register(env)
 
         say("v1: the first version goes straight to stable")
         first = rollout(env, traffic, servers, "v1", None)
@@ -324,6 +196,9 @@ def main() -> int:
 
         say("the history")
         cli(env, "rollout", "history", "chat")
+        say(f"the history of rollout {second['id']} (v2, promoted)")
+        cli(env, "rollout", "events", str(second["id"]))
+        say(f"the history of rollout {third['id']} (v3, rolled back)")
         cli(env, "rollout", "events", str(third["id"]))
         cli(env, "versions", "list", "chat")
         measurements = httpx.get(
@@ -340,7 +215,7 @@ def main() -> int:
         }
         if args.summary:
             args.summary.write_text(json.dumps(summary, indent=2, default=str))
-        ok = (first["phase"], second["phase"], third["phase"]) == (
+        ok = (first["state"], second["state"], third["state"]) == (
             "succeeded",
             "succeeded",
             "rolled_back",

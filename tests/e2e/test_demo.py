@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.cluster import REPO
 
-pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
 
 
 def test_demo_promotes_a_good_canary_and_rolls_back_a_slow_one(
