@@ -27,3 +27,22 @@ def test_monitoring_manifests_are_valid_yaml_with_the_analysis_labels() -> None:
         text = path.read_text()
         assert list(yaml.safe_load_all(text)), path
         assert "target_label: version" in text or "targetLabel: version" in text, path
+
+
+def test_grafana_dashboard_compares_canary_and_stable_on_the_analysed_metrics() -> None:
+    import json
+
+    dashboard = json.loads((REPO / "manifests" / "grafana" / "rollout-dashboard.json").read_text())
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"namespace", "model", "canary", "stable"} <= variables
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    for metric in (
+        "vllm:time_to_first_token_seconds_bucket",
+        "http_requests_total",
+        "vllm:inter_token_latency_seconds_bucket",
+        "controlplane_rollouts",
+    ):
+        assert any(metric in e for e in exprs), metric
+    assert all(e.count("(") == e.count(")") for e in exprs)
+    titles = " ".join(p["title"] for p in dashboard["panels"])
+    assert "Traffic weight" in titles
