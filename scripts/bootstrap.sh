@@ -43,4 +43,7 @@ fi
 # --- Prometheus (for the metrics tests and the demo) ------------------------------------
 scripts/ensure-prometheus.sh
 
+# --- Chromium (for the web page's browser tests) ----------------------------------------
+scripts/ensure-chromium.sh
+
 log "ready"

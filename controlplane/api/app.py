@@ -17,7 +17,7 @@ import controlplane
 from controlplane.analysis.prometheus import PrometheusClient, http_client
 from controlplane.api import problems
 from controlplane.api.limits import BodySizeLimit
-from controlplane.api.routers import audit, health, models, rollouts, tokens, versions
+from controlplane.api.routers import audit, health, models, rollouts, tokens, ui, versions
 from controlplane.config import Settings, get_settings
 from controlplane.db import Database
 from controlplane.kube import KubeDriver
@@ -94,6 +94,7 @@ def create_app(
         rollouts.router,
         tokens.router,
         audit.router,
+        ui.router,
     )
     for router in routers:
         app.include_router(router)

@@ -1,0 +1,585 @@
+// controlplane history: a read-only page over the /v1 API. No framework, no build step.
+//
+// Rules this file keeps:
+//  - API text only ever reaches the page as text nodes (textContent / createTextNode) or
+//    attribute values; never parsed as HTML (no HTML-string sinks at all).
+//  - The token lives in sessionStorage and leaves only in the Authorization header; it is
+//    never put in a URL and never logged.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "controlplane.token";
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const BAD_PHASES = new Set(["rolling_back", "rolled_back", "aborted", "failed"]);
+  const LIVE_PHASES = new Set(["pending", "progressing", "paused", "promoting"]);
+  // The judge's defaults for the built-in metrics (controlplane/analysis/metrics.py), used
+  // when a measurement's message does not state its margin (an inconclusive one, say).
+  // relative: fails above stable x (1 + margin); absolute: above stable + margin;
+  // lower: higher is better, fails below stable x (1 - margin).
+  const BUILTIN_RULES = {
+    ttft: { kind: "relative", margin: 0.1, unit: "s" },
+    inter_token_latency: { kind: "relative", margin: 0.1, unit: "s" },
+    e2e_latency: { kind: "relative", margin: 0.1, unit: "s" },
+    error_rate: { kind: "absolute", margin: 0.01, unit: "%" },
+    request_failure: { kind: "absolute", margin: 0.01, unit: "%" },
+    throughput: { kind: "lower", margin: 0.1, unit: "tok/s" },
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  // --- DOM helpers: everything is built from nodes, text is always text ---------------
+
+  function build(ns, tag, attrs, children) {
+    const node = ns ? document.createElementNS(ns, tag) : document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === "text") node.textContent = String(value);
+      else if (key === "onclick") node.addEventListener("click", value);
+      else node.setAttribute(key, String(value));
+    }
+    for (const child of children.flat(Infinity)) {
+      if (child === undefined || child === null || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+  const h = (tag, attrs, ...children) => build(null, tag, attrs, children);
+  const svg = (tag, attrs, ...children) => build(SVG_NS, tag, attrs, children);
+
+  function badge(value, extra) {
+    return h("span", { class: `badge badge-${String(value).replace(/[^a-z_]/g, "")} ${extra || ""}` }, value);
+  }
+
+  // --- time ----------------------------------------------------------------------------
+
+  const pad = (n) => String(n).padStart(2, "0");
+  function parseTime(value) {
+    if (!value) return null;
+    // the API's datetimes are UTC; an offset-less one is UTC too
+    const text = /[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : `${value}Z`;
+    const date = new Date(text);
+    return Number.isNaN(date.getTime()) ? null : date;
+  }
+  function clock(value) {
+    const d = parseTime(value);
+    return d ? `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}` : "";
+  }
+  function stamp(value) {
+    const d = parseTime(value);
+    if (!d) return "—";
+    return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${clock(value)} UTC`;
+  }
+  const timeNode = (value, short) =>
+    h("time", { datetime: value, title: stamp(value) }, short ? clock(value) : stamp(value));
+
+  // --- the API ---------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(detail || `HTTP ${status}`);
+      this.status = status;
+      this.detail = detail;
+    }
+  }
+
+  const token = () => sessionStorage.getItem(TOKEN_KEY);
+
+  async function api(path) {
+    let response;
+    try {
+      response = await fetch(path, {
+        headers: { Authorization: `Bearer ${token()}`, Accept: "application/json" },
+        cache: "no-store",
+        credentials: "omit",
+        referrerPolicy: "no-referrer",
+      });
+    } catch (error) {
+      throw new ApiError(0, `cannot reach the control plane (${error.message})`);
+    }
+    if (!response.ok) {
+      let detail = "";
+      try {
+        const body = await response.json();
+        detail = body.detail || body.title || "";
+      } catch (_) {
+        detail = response.statusText;
+      }
+      throw new ApiError(response.status, detail);
+    }
+    return response.json();
+  }
+
+  // every page of a list (newest first, as the API gives it), up to a sane cap
+  async function all(path, cap = 5000) {
+    const items = [];
+    let cursor = null;
+    do {
+      const sep = path.includes("?") ? "&" : "?";
+      const query = `limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+      const page = await api(`${path}${sep}${query}`);
+      items.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor && items.length < cap);
+    return items;
+  }
+
+  const enc = encodeURIComponent;
+
+  // --- frame: login, status line, breadcrumbs --------------------------------------------
+
+  function showStatus(text, kind) {
+    const node = $("status");
+    node.textContent = text || "";
+    node.className = `status ${kind || ""}`;
+    node.hidden = !text;
+  }
+
+  function showLogin(message) {
+    $("view").replaceChildren();
+    $("crumbs").replaceChildren();
+    showStatus("");
+    $("login").hidden = false;
+    $("signed-in").hidden = true;
+    $("sign-out").hidden = true;
+    const error = $("login-error");
+    error.textContent = message || "";
+    error.hidden = !message;
+    $("token").focus();
+  }
+
+  function signedIn() {
+    $("login").hidden = true;
+    $("signed-in").hidden = false;
+    $("sign-out").hidden = false;
+  }
+
+  function crumbs(...parts) {
+    const nodes = [h("a", { href: "#/" }, "models")];
+    for (const [label, href] of parts) {
+      nodes.push(h("span", { class: "sep" }, "/"));
+      nodes.push(href ? h("a", { href }, label) : h("span", {}, label));
+    }
+    $("crumbs").replaceChildren(...nodes);
+  }
+
+  function failed(error) {
+    if (error instanceof ApiError && error.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showLogin(`The control plane did not accept this token (401): ${error.detail}. ` +
+        "Check that it was copied whole and has not been revoked or expired.");
+      return;
+    }
+    if (error instanceof ApiError && error.status === 403) {
+      showStatus(`This token may not read this (403): ${error.detail}`, "error");
+      return;
+    }
+    if (error instanceof ApiError && error.status === 404) {
+      showStatus(`Not found: ${error.detail}`, "error");
+      return;
+    }
+    showStatus(`Could not load: ${error.message}`, "error");
+  }
+
+  // --- views -----------------------------------------------------------------------------
+
+  async function modelsView() {
+    crumbs();
+    const models = await all("/v1/models");
+    const details = await Promise.all(
+      models.slice(0, 100).map(async (m) => {
+        const [versions, rollouts] = await Promise.all([
+          all(`/v1/models/${enc(m.name)}/versions`),
+          api(`/v1/models/${enc(m.name)}/rollouts?limit=1`),
+        ]);
+        return { versions, latest: rollouts.items[0] };
+      }),
+    );
+    const rows = models.map((m, i) => {
+      const { versions, latest } = details[i] || { versions: [], latest: null };
+      return h("tr", { "data-model": m.name },
+        h("td", {}, h("a", { href: `#/models/${enc(m.name)}`, class: "strong" }, m.name)),
+        h("td", {}, m.namespace),
+        h("td", { class: "badges" }, versions.slice(0, 8).map((v) =>
+          h("span", { class: "pair" }, h("span", { class: "mono" }, v.version), badge(v.status)))),
+        h("td", {}, latest
+          ? h("a", { href: `#/rollouts/${latest.id}`, class: "latest" },
+            `#${latest.id} ${latest.canary_version} `, badge(latest.phase),
+            latest.reason && BAD_PHASES.has(latest.phase)
+              ? h("span", { class: "reason-inline" }, latest.reason) : null)
+          : h("span", { class: "muted" }, "no rollouts")),
+      );
+    });
+    const view = h("section", { class: "card" },
+      h("h1", {}, "Models"),
+      models.length
+        ? h("table", { class: "grid", id: "models" },
+          h("thead", {}, h("tr", {}, ["model", "namespace", "versions", "latest rollout"].map((t) => h("th", {}, t)))),
+          h("tbody", {}, rows))
+        : h("p", { class: "muted" }, "No models are registered yet."));
+    return [view];
+  }
+
+  async function modelView(name) {
+    crumbs([name, null]);
+    const [model, versions, rollouts] = await Promise.all([
+      api(`/v1/models/${enc(name)}`),
+      all(`/v1/models/${enc(name)}/versions`),
+      all(`/v1/models/${enc(name)}/rollouts`),
+    ]);
+    const facts = h("dl", { class: "facts" },
+      fact("namespace", model.namespace),
+      fact("image", model.image, "mono"),
+      fact("replicas", `${model.replicas} × ${model.gpus_per_replica} GPU`),
+      fact("GPU budget", model.gpu_budget ?? "—"),
+      model.description ? fact("description", model.description) : null);
+    const versionRows = versions.map((v) => h("tr", { "data-version": v.version },
+      h("td", { class: "mono strong" }, v.version),
+      h("td", {}, badge(v.status)),
+      h("td", {}, v.artifact_kind),
+      h("td", { class: "mono wrap" }, v.artifact_uri),
+      h("td", {}, timeNode(v.status_changed_at)),
+      h("td", {}, v.created_by)));
+    const rolloutRows = rollouts.map((r) => h("tr", {
+      class: `clickable ${BAD_PHASES.has(r.phase) ? "bad" : ""}`,
+      "data-rollout": r.id,
+      onclick: () => { location.hash = `#/rollouts/${r.id}`; },
+    },
+    h("td", {}, h("a", { href: `#/rollouts/${r.id}`, class: "strong" }, `#${r.id}`)),
+    h("td", { class: "mono" }, r.stable_version ? `${r.stable_version} → ${r.canary_version}` : `→ ${r.canary_version}`),
+    h("td", {}, badge(r.phase)),
+    h("td", { class: "num" }, `${r.weight}%`),
+    h("td", {}, timeNode(r.created_at)),
+    h("td", {}, r.created_by),
+    h("td", { class: BAD_PHASES.has(r.phase) ? "reason-cell" : "muted" }, r.reason || "")));
+    return [
+      h("section", { class: "card" }, h("h1", {}, "Model ", h("span", { class: "mono" }, model.name)), facts),
+      h("section", { class: "card" }, h("h2", {}, "Versions"),
+        h("table", { class: "grid", id: "versions" },
+          h("thead", {}, h("tr", {}, ["version", "status", "kind", "artifact", "status since", "registered by"].map((t) => h("th", {}, t)))),
+          h("tbody", {}, versionRows))),
+      h("section", { class: "card" }, h("h2", {}, "Rollouts"),
+        rollouts.length
+          ? h("table", { class: "grid", id: "rollouts" },
+            h("thead", {}, h("tr", {}, ["rollout", "versions", "phase", "weight", "started", "by", "reason"].map((t) => h("th", {}, t)))),
+            h("tbody", {}, rolloutRows))
+          : h("p", { class: "muted" }, "No rollouts yet.")),
+    ];
+  }
+
+  function fact(label, value, cls) {
+    return [h("dt", {}, label), h("dd", { class: cls || "" }, value ?? "—")];
+  }
+
+  async function rolloutView(id) {
+    const [rollout, events, measurements] = await Promise.all([
+      api(`/v1/rollouts/${enc(id)}`),
+      all(`/v1/rollouts/${enc(id)}/events`),
+      all(`/v1/rollouts/${enc(id)}/measurements`),
+    ]);
+    crumbs([rollout.model, `#/models/${enc(rollout.model)}`], [`rollout #${rollout.id}`, null]);
+    events.reverse(); // oldest first: a timeline reads down
+    measurements.reverse();
+    return [banner(rollout), summary(rollout),
+      h("div", { class: "columns" },
+        h("section", { class: "card", id: "timeline" }, h("h2", {}, "Timeline"), timeline(events)),
+        h("section", { class: "card", id: "analysis" }, h("h2", {}, "Analysis: canary vs stable"),
+          charts(measurements)))];
+  }
+
+  function banner(r) {
+    const bad = BAD_PHASES.has(r.phase);
+    const kind = bad ? "bad" : r.phase === "succeeded" ? "good" : "live";
+    const title = {
+      rolled_back: `Rolled back: ${r.canary_version} did not replace ${r.stable_version || "—"}`,
+      rolling_back: `Rolling back ${r.canary_version}`,
+      aborted: `Aborted: ${r.canary_version}`,
+      failed: `Failed: ${r.canary_version}`,
+      succeeded: `Succeeded: ${r.canary_version} is stable`,
+    }[r.phase] || `${r.phase}: ${r.canary_version} at ${r.weight}%`;
+    return h("section", { class: `banner banner-${kind}`, id: "banner" },
+      h("div", { class: "banner-title" }, badge(r.phase), h("span", {}, title)),
+      r.reason
+        ? h("p", { class: "banner-reason", id: "reason" }, r.reason)
+        : h("p", { class: "banner-reason muted" }, "no reason recorded"));
+  }
+
+  function summary(r) {
+    const steps = h("ol", { class: "steps" }, r.steps.map((step, i) => {
+      const label = step.kind === "set_weight" ? `weight ${step.weight}%`
+        : step.kind === "analysis" ? `analysis ×${step.count ?? "?"}`
+          : step.kind === "pause" ? (step.duration_seconds ? `pause ${step.duration_seconds}s` : "pause") : step.kind;
+      const state = i < r.step_index ? "done" : i === r.step_index ? "current" : "todo";
+      return h("li", { class: `step step-${state}`, title: JSON.stringify(step) }, label);
+    }));
+    return h("section", { class: "card" },
+      h("dl", { class: "facts" },
+        fact("rollout", `#${r.id} of ${r.model}`),
+        fact("canary → stable", `${r.canary_version} vs ${r.stable_version || "none"}`, "mono"),
+        fact("weight in force", `${r.weight}%`),
+        fact("started", [timeNode(r.created_at), ` by ${r.created_by}`]),
+        fact("finished", r.finished_at ? timeNode(r.finished_at) : "not yet"),
+        r.pending_command ? fact("pending command", r.pending_command) : null),
+      h("div", { class: "steps-row" }, h("span", { class: "muted" }, "steps "), steps));
+  }
+
+  // the events that explain the end: the analysis that failed and the move back
+  function isBadEvent(e) {
+    return BAD_PHASES.has(e.phase) || /fail|rolled?[_ ]back|abort/i.test(e.message);
+  }
+
+  function timeline(events) {
+    if (!events.length) return h("p", { class: "muted" }, "No events.");
+    // the last event in a bad phase carries the final reason; mark it as the one to read
+    let key = -1;
+    events.forEach((e, i) => { if (BAD_PHASES.has(e.phase)) key = i; });
+    return h("ol", { class: "timeline" }, events.map((e, i) => {
+      const evidence = e.evidence && Object.keys(e.evidence).length
+        ? h("details", {}, h("summary", {}, "evidence"), h("pre", {}, JSON.stringify(e.evidence, null, 2)))
+        : null;
+      return h("li", {
+        class: `event ${isBadEvent(e) ? "event-bad" : ""} ${i === key ? "event-key" : ""}`,
+        "data-kind": e.type || e.kind,
+      },
+      h("div", { class: "event-head" },
+        timeNode(e.at, true),
+        h("span", { class: "actor" }, e.actor),
+        h("span", { class: "kind" }, e.type || e.kind),
+        badge(e.phase),
+        h("span", { class: "muted" }, `step ${e.step_index} · ${e.weight}%`)),
+      h("p", { class: "event-message" }, e.message),
+      evidence);
+    }));
+  }
+
+  // --- charts ----------------------------------------------------------------------------
+
+  // the judge's rule for one metric, from a measurement's message when it states it
+  function ruleOf(metric, message) {
+    const builtin = BUILTIN_RULES[metric] || null;
+    const text = message || "";
+    const found = /margin ([+-]?\d+(?:\.\d+)?)%/.exec(text);
+    if (!found) return builtin ? { ...builtin, from: "default" } : null;
+    const margin = Math.abs(parseFloat(found[1])) / 100;
+    let kind;
+    if (/higher is better/.test(text)) kind = "lower";
+    else if (/canary -?\d[\d.e+-]*% vs stable/.test(text)) kind = "absolute";
+    else kind = builtin ? builtin.kind : "relative";
+    return { kind, margin, unit: kind === "absolute" ? "%" : builtin ? builtin.unit : "", from: "message" };
+  }
+
+  function thresholdOf(rule, stable) {
+    if (!rule || stable === null || stable === undefined || !Number.isFinite(stable)) return null;
+    if (rule.kind === "absolute") return stable + rule.margin;
+    if (rule.kind === "lower") return stable - Math.abs(stable) * rule.margin;
+    return stable * (1 + rule.margin);
+  }
+
+  function describeRule(rule) {
+    if (!rule) return "no margin known: no threshold drawn";
+    const m = rule.kind === "absolute" ? `${(rule.margin * 100).toFixed(2)} points` : `${Math.round(rule.margin * 100)}%`;
+    const how = {
+      relative: `fails above stable × ${(1 + rule.margin).toFixed(2)} (margin ${m})`,
+      absolute: `fails above stable + ${m}`,
+      lower: `fails below stable × ${(1 - rule.margin).toFixed(2)} (higher is better, margin ${m})`,
+    }[rule.kind];
+    return `${how}${rule.from === "default" ? ", the built-in default" : ""}`;
+  }
+
+  function fmt(value, unit) {
+    if (value === null || value === undefined || !Number.isFinite(value)) return "—";
+    if (unit === "%") return `${(value * 100).toFixed(2)}%`;
+    const text = Math.abs(value) >= 1000 ? value.toFixed(0) : Number(value.toPrecision(4)).toString();
+    return unit ? `${text} ${unit}` : text;
+  }
+
+  function niceStep(span) {
+    const raw = span / 4;
+    const power = 10 ** Math.floor(Math.log10(raw));
+    const unit = raw / power;
+    return (unit <= 1 ? 1 : unit <= 2 ? 2 : unit <= 2.5 ? 2.5 : unit <= 5 ? 5 : 10) * power;
+  }
+
+  function charts(measurements) {
+    if (!measurements.length) return h("p", { class: "muted" }, "No analysis measurements for this rollout.");
+    const byMetric = new Map();
+    measurements.forEach((m, index) => {
+      for (const metric of m.metrics || []) {
+        if (!byMetric.has(metric.metric)) byMetric.set(metric.metric, []);
+        byMetric.get(metric.metric).push({ index, measurement: m, metric });
+      }
+    });
+    const failing = measurements.filter((m) => m.verdict === "fail");
+    return [
+      h("p", { class: "muted small" },
+        `${measurements.length} measurement(s); x = measurement (time, weight). `,
+        "A latency fails when the canary is over the threshold and the test says it is not chance (p < α)."),
+      failing.length
+        ? h("p", { class: "verdict-fail-line" }, `failed: ${failing[failing.length - 1].summary}`)
+        : null,
+      [...byMetric.entries()].map(([name, points]) => chart(name, points, measurements.length)),
+    ];
+  }
+
+  function chart(name, points, count) {
+    const rules = points.map((p) => ruleOf(name, p.metric.message));
+    const rule = rules.find((r) => r && r.from === "message") || rules.find(Boolean) || null;
+    const unit = rule ? rule.unit : (BUILTIN_RULES[name] || {}).unit || "";
+    const rows = points.map((p, i) => ({
+      x: p.index,
+      at: p.measurement.at,
+      weight: p.measurement.weight,
+      verdict: p.metric.verdict,
+      canary: num(p.metric.canary_value),
+      stable: num(p.metric.stable_value),
+      threshold: thresholdOf(rules[i] || rule, num(p.metric.stable_value)),
+      p: num(p.metric.p_value),
+      n: [p.metric.canary_samples, p.metric.stable_samples],
+      message: p.metric.message,
+    }));
+
+    const W = 640, H = 240, L = 64, R = 16, T = 14, B = 40;
+    const values = rows.flatMap((r) => [r.canary, r.stable, r.threshold]).filter((v) => v !== null);
+    let lo = Math.min(0, ...values), hi = Math.max(...values, 0);
+    if (hi === lo) hi = lo + 1;
+    const step = niceStep(hi - lo);
+    hi = Math.ceil((hi * 1.08) / step) * step;
+    lo = Math.floor(lo / step) * step;
+    const xs = (x) => count <= 1 ? L + (W - L - R) / 2 : L + 24 + (x / (count - 1)) * (W - L - R - 48);
+    const ys = (y) => T + (1 - (y - lo) / (hi - lo)) * (H - T - B);
+
+    const grid = [];
+    for (let v = lo; v <= hi + step / 2; v += step) {
+      grid.push(svg("line", { x1: L, x2: W - R, y1: ys(v), y2: ys(v), class: "gridline" }));
+      grid.push(svg("text", { x: L - 6, y: ys(v) + 4, class: "tick", "text-anchor": "end" }, fmt(v, unit === "%" ? "%" : "")));
+    }
+    const labelEvery = Math.max(1, Math.ceil(rows.length / 8));
+    const xLabels = rows.map((r, i) => i % labelEvery === 0 || i === rows.length - 1
+      ? svg("text", { x: xs(r.x), y: H - B + 16, class: "tick", "text-anchor": "middle" }, `#${r.x + 1} ${clock(r.at)}`)
+      : null);
+    const xWeights = rows.map((r, i) => i % labelEvery === 0 || i === rows.length - 1
+      ? svg("text", { x: xs(r.x), y: H - B + 30, class: "tick muted", "text-anchor": "middle" }, `${r.weight}%`)
+      : null);
+
+    // a line through the points (a short level segment when there is only one)
+    function line(key, cls) {
+      const pts = rows.filter((r) => r[key] !== null);
+      if (!pts.length) return null;
+      const coords = pts.length === 1
+        ? [[xs(pts[0].x) - 40, ys(pts[0][key])], [xs(pts[0].x) + 40, ys(pts[0][key])]]
+        : pts.map((r) => [xs(r.x), ys(r[key])]);
+      return svg("polyline", { points: coords.map((c) => c.join(",")).join(" "), class: `line ${cls}` });
+    }
+    // the failing side of the threshold, shaded
+    let zone = null;
+    const tpts = rows.filter((r) => r.threshold !== null);
+    if (tpts.length && rule) {
+      const edge = rule.kind === "lower" ? ys(lo) : ys(hi);
+      const coords = tpts.length === 1
+        ? [[xs(tpts[0].x) - 40, ys(tpts[0].threshold)], [xs(tpts[0].x) + 40, ys(tpts[0].threshold)]]
+        : tpts.map((r) => [xs(r.x), ys(r.threshold)]);
+      const poly = [...coords, [coords[coords.length - 1][0], edge], [coords[0][0], edge]];
+      zone = svg("polygon", { points: poly.map((c) => c.join(",")).join(" "), class: "fail-zone" });
+    }
+    const dots = (key, cls) => rows.filter((r) => r[key] !== null).map((r) => {
+      const fail = key === "canary" && r.verdict === "fail";
+      const unsure = key === "canary" && (r.verdict === "inconclusive" || r.verdict === "error");
+      return svg("circle", {
+        cx: xs(r.x), cy: ys(r[key]), r: fail ? 6.5 : 4,
+        class: `dot ${cls} ${fail ? "dot-fail" : ""} ${unsure ? "dot-unsure" : ""}`,
+        "data-verdict": key === "canary" ? r.verdict : null,
+      }, svg("title", {}, `${key} ${fmt(r[key], unit)} · #${r.x + 1} ${stamp(r.at)} · ${r.verdict}`));
+    });
+    const failLabels = rows.filter((r) => r.verdict === "fail" && r.canary !== null).map((r) =>
+      svg("text", { x: xs(r.x) + 10, y: ys(r.canary) - 8, class: "fail-label" }, `FAIL ${fmt(r.canary, unit)}`));
+
+    const graphic = svg("svg", {
+      viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "data-metric": name,
+      "aria-label": `${name}: canary vs stable with threshold`,
+    },
+    zone, grid,
+    svg("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }),
+    svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }),
+    svg("g", { class: "series series-threshold", "data-series": "threshold" }, line("threshold", "threshold"), dots("threshold", "threshold")),
+    svg("g", { class: "series series-stable", "data-series": "stable" }, line("stable", "stable"), dots("stable", "stable")),
+    svg("g", { class: "series series-canary", "data-series": "canary" }, line("canary", "canary"), dots("canary", "canary")),
+    failLabels, xLabels, xWeights);
+
+    const last = rows[rows.length - 1];
+    const worst = rows.find((r) => r.verdict === "fail") || last;
+    const table = h("details", { class: "points" }, h("summary", {}, "values"),
+      h("table", { class: "grid compact" },
+        h("thead", {}, h("tr", {}, ["#", "time", "weight", "verdict", "canary", "stable", "threshold", "p", "n canary/stable"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, rows.map((r) => h("tr", {},
+          h("td", {}, `${r.x + 1}`), h("td", {}, clock(r.at)), h("td", { class: "num" }, `${r.weight}%`),
+          h("td", {}, badge(r.verdict)), h("td", { class: "num" }, fmt(r.canary, unit)),
+          h("td", { class: "num" }, fmt(r.stable, unit)), h("td", { class: "num" }, fmt(r.threshold, unit)),
+          h("td", { class: "num" }, r.p === null ? "—" : Number(r.p.toPrecision(3)).toString()),
+          h("td", { class: "num" }, r.n.map((n) => (Number.isFinite(n) ? Math.round(n) : "—")).join(" / ")))))));
+
+    return h("figure", { class: `metric ${rows.some((r) => r.verdict === "fail") ? "metric-fail" : ""}`, "data-metric": name },
+      h("figcaption", {},
+        h("span", { class: "metric-name" }, name), badge(worst.verdict),
+        h("span", { class: "legend" },
+          h("span", { class: "key key-canary" }, "canary"),
+          h("span", { class: "key key-stable" }, "stable"),
+          h("span", { class: "key key-threshold" }, "threshold")),
+        h("div", { class: "rule muted small" }, describeRule(rule))),
+      graphic,
+      h("p", { class: `metric-message ${worst.verdict === "fail" ? "error" : "muted"}` }, worst.message || ""),
+      table);
+  }
+
+  const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+
+  // --- routing ---------------------------------------------------------------------------
+
+  let generation = 0;
+  async function route() {
+    if (!token()) {
+      showLogin("");
+      return;
+    }
+    signedIn();
+    const mine = ++generation;
+    const hash = location.hash.replace(/^#\/?/, "");
+    const [kind, arg] = hash.split("/").map(decodeURIComponent);
+    showStatus("Loading…", "loading");
+    try {
+      const nodes = kind === "models" && arg ? await modelView(arg)
+        : kind === "rollouts" && arg ? await rolloutView(arg)
+          : await modelsView();
+      if (mine !== generation) return; // a newer navigation won
+      $("view").replaceChildren(...nodes.flat());
+      showStatus("");
+      document.body.dataset.ready = location.hash || "#/";
+    } catch (error) {
+      if (mine !== generation) return;
+      $("view").replaceChildren();
+      failed(error);
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("login-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const input = $("token");
+      const value = input.value.trim();
+      input.value = "";
+      if (!value) return;
+      sessionStorage.setItem(TOKEN_KEY, value);
+      try {
+        await api("/v1/models?limit=1");
+      } catch (error) {
+        failed(error);
+        return;
+      }
+      route();
+    });
+    $("sign-out").addEventListener("click", () => {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showLogin("Token forgotten.");
+    });
+    window.addEventListener("hashchange", route);
+    route();
+  });
+})();
