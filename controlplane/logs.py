@@ -42,3 +42,5 @@ def configure_logging(settings: Settings) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # one line per tick ("Running job ...") would drown what the rollouts say
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -637,3 +637,51 @@ class AuditEventPublic(SQLModel):
 class AuditPage(SQLModel):
     items: list[AuditEventPublic]
     next_cursor: str | None = None
+
+
+# ---------------------------------------------------------------------------------------
+# webhooks: subscriptions to rollout events, and an outbox of deliveries (see
+# controlplane/webhooks/; the kinds, formats and statuses are validated there)
+
+
+class Webhook(SQLModel, table=True):
+    """A receiver of rollout events. ``secret`` signs each body (HMAC-SHA256): it is shown
+    once at creation and never returned, logged or put in the audit trail afterwards."""
+
+    __tablename__: ClassVar[str] = "webhook"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=63, unique=True, index=True)
+    url: str = Field(max_length=2048, repr=False)  # a Slack URL is itself a credential
+    events: list[str] = _json_field(default=list)
+    format: str = Field(default="json", max_length=16)
+    secret: str = Field(max_length=128, repr=False)
+    description: str = Field(default="", max_length=500)
+    active: bool = True
+    created_at: datetime = _time_field()
+    created_by: str = Field(max_length=128)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one webhook: written in the transaction that records the event (an
+    outbox), then claimed with a lease and sent by the dispatcher, with retries."""
+
+    __tablename__: ClassVar[str] = "webhook_delivery"
+    __table_args__ = (sa.Index("ix_webhook_delivery_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    webhook_id: int = Field(foreign_key="webhook.id", index=True, ondelete="CASCADE")
+    rollout_id: int | None = Field(
+        default=None, foreign_key="rollout.id", index=True, nullable=True, ondelete="SET NULL"
+    )
+    event: str = Field(max_length=32)
+    payload: dict[str, Any] = _json_field(default=dict)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = _time_field()
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=1000)
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_until: datetime | None = _time_field(nullable=True)
+    created_at: datetime = _time_field()
+    delivered_at: datetime | None = _time_field(nullable=True)

@@ -17,7 +17,16 @@ import controlplane
 from controlplane.analysis.prometheus import PrometheusClient, http_client
 from controlplane.api import problems
 from controlplane.api.limits import BodySizeLimit
-from controlplane.api.routers import audit, health, models, rollouts, tokens, ui, versions
+from controlplane.api.routers import (
+    audit,
+    health,
+    models,
+    rollouts,
+    tokens,
+    ui,
+    versions,
+    webhooks,
+)
 from controlplane.config import Settings, get_settings
 from controlplane.db import Database
 from controlplane.kube import KubeDriver
@@ -25,6 +34,7 @@ from controlplane.kube.client import KubeApi
 from controlplane.rollout.probe import PrometheusProber
 from controlplane.rollout.reconciler import Reconciler
 from controlplane.scheduler import ReconcileScheduler
+from controlplane.webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +78,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.scheduler = _start_reconciler(app, settings) if start_reconciler else None
+        # webhook deliveries go out from their own thread: a slow receiver never slows rollouts
+        app.state.webhooks = Dispatcher(app.state.database) if start_reconciler else None
+        if app.state.webhooks is not None:
+            app.state.webhooks.start()
         try:
             yield
         finally:
+            if app.state.webhooks is not None:
+                app.state.webhooks.stop()
             if app.state.scheduler is not None:
                 app.state.scheduler.stop()
             if owns_database:
@@ -94,6 +110,7 @@ def create_app(
         rollouts.router,
         tokens.router,
         audit.router,
+        webhooks.router,
         ui.router,
     )
     for router in routers:

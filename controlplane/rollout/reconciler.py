@@ -1,7 +1,8 @@
 """The reconcile loop: for each due rollout, observe, plan, act, record.
 
 Level-triggered and idempotent, like a Kubernetes controller. A rollout is claimed with a
-lease (a conditional UPDATE, which works the same on SQLite and PostgreSQL and lets
+lease (30 s by default: a crashed replica's rollouts are taken over after at most that; a
+conditional UPDATE, which works the same on SQLite and PostgreSQL and lets
 several control plane replicas share the work without a database lock held across
 Kubernetes calls). The cluster is changed first, then the new facts and the event are
 committed together; a process killed in between decides again on restart and re-applies
@@ -48,6 +49,7 @@ from controlplane.rollout.planner import (
 )
 from controlplane.rollout.service import add_event
 from controlplane.rollout.strategy import Analysis, Strategy
+from controlplane.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class Reconciler:
         owner: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         limits: Limits | None = None,
-        lease: timedelta = timedelta(seconds=120),
+        lease: timedelta = timedelta(seconds=30),
     ) -> None:
         self.database = database
         self.driver = driver
@@ -357,7 +359,7 @@ class Reconciler:
     def _record(
         self, session: Session, rollout: Rollout, model: Model, decision: Decision, now: datetime
     ) -> None:
-        before = rollout.phase
+        before, step_before = rollout.phase, rollout.step_index
         new = decision.facts
         rollout.phase = new.phase
         rollout.step_index = new.step_index
@@ -390,6 +392,22 @@ class Reconciler:
                 message=decision.event.message,
                 evidence=decision.event.evidence,
             )
+            announced = webhooks.event_for(
+                before,
+                new.phase,
+                decision.event.kind,
+                step_before=step_before,
+                step_after=new.step_index,
+            )
+            if announced is not None:  # the outbox: committed with the event, sent later
+                webhooks.enqueue(
+                    session,
+                    rollout,
+                    announced,
+                    decision.event.message,
+                    decision.event.evidence,
+                    now=now,
+                )
             log.info(
                 "rollout %s: %s",
                 rollout.id,
