@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from controlplane import naming
+from controlplane.strategy import Strategy
 
 # ---------------------------------------------------------------------------------------
 # column types
@@ -235,6 +236,7 @@ class ServingDefaults(SQLModel):
 
 class ModelBase(ServingDefaults):
     name: str = Field(max_length=63, description="Unique name; a valid Kubernetes Service name.")
+    default_strategy: Strategy | None = _json_field(nullable=True)
     namespace: str = Field(default="default", max_length=63)
     description: str = Field(default="", max_length=2000)
     labels: dict[str, str] = _json_field(default=dict)
@@ -324,6 +326,7 @@ class ModelUpdate(_ServingValidators, SQLModel):
     routing_mode: RoutingMode | None = None
     health_path: str | None = Field(default=None, max_length=256)
     gateway: str | None = Field(default=None, max_length=127)
+    default_strategy: Strategy | None = None
     node_selector: dict[str, str] | None = None
     tolerations: list[Toleration] | None = None
     description: str | None = Field(default=None, max_length=2000)
@@ -335,8 +338,9 @@ class Model(ModelBase, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=63, unique=True, index=True)
-    # stored as plain dicts; validated as Toleration on the way in and out
+    # stored as plain dicts; validated (Toleration, Strategy) on the way in and out
     tolerations: list[dict[str, Any]] = _json_field(default=list)  # type: ignore[assignment]
+    default_strategy: dict[str, Any] | None = _json_field(nullable=True)  # type: ignore[assignment]
     created_at: datetime = _time_field()
     created_by: str = Field(max_length=128)
     updated_at: datetime = _time_field()

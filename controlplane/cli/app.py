@@ -211,6 +211,7 @@ MODEL_FIELDS = [
     "created_by",
     "updated_at",
     "updated_by",
+    "default_strategy",
 ]
 
 
@@ -288,6 +289,9 @@ def models_update(
     gpu_budget: Annotated[int | None, typer.Option()] = None,
     arg: Annotated[list[str] | None, typer.Option("--arg", help="Replaces the args.")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="Replaces the env.")] = None,
+    default_strategy: Annotated[
+        str | None, typer.Option(help='Default rollout steps, JSON or @file: {"steps": [...]}.')
+    ] = None,
     url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
     output: OutputOpt = Output.TABLE,
@@ -301,6 +305,7 @@ def models_update(
         "gpu_budget": gpu_budget,
         "args": arg,
         "env": parse_pairs(env, "--env"),
+        "default_strategy": load_json(default_strategy, "--default-strategy"),
     }
     body = {key: value for key, value in body.items() if value is not None}
     if not body:

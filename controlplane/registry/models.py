@@ -137,7 +137,7 @@ def update_model(
     now = now or utcnow()
     model = get_model(session, name, for_update=True)
     changes = data.model_dump(exclude_unset=True)
-    nullable = {"gpu_budget", "gateway"}
+    nullable = {"gpu_budget", "gateway", "default_strategy"}
     nulls = [field for field, value in changes.items() if value is None and field not in nullable]
     if nulls:
         session.rollback()

@@ -97,9 +97,17 @@ def start_rollout(
             f"{model_name!r}: nothing to roll out",
             code="already_stable",
         )
-    _check_metrics(strategy)
-    # the first version has nothing to compare with: straight to stable
-    chosen = first_deploy_strategy() if stable is None else strategy or default_strategy()
+    # the first version has nothing to compare with: straight to stable; otherwise the
+    # request's strategy, else the model's default, else ours
+    if stable is None:
+        chosen = first_deploy_strategy()
+    elif strategy is not None:
+        chosen = strategy
+    elif model.default_strategy is not None:
+        chosen = Strategy.model_validate(model.default_strategy)
+    else:
+        chosen = default_strategy()
+    _check_metrics(chosen)
     assert model.id is not None
     rollout = Rollout(
         model_id=model.id,

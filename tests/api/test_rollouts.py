@@ -196,3 +196,33 @@ def test_contract_fields_of_rollouts_and_events(api: TestClient, chat: str) -> N
     events = api.get(f"/v1/rollouts/{rollout['id']}/events").json()["items"]
     assert {"type", "actor", "at", "message"} <= set(events[0])
     assert events[0]["type"] == "created"
+
+
+def test_a_models_default_strategy_is_used_unless_the_request_overrides_it(
+    api: TestClient, chat: str
+) -> None:
+    steps = [
+        {"kind": "set_weight", "weight": 5},
+        {"kind": "pause", "duration_seconds": 600},
+        {"kind": "set_weight", "weight": 100},
+    ]
+    patched = api.patch("/v1/models/chat", json={"default_strategy": {"steps": steps}})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["default_strategy"]["steps"][0] == {"kind": "set_weight", "weight": 5}
+    rollout = api.post("/v1/models/chat/rollouts", json={"version": "v2"}).json()
+    assert [s["kind"] for s in rollout["steps"]] == ["set_weight", "pause", "set_weight"]
+    assert rollout["steps"][0]["weight"] == 5
+    bad = api.patch(
+        "/v1/models/chat",
+        json={
+            "default_strategy": {
+                "steps": [
+                    {"kind": "set_weight", "weight": 50},
+                    {"kind": "set_weight", "weight": 10},
+                ]
+            }
+        },
+    )
+    assert bad.status_code == 422
+    cleared = api.patch("/v1/models/chat", json={"default_strategy": None})
+    assert cleared.json()["default_strategy"] is None
