@@ -377,9 +377,9 @@ class VersionBase(SQLModel):
     labels: dict[str, str] = _json_field(default=dict)
 
 
-class VersionCreate(VersionBase):
+class VersionCreate(_ServingValidators, VersionBase):
     """Registration of a new version. ``args`` replaces the model's args when given; ``env``
-    is merged over the model's env."""
+    is merged over the model's env. Image, env and labels are checked as a model's are."""
 
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
@@ -401,21 +401,6 @@ class VersionCreate(VersionBase):
     @classmethod
     def _artifact_uri(cls, value: str) -> str:
         return _check_artifact_uri(value)
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, value: str | None) -> str | None:
-        return _check_image(value)
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return _check_env(value)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        return _check_labels(value) or {}
 
     @model_validator(mode="after")
     def _adapter_needs_base(self) -> Self:

@@ -60,6 +60,9 @@ BAD_VERSIONS: list[tuple[dict[str, Any], str]] = [
     (version_body(metadata="not a dict"), "metadata"),
     (version_body(args="--not-a-list"), "args"),
     (version_body(base_model="llama"), ""),
+    (version_body(env={"1BAD": "x"}), "env"),
+    (version_body(labels={"team": "bad value!"}), "labels"),
+    (version_body(image="has space:1"), "image"),
 ]
 
 
