@@ -100,52 +100,35 @@ def promote(
     return _command(request, session, rollout_id, command, principal.name, body.reason)
 
 
-@router.post(
-    "/v1/rollouts/{rollout_id}/abort",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Abort: traffic back to stable, the canary removed",
+def _register_command(command: Command, name: str, summary: str) -> None:
+    """abort, pause and resume take the same body and differ only in the command."""
+
+    def endpoint(
+        rollout_id: int,
+        session: SessionDep,
+        principal: Operator,
+        request: Request,
+        body: CommandBody | None = None,
+    ) -> RolloutPublic:
+        reason = (body or CommandBody()).reason
+        return _command(request, session, rollout_id, command, principal.name, reason)
+
+    router.add_api_route(
+        f"/v1/rollouts/{{rollout_id}}/{name}",
+        endpoint,
+        methods=["POST"],
+        status_code=status.HTTP_202_ACCEPTED,
+        summary=summary,
+        name=name,
+        response_model=RolloutPublic,
+    )
+
+
+_register_command(Command.ABORT, "abort", "Abort: traffic back to stable, the canary removed")
+_register_command(Command.PAUSE, "pause", "Pause at the current step")
+_register_command(
+    Command.RESUME, "resume", "Resume a paused rollout (its current step starts over)"
 )
-def abort(
-    rollout_id: int,
-    session: SessionDep,
-    principal: Operator,
-    request: Request,
-    body: CommandBody | None = None,
-) -> RolloutPublic:
-    reason = (body or CommandBody()).reason
-    return _command(request, session, rollout_id, Command.ABORT, principal.name, reason)
-
-
-@router.post(
-    "/v1/rollouts/{rollout_id}/pause",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Pause at the current step",
-)
-def pause(
-    rollout_id: int,
-    session: SessionDep,
-    principal: Operator,
-    request: Request,
-    body: CommandBody | None = None,
-) -> RolloutPublic:
-    reason = (body or CommandBody()).reason
-    return _command(request, session, rollout_id, Command.PAUSE, principal.name, reason)
-
-
-@router.post(
-    "/v1/rollouts/{rollout_id}/resume",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Resume a paused rollout (its current step starts over)",
-)
-def resume(
-    rollout_id: int,
-    session: SessionDep,
-    principal: Operator,
-    request: Request,
-    body: CommandBody | None = None,
-) -> RolloutPublic:
-    reason = (body or CommandBody()).reason
-    return _command(request, session, rollout_id, Command.RESUME, principal.name, reason)
 
 
 @router.get("/v1/rollouts/{rollout_id}/events", summary="What happened, newest first")
