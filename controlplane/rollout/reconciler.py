@@ -255,7 +255,7 @@ class Reconciler:
             decision = plan(facts, observed, measurements, now, self.limits)
         if decision.target is not None:
             try:
-                self._apply(model, rollout, decision.target, facts.routed_weight)
+                self._apply(session, model, rollout, decision.target, facts.routed_weight, observed)
             except TemporaryKubeError as error:
                 self._release(
                     session,
@@ -281,22 +281,21 @@ class Reconciler:
         self._record(session, rollout, model, decision, now)
         return decision.requeue_after <= timedelta(0) and not decision.facts.phase.is_terminal
 
-    def _apply(self, model: Model, rollout: Rollout, target: Target, routed_before: int) -> None:
-        with self.database.session() as session:
-            canary_version = session.exec(
-                select(ModelVersion).where(
-                    ModelVersion.model_id == model.id,
-                    ModelVersion.version == rollout.canary_version,
-                )
-            ).one()
-            stable_version = None
-            if rollout.stable_version is not None:
-                stable_version = session.exec(
-                    select(ModelVersion).where(
-                        ModelVersion.model_id == model.id,
-                        ModelVersion.version == rollout.stable_version,
-                    )
-                ).one()
+    def _apply(
+        self,
+        session: Session,
+        model: Model,
+        rollout: Rollout,
+        target: Target,
+        routed_before: int,
+        observed: Observed,
+    ) -> None:
+        canary_version = _version_row(session, model, rollout.canary_version)
+        stable_version = (
+            _version_row(session, model, rollout.stable_version)
+            if rollout.stable_version is not None
+            else None
+        )
         canary = workload_for(
             model, canary_version, track=target.canary_track, replicas=target.canary_replicas
         )
@@ -340,13 +339,10 @@ class Reconciler:
         lowering = target.weight < routed_before
         if lowering:
             route(target.weight)  # traffic moves to stable before anything scales down
-        current = {
-            w.name: self.driver.observe_version(
-                model.namespace, model.name, w.version, with_free_gpus=False
-            ).desired
-            for w in (canary, stable)
-            if w is not None
-        }
+        # the replicas each Deployment is asked for now, as observed at the start of this pass
+        current = {canary.name: observed.canary.desired}
+        if stable is not None and observed.stable is not None:
+            current[stable.name] = observed.stable.desired
         workloads = [w for w in (canary, stable) if w is not None]
         # free GPUs before asking for them: shrink first, then grow
         for w in sorted(workloads, key=lambda w: w.replicas - current.get(w.name, 0)):
@@ -426,11 +422,7 @@ class Reconciler:
         def set_status(version: str | None, status: VersionStatus) -> None:
             if version is None:
                 return
-            row = session.exec(
-                select(ModelVersion).where(
-                    ModelVersion.model_id == model.id, ModelVersion.version == version
-                )
-            ).one()
+            row = _version_row(session, model, version)
             row.status, row.status_changed_at = status, now
             session.add(row)
 
@@ -450,6 +442,14 @@ class Reconciler:
         log.warning("rollout %s: %s", rollout.id, message, extra={"rollout_id": rollout.id})
         add_event(session, rollout, at=now, actor="system", kind="hold", message=message)
         session.commit()
+
+
+def _version_row(session: Session, model: Model, version: str) -> ModelVersion:
+    return session.exec(
+        select(ModelVersion).where(
+            ModelVersion.model_id == model.id, ModelVersion.version == version
+        )
+    ).one()
 
 
 def _delay(error: KubeError) -> timedelta:
