@@ -679,40 +679,28 @@ def rollout_promote(
     )
 
 
-@rollout_app.command("abort")
-def rollout_abort(
-    rollout_id: int,
-    reason: Annotated[str, typer.Option(help="Why, for the history.")] = "",
-    url: UrlOpt = DEFAULT_URL,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
-) -> None:
-    """Abort: traffic back to stable, the canary removed."""
-    _rollout_command(f"/v1/rollouts/{rollout_id}/abort", {"reason": reason}, url, token, output)
+def _register_rollout_command(name: str, help_text: str) -> None:
+    """abort, pause and resume take a reason and differ only in the endpoint they call."""
+
+    def command(
+        rollout_id: int,
+        reason: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        output: OutputOpt = Output.TABLE,
+    ) -> None:
+        _rollout_command(
+            f"/v1/rollouts/{rollout_id}/{name}", {"reason": reason}, url, token, output
+        )
+
+    command.__name__ = f"rollout_{name}"
+    command.__doc__ = help_text
+    rollout_app.command(name)(command)
 
 
-@rollout_app.command("pause")
-def rollout_pause(
-    rollout_id: int,
-    reason: Annotated[str, typer.Option(help="Why, for the history.")] = "",
-    url: UrlOpt = DEFAULT_URL,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
-) -> None:
-    """Pause at the current step."""
-    _rollout_command(f"/v1/rollouts/{rollout_id}/pause", {"reason": reason}, url, token, output)
-
-
-@rollout_app.command("resume")
-def rollout_resume(
-    rollout_id: int,
-    reason: Annotated[str, typer.Option(help="Why, for the history.")] = "",
-    url: UrlOpt = DEFAULT_URL,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
-) -> None:
-    """Resume a paused rollout (its current step starts over)."""
-    _rollout_command(f"/v1/rollouts/{rollout_id}/resume", {"reason": reason}, url, token, output)
+_register_rollout_command("abort", "Abort: traffic back to stable, the canary removed.")
+_register_rollout_command("pause", "Pause at the current step.")
+_register_rollout_command("resume", "Resume a paused rollout (its current step starts over).")
 
 
 @rollout_app.command("history")
