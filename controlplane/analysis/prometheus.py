@@ -12,12 +12,14 @@ error: it is ``[]``. Values are floats, NaN and +/-Inf included.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
 
+from controlplane import telemetry
 from controlplane.analysis.metrics import MetricSourceError, Sample, Series
 
 __all__ = [
@@ -141,12 +143,24 @@ class PrometheusClient:
         if self._query_timeout is not None:
             form = {**form, "timeout": f"{self._query_timeout.total_seconds():g}s"}
         action = f"Prometheus at {self.base_url}: query {_truncate(query, MAX_QUERY)!r}"
+        started = time.perf_counter()
         try:
             response = self._http.post(path, data=form)
             response.raise_for_status()
             return parse(_envelope_data(response), query)
         except (httpx.HTTPError, ValueError, KeyError, TypeError, IndexError) as error:
-            raise translate(error, action=action) from error
+            translated = translate(error, action=action)
+            telemetry.PROMETHEUS_ERRORS.labels(_error_kind(translated)).inc()
+            raise translated from error
+        finally:
+            telemetry.PROMETHEUS_SECONDS.observe(time.perf_counter() - started)
+
+
+def _error_kind(error: PrometheusError) -> str:
+    """A bounded label value: bad_query, temporary or permanent."""
+    if isinstance(error, BadQueryError):
+        return "bad_query"
+    return "temporary" if error.temporary else "permanent"
 
 
 def translate(error: Exception, *, action: str) -> PrometheusError:  # noqa: PLR0911

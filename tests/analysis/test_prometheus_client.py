@@ -228,3 +228,34 @@ def test_a_long_query_is_shortened_in_messages() -> None:
         client(answer(error("bad_data", "bad"), 400)).instant(query)
     assert len(caught.value.message) < 600
     assert json.dumps(caught.value.message)  # one line, printable
+
+
+def test_every_query_is_timed_and_failures_are_counted_by_kind() -> None:
+    from controlplane import telemetry
+
+    def count(kind: str) -> float:
+        value = telemetry.REGISTRY.get_sample_value(
+            "controlplane_prometheus_errors_total", {"kind": kind}
+        )
+        return value or 0.0
+
+    def timed() -> float:
+        value = telemetry.REGISTRY.get_sample_value(
+            "controlplane_prometheus_request_duration_seconds_count"
+        )
+        return value or 0.0
+
+    before = {kind: count(kind) for kind in ("bad_query", "temporary", "permanent")}
+    queries = timed()
+    client(answer(vector(({}, "1")))).instant("up", AT)
+    with pytest.raises(BadQueryError):
+        client(answer(error("bad_data", "parse error"), 400)).instant("up{", AT)
+    with pytest.raises(TemporaryPrometheusError):
+        client(answer({}, 503)).instant("up", AT)
+    assert timed() - queries == 3
+    after = {kind: count(kind) for kind in before}
+    assert {k: after[k] - before[k] for k in after} == {
+        "bad_query": 1,
+        "temporary": 1,
+        "permanent": 0,
+    }
