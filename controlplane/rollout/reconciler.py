@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from controlplane import telemetry
+from controlplane import logs, telemetry
 from controlplane.analysis.verdict import MeasurementOutcome, Verdict
 from controlplane.db import Database
 from controlplane.kube import KubeDriver, KubeError, PermanentKubeError, TemporaryKubeError
@@ -185,7 +185,10 @@ class Reconciler:
                     return False
                 model = session.get(Model, rollout.model_id)
                 assert model is not None
-                again = self._reconcile(session, rollout, model)
+                with logs.context(
+                    rollout_id=rollout.id, model=model.name, version=rollout.canary_version
+                ):
+                    again = self._reconcile(session, rollout, model)
             if not again:
                 break
         return True

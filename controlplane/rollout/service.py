@@ -7,6 +7,7 @@ the single writer of phase transitions.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +34,22 @@ from controlplane.rollout.strategy import (
     default_strategy,
     first_deploy_strategy,
 )
+
+log = logging.getLogger(__name__)
+
+
+def _log(rollout: Rollout, actor: str, message: str) -> None:
+    log.info(
+        "rollout %s: %s",
+        rollout.id,
+        message,
+        extra={
+            "rollout_id": rollout.id,
+            "model": rollout.model,
+            "version": rollout.canary_version,
+            "actor": actor,
+        },
+    )
 
 
 def add_event(
@@ -163,6 +180,7 @@ def start_rollout(
     )
     session.commit()
     session.refresh(rollout)
+    _log(rollout, actor, message)
     return rollout
 
 
@@ -261,6 +279,7 @@ def request_command(
     )
     session.commit()
     session.refresh(rollout)
+    _log(rollout, actor, f"{command.value} requested" + (f": {reason}" if reason else ""))
     return rollout
 
 
