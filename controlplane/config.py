@@ -76,6 +76,25 @@ class Settings(DatabaseSettings):
         default=None, description="Prometheus base URL for canary analysis."
     )
 
+    # --- webhooks ------------------------------------------------------------------------
+    webhook_enabled: bool = Field(
+        default=True, description="Send webhook deliveries from this process."
+    )
+    webhook_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Per-attempt timeout of a delivery."
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=50, description="Attempts before a delivery is marked failed."
+    )
+    webhook_backoff_base_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Wait after the first failed attempt; doubled after each further one.",
+    )
+    webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    webhook_workers: int = Field(default=4, ge=1, le=64)
+
     # --- logging ---------------------------------------------------------------------
     log_level: str = Field(default="INFO")
     log_format: LogFormat = Field(default=LogFormat.TEXT)

@@ -79,7 +79,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.scheduler = _start_reconciler(app, settings) if start_reconciler else None
         # webhook deliveries go out from their own thread: a slow receiver never slows rollouts
-        app.state.webhooks = Dispatcher(app.state.database) if start_reconciler else None
+        app.state.webhooks = (
+            Dispatcher.from_settings(app.state.database, settings)
+            if start_reconciler and settings.webhook_enabled
+            else None
+        )
         if app.state.webhooks is not None:
             app.state.webhooks.start()
         try:

@@ -33,9 +33,10 @@ from prometheus_client import Counter, Histogram
 from sqlmodel import col, select
 
 import controlplane
-from controlplane import telemetry
+from controlplane import logs, telemetry
+from controlplane.config import Settings
 from controlplane.db import Database
-from controlplane.models import Webhook, WebhookDelivery, utcnow
+from controlplane.models import Rollout, Webhook, WebhookDelivery, utcnow
 from controlplane.webhooks import signing
 from controlplane.webhooks.schemas import DeliveryStatus
 
@@ -137,6 +138,19 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, database: Database, settings: Settings) -> Dispatcher:
+        timeout = settings.webhook_timeout_seconds
+        return cls(
+            database,
+            timeout=timeout,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base=timedelta(seconds=settings.webhook_backoff_base_seconds),
+            backoff_max=timedelta(seconds=settings.webhook_backoff_max_seconds),
+            workers=settings.webhook_workers,
+            lease=timedelta(seconds=max(60.0, 4 * timeout)),
+        )
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -274,6 +288,24 @@ class Dispatcher:
             name, url, secret = hook.name, hook.url, hook.secret
             body = signing.body_of(delivery.payload)
             event, attempts = delivery.event, delivery.attempts + 1
+            rollout = session.get(Rollout, delivery.rollout_id) if delivery.rollout_id else None
+            about: dict[str, object] = {}
+            if rollout is not None:
+                about = {"rollout_id": rollout.id, "model": rollout.model}
+                about["version"] = rollout.canary_version
+        with logs.context(**about):
+            self._send(delivery_id, name, url, secret, body, event, attempts)
+
+    def _send(
+        self,
+        delivery_id: int,
+        name: str,
+        url: str,
+        secret: str,
+        body: bytes,
+        event: str,
+        attempts: int,
+    ) -> None:
         headers = {
             "Content-Type": "application/json",
             signing.SIGNATURE_HEADER: signing.sign(secret, body),
