@@ -5,14 +5,13 @@ rollout and a rolled-back one with its measurements. The screenshots are kept un
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from controlplane.db import Database
+from tests.support.browser import ARTIFACTS, WAIT, chromium
 from tests.ui import history
 from tests.ui.server import ADMIN_TOKEN, live_server
 
@@ -22,20 +21,7 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (the dev dependency group)"
 )
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / ".artifacts" / "ui"
-CHROMIUM = os.environ.get("CONTROLPLANE_CHROMIUM_BIN", "/usr/bin/chromium")
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HOSTILE = '<img src=x onerror="document.title=1">&amp; <b>not bold</b>'
-WAIT = 15_000  # ms
 
 
 @pytest.fixture(scope="module")
@@ -77,20 +63,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: run scripts/ensure-chromium.sh")
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=FLAGS,
-            viewport={"width": 1440, "height": 1000},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 def test_a_viewer_reads_the_history_down_to_the_rollback_reason(

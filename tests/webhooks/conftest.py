@@ -3,12 +3,8 @@ announce."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,79 +17,13 @@ from controlplane.db import Database
 from controlplane.models import ModelVersion, Rollout, VersionStatus
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import model_body, version_body
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-
-@dataclass
-class Receiver:
-    """Records every POST. Per path: fail (500) the first N times, fail always, or be slow."""
-
-    url: str = ""
-    requests: list[Received] = field(default_factory=list)
-    fail_first: dict[str, int] = field(default_factory=dict)
-    always_fail: set[str] = field(default_factory=set)
-    slow: dict[str, float] = field(default_factory=dict)
-    released: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def to(self, path: str) -> str:
-        return f"{self.url}{path}"
-
-    def at(self, path: str) -> list[Received]:
-        with self.lock:
-            return [r for r in self.requests if r.path == path]
-
-    def handle(self, path: str, headers: dict[str, str], body: bytes) -> int:
-        with self.lock:
-            self.requests.append(Received(path, headers, body, time.monotonic()))
-            failing = self.fail_first.get(path, 0)
-            if failing:
-                self.fail_first[path] = failing - 1
-        if path in self.slow:
-            self.released.wait(self.slow[path])
-        return 500 if failing or path in self.always_fail else 200
+from tests.support.receiver import Receiver, receiving
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            code = state.handle(self.path, dict(self.headers.items()), body)
-            payload = b"receiver says no" if code >= 400 else b"ok"
-            try:
-                self.send_response(code)
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except OSError:  # the dispatcher gave up on a slow answer
-                pass
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.block_on_close = False
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with receiving() as state:
         yield state
-    finally:
-        state.released.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from controlplane.models import AuditEvent, Rollout, Webhook
 from controlplane.webhooks import signing
 from controlplane.webhooks.dispatcher import Dispatcher
 from controlplane.webhooks.schemas import WebhookEvent
-from tests.webhooks.conftest import Receiver
+from tests.support.receiver import Receiver
 from tests.webhooks.helpers import announce
 
 BODY = {"name": "ops", "url": "https://hooks.example.com/T0/B0/xyz", "events": ["promoted"]}

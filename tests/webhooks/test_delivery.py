@@ -17,7 +17,8 @@ from controlplane.models import Rollout
 from controlplane.webhooks import signing
 from controlplane.webhooks.dispatcher import Dispatcher
 from controlplane.webhooks.schemas import WebhookEvent
-from tests.webhooks.conftest import FakeClock, Receiver
+from tests.support.receiver import Receiver
+from tests.webhooks.conftest import FakeClock
 from tests.webhooks.helpers import announce, deliveries, subscribe
 
 
