@@ -7,12 +7,14 @@ this module must never log or print a secret value.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from enum import StrEnum
 from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEV_ADMIN_TOKEN = "dev-admin-token"  # noqa: S105 - a well-known value, accepted only in dev mode
 
 
@@ -94,6 +96,16 @@ class Settings(DatabaseSettings):
     )
     webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
     webhook_workers: int = Field(default=4, ge=1, le=64)
+    webhook_allow_private_networks: bool = Field(
+        default=False,
+        description="Let webhooks reach internal addresses (loopback, private, link-local). "
+        "Off by default: a webhook must not become a way into the cluster's network.",
+    )
+    webhook_allowed_cidrs: str = Field(
+        default="",
+        description="Comma-separated networks webhooks may reach even though internal, "
+        "e.g. '10.96.0.0/12' for receivers inside the cluster.",
+    )
 
     # --- logging ---------------------------------------------------------------------
     log_level: str = Field(default="INFO")
@@ -109,7 +121,26 @@ class Settings(DatabaseSettings):
             )
         if self.admin_token is not None and not self.admin_token.get_secret_value().strip():
             raise ConfigError("CONTROLPLANE_ADMIN_TOKEN is empty: give it a non-empty secret.")
+        try:
+            self.webhook_allowed_networks  # noqa: B018 - parses, raises on a bad one
+        except ValueError as error:
+            raise ConfigError(f"CONTROLPLANE_WEBHOOK_ALLOWED_CIDRS: {error}") from error
         return self
+
+    @property
+    def webhook_allowed_networks(self) -> tuple[IPNetwork, ...]:
+        """``webhook_allowed_cidrs`` parsed; a ValueError that says which item is wrong."""
+        networks: list[IPNetwork] = []
+        for item in (i.strip() for i in self.webhook_allowed_cidrs.split(",")):
+            if not item:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError as error:
+                raise ValueError(
+                    f"{item!r} is not a network in CIDR notation (e.g. 10.96.0.0/12): {error}"
+                ) from error
+        return tuple(networks)
 
     @property
     def effective_admin_token(self) -> str:

@@ -38,6 +38,7 @@ from controlplane.config import Settings
 from controlplane.db import Database
 from controlplane.models import Rollout, Webhook, WebhookDelivery, utcnow
 from controlplane.webhooks import signing
+from controlplane.webhooks.guard import AddressPolicy, AddressRefusedError, UnresolvableHostError
 from controlplane.webhooks.schemas import DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class Dispatcher:
         poll_interval: float = 1.0,
         lease: timedelta = timedelta(seconds=60),
         rng: random.Random | None = None,
+        policy: AddressPolicy | None = None,
     ) -> None:
         if lease.total_seconds() <= 3 * timeout:
             raise ValueError("the lease must outlast a delivery: more than 3 x timeout")
@@ -123,11 +125,15 @@ class Dispatcher:
         self.poll_interval = poll_interval
         self.lease = lease
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.policy = policy or AddressPolicy()  # public addresses only, unless told
         self._owns_client = client is None
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
+            follow_redirects=False,  # a redirect could lead anywhere: never followed
             headers={"User-Agent": f"controlplane/{controlplane.__version__}"},
+            # connections go to a checked address with the name's SNI: no pooling across
+            # names that share an address
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=THREAD_PREFIX)
         httpx_log = logging.getLogger("httpx")
@@ -150,6 +156,7 @@ class Dispatcher:
             backoff_max=timedelta(seconds=settings.webhook_backoff_max_seconds),
             workers=settings.webhook_workers,
             lease=timedelta(seconds=max(60.0, 4 * timeout)),
+            policy=AddressPolicy.from_settings(settings),
         )
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -315,9 +322,20 @@ class Dispatcher:
         status_code: int | None = None
         error: str | None = None
         retry_after: timedelta | None = None
+        try:
+            target, extensions = self._pinned(url, headers)
+        except AddressRefusedError as refused:  # permanent: no retry will make it allowed
+            error = _truncate(str(refused))
+            self._record(delivery_id, name, attempts, None, error, None, final=True)
+            return
+        except UnresolvableHostError as unresolved:
+            self._record(delivery_id, name, attempts, None, _truncate(str(unresolved)), None)
+            return
         started = time.perf_counter()
         try:
-            with self.client.stream("POST", url, content=body, headers=headers) as response:
+            with self.client.stream(
+                "POST", target, content=body, headers=headers, extensions=extensions
+            ) as response:
                 status_code = response.status_code
                 if not response.is_success:
                     retry_after = _retry_after(response)
@@ -331,8 +349,23 @@ class Dispatcher:
                 time.perf_counter() - started
             )
         if error is not None:  # never keep the URL (a credential for Slack) or the secret
-            error = _truncate(error.replace(url, urlsplit(url).hostname or "").replace(secret, ""))
+            host = urlsplit(url).hostname or ""
+            for credential in (url, str(target)):
+                error = error.replace(credential, host)
+            error = _truncate(error.replace(secret, ""))
         self._record(delivery_id, name, attempts, status_code, error, retry_after)
+
+    def _pinned(self, url: str, headers: dict[str, str]) -> tuple[httpx.URL, dict[str, str]]:
+        """Where to POST: an address the policy was checked against (not whatever the name
+        resolves to a moment later), with the name put in Host (added to ``headers``) and,
+        for https, in SNI and so in the certificate check. Returns (URL, extensions)."""
+        host, addresses = self.policy.addresses(url)
+        target = httpx.URL(url)
+        if str(addresses[0]) == host:  # an address already
+            return target, {}
+        headers["Host"] = target.netloc.decode("ascii")
+        extensions = {"sni_hostname": host} if target.scheme == "https" else {}
+        return target.copy_with(host=str(addresses[0])), extensions
 
     def _snippet(self, response: httpx.Response) -> str:
         try:
@@ -353,6 +386,8 @@ class Dispatcher:
         status_code: int | None,
         error: str | None,
         retry_after: timedelta | None,
+        *,
+        final: bool = False,
     ) -> None:
         now = self.clock()
         values: dict[str, object] = {
@@ -365,7 +400,7 @@ class Dispatcher:
         if error is None:
             outcome = DeliveryStatus.DELIVERED.value
             values.update(status=outcome, delivered_at=now)
-        elif attempts >= self.max_attempts:
+        elif final or attempts >= self.max_attempts:
             outcome = DeliveryStatus.FAILED.value
             values.update(status=outcome)
         else:

@@ -16,9 +16,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from controlplane import audit, pagination
-from controlplane.errors import AlreadyExistsError, NotFoundError
+from controlplane.errors import (
+    AlreadyExistsError,
+    FieldIssue,
+    InvalidRequestError,
+    NotFoundError,
+)
 from controlplane.models import Phase, Rollout, Webhook, WebhookDelivery, utcnow
 from controlplane.webhooks import payloads, signing
+from controlplane.webhooks.guard import AddressPolicy
 from controlplane.webhooks.schemas import (
     PING,
     DeliveryStatus,
@@ -119,9 +125,22 @@ def _host(url: str) -> str:
 
 
 def create_webhook(
-    session: Session, *, data: WebhookCreate, actor: str, now: datetime | None = None
+    session: Session,
+    *,
+    data: WebhookCreate,
+    actor: str,
+    policy: AddressPolicy,
+    now: datetime | None = None,
 ) -> WebhookCreated:
+    """Subscribe; the URL must point where ``policy`` lets webhooks go (see guard.py)."""
     now = now or utcnow()
+    refused = policy.check(data.url)
+    if refused is not None:
+        raise InvalidRequestError(
+            refused,
+            code="webhook_url_forbidden",
+            issues=[FieldIssue("url", refused, "forbidden_address")],
+        )
     exists = AlreadyExistsError(
         f"a webhook named {data.name!r} already exists: pick another name, or delete it first",
         code="webhook_exists",

@@ -86,6 +86,7 @@ def run(kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         "CONTROLPLANE_LOG_FORMAT": "json",
         "CONTROLPLANE_WEBHOOK_BACKOFF_BASE_SECONDS": "0.5",
         "CONTROLPLANE_WEBHOOK_TIMEOUT_SECONDS": "2",
+        "CONTROLPLANE_WEBHOOK_ALLOWED_CIDRS": "127.0.0.0/8",  # the receiver is on loopback
     }
     with (
         receiving(Receiver(fail_each_delivery_once=True)) as receiver,

@@ -21,6 +21,11 @@ from tests.support.receiver import Receiver, receiving
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"webhook_allowed_cidrs": "127.0.0.0/8"})
+
+
+@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     with receiving() as state:
         yield state

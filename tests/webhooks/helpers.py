@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from sqlmodel import select
@@ -10,7 +11,11 @@ from controlplane.db import Database
 from controlplane.models import Rollout, WebhookDelivery
 from controlplane.rollout.service import add_event
 from controlplane.webhooks import service
+from controlplane.webhooks.guard import AddressPolicy
 from controlplane.webhooks.schemas import WebhookCreate, WebhookCreated, WebhookEvent
+
+# the test receivers listen on loopback, which webhooks may not reach by default
+LOOPBACK = AddressPolicy(allowed=(ipaddress.ip_network("127.0.0.0/8"),))
 
 
 def subscribe(database: Database, name: str, url: str, **fields: Any) -> WebhookCreated:
@@ -18,7 +23,7 @@ def subscribe(database: Database, name: str, url: str, **fields: Any) -> Webhook
         {"name": name, "url": url, "events": [e.value for e in WebhookEvent], **fields}
     )
     with database.session() as session:
-        return service.create_webhook(session, data=data, actor="admin")
+        return service.create_webhook(session, data=data, actor="admin", policy=LOOPBACK)
 
 
 def announce(

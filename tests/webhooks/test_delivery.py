@@ -19,7 +19,7 @@ from controlplane.webhooks.dispatcher import Dispatcher
 from controlplane.webhooks.schemas import WebhookEvent
 from tests.support.receiver import Receiver
 from tests.webhooks.conftest import FakeClock
-from tests.webhooks.helpers import announce, deliveries, subscribe
+from tests.webhooks.helpers import LOOPBACK, announce, deliveries, subscribe
 
 
 @pytest.fixture
@@ -31,6 +31,7 @@ def dispatcher(database: Database, clock: FakeClock) -> Iterator[Dispatcher]:
         max_attempts=4,
         backoff_base=timedelta(seconds=10),
         rng=random.Random(7),
+        policy=LOOPBACK,
     )
     yield dispatcher
     dispatcher.stop()
@@ -151,7 +152,12 @@ def test_a_slow_receiver_does_not_delay_other_deliveries(
     subscribe(database, "fast", receiver.to("/fast"))
     receiver.slow["/slow"] = 10  # never answers in time: the dispatcher gives up at 1s
     dispatcher = Dispatcher(
-        database, timeout=1.0, lease=timedelta(seconds=10), workers=4, poll_interval=0.05
+        database,
+        timeout=1.0,
+        lease=timedelta(seconds=10),
+        workers=4,
+        poll_interval=0.05,
+        policy=LOOPBACK,
     )
     dispatcher.start()
     try:

@@ -10,7 +10,7 @@ from controlplane.models import Rollout
 from controlplane.webhooks.dispatcher import Dispatcher
 from controlplane.webhooks.schemas import WebhookEvent
 from tests.webhooks.conftest import FakeClock
-from tests.webhooks.helpers import announce, deliveries, subscribe
+from tests.webhooks.helpers import LOOPBACK, announce, deliveries, subscribe
 
 URL = "http://127.0.0.1:9/hook"
 
@@ -52,8 +52,12 @@ def test_a_lease_keeps_a_delivery_to_one_dispatcher(
 ) -> None:
     subscribe(database, "all", URL)
     [delivery_id] = announce(database, rollout, WebhookEvent.PAUSED)
-    one = Dispatcher(database, owner="one", clock=clock, lease=timedelta(seconds=60))
-    two = Dispatcher(database, owner="two", clock=clock, lease=timedelta(seconds=60))
+    one = Dispatcher(
+        database, owner="one", clock=clock, lease=timedelta(seconds=60), policy=LOOPBACK
+    )
+    two = Dispatcher(
+        database, owner="two", clock=clock, lease=timedelta(seconds=60), policy=LOOPBACK
+    )
     try:
         assert one.claim(10) == [(delivery_id, deliveries(database)[0].webhook_id)]
         assert two.claim(10) == []
@@ -72,7 +76,7 @@ def test_claims_take_one_delivery_per_webhook(
     subscribe(database, "b", URL)
     for _ in range(3):
         announce(database, rollout, WebhookEvent.STEP_PASSED)
-    dispatcher = Dispatcher(database, owner="one", clock=clock)
+    dispatcher = Dispatcher(database, owner="one", clock=clock, policy=LOOPBACK)
     try:
         claimed = dispatcher.claim(10)
         assert len(claimed) == 2

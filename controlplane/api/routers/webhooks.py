@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from controlplane.api.deps import Admin, Cursor, Limit, SessionDep
 from controlplane.webhooks import service
+from controlplane.webhooks.guard import AddressPolicy
 from controlplane.webhooks.schemas import (
     DeliveryPage,
     DeliveryPublic,
@@ -34,9 +35,14 @@ def _kick(request: Request) -> None:
     summary="Create a webhook (its signing secret is shown once)",
 )
 def create_webhook(
-    body: WebhookCreate, session: SessionDep, principal: Admin, response: Response
+    body: WebhookCreate,
+    session: SessionDep,
+    principal: Admin,
+    request: Request,
+    response: Response,
 ) -> WebhookCreated:
-    created = service.create_webhook(session, data=body, actor=principal.name)
+    policy = AddressPolicy.from_settings(request.app.state.settings)
+    created = service.create_webhook(session, data=body, actor=principal.name, policy=policy)
     response.headers["Location"] = f"/v1/webhooks/{created.name}"
     return created
 
