@@ -43,7 +43,39 @@ class DatabaseSettings(BaseSettings):
     )
 
 
-class Settings(DatabaseSettings):
+MIN_SECRET_KEY_CHARS = 32
+
+
+class SealingSettings(DatabaseSettings):
+    """What reading and sealing stored secrets needs (``serve`` and ``db reseal``)."""
+
+    secret_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated keys (each at least 32 random characters, e.g. "
+        "`openssl rand -hex 32`) that seal webhook secrets at rest. The first seals; the "
+        "others still unseal, for rotation.",
+    )
+
+    @model_validator(mode="after")
+    def _check_secret_keys(self) -> Self:
+        if self.secret_keys is not None and not self.secret_key_list:
+            raise ConfigError("CONTROLPLANE_SECRET_KEYS is empty: unset it, or give it a key.")
+        for position, key in enumerate(self.secret_key_list, 1):
+            if len(key) < MIN_SECRET_KEY_CHARS:
+                raise ConfigError(
+                    f"CONTROLPLANE_SECRET_KEYS: key {position} has {len(key)} characters; "
+                    f"each key needs at least {MIN_SECRET_KEY_CHARS} (e.g. `openssl rand -hex 32`)"
+                )
+        return self
+
+    @property
+    def secret_key_list(self) -> list[str]:
+        if self.secret_keys is None:
+            return []
+        return [k.strip() for k in self.secret_keys.get_secret_value().split(",") if k.strip()]
+
+
+class Settings(SealingSettings):
     """Every knob of the control plane; each field maps to ``CONTROLPLANE_<FIELD>``."""
 
     # --- security --------------------------------------------------------------------

@@ -644,7 +644,7 @@ class Webhook(SQLModel, table=True):
     url: str = Field(max_length=2048, repr=False)  # a Slack URL is itself a credential
     events: list[str] = _json_field(default=list)
     format: str = Field(default="json", max_length=16)
-    secret: str = Field(max_length=128, repr=False)
+    secret: str = Field(max_length=512, repr=False)  # sealed (controlplane.sealing)
     description: str = Field(default="", max_length=500)
     active: bool = True
     created_at: datetime = _time_field()

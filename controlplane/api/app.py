@@ -34,6 +34,7 @@ from controlplane.kube.client import KubeApi
 from controlplane.rollout.probe import PrometheusProber
 from controlplane.rollout.reconciler import Reconciler
 from controlplane.scheduler import ReconcileScheduler
+from controlplane.sealing import Sealer
 from controlplane.webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not app.state.sealer.enabled:
+            log.warning(
+                "CONTROLPLANE_SECRET_KEYS is not set: webhook signing secrets are stored "
+                "unsealed in the database; set it (e.g. `openssl rand -hex 32`) and run "
+                "`controlplane db reseal`"
+            )
         app.state.scheduler = _start_reconciler(app, settings) if start_reconciler else None
         # webhook deliveries go out from their own thread: a slow receiver never slows rollouts
         app.state.webhooks = (
@@ -103,6 +110,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.sealer = Sealer.from_settings(settings)
     app.state.database = database or Database(
         settings.database_url, pool_size=settings.database_pool_size
     )

@@ -141,13 +141,15 @@ def serve(
     )
 
 
-def _load_settings() -> Any:
+def _load_settings(kind: Any = None) -> Any:
+    """Settings of ``kind`` (``Settings`` by default) from the environment; a bad value
+    exits with the configuration error's message."""
     from pydantic import ValidationError
 
     from controlplane.config import Settings
 
     try:
-        return Settings()
+        return (kind or Settings)()
     except ValidationError as error:
         messages = [str(e.get("msg", "")).removeprefix("Value error, ") for e in error.errors()]
         raise fail("; ".join(messages), EXIT_CONFIG) from None
@@ -171,6 +173,38 @@ def db_current() -> None:
     from controlplane import db
 
     typer.echo(db.current_revision(_database_url()) or "empty (no migrations applied)")
+
+
+@db_app.command("reseal")
+def db_reseal() -> None:
+    """Seal every webhook signing secret with the first of CONTROLPLANE_SECRET_KEYS: after
+    setting a key for the first time, or after putting a new key first (rotation)."""
+    import getpass
+
+    from controlplane.config import SealingSettings
+    from controlplane.db import Database
+    from controlplane.sealing import Sealer, SealingError
+    from controlplane.webhooks import service
+
+    settings = _load_settings(SealingSettings)
+    sealer = Sealer.from_settings(settings)
+    if not sealer.enabled:
+        raise fail(
+            "CONTROLPLANE_SECRET_KEYS is not set: set it to the key to seal with "
+            "(e.g. `openssl rand -hex 32`; the old keys after it, comma-separated)",
+            EXIT_CONFIG,
+        )
+    database = Database(settings.database_url, pool_size=1)
+    try:
+        with database.session() as session:
+            resealed, current = service.reseal_secrets(
+                session, sealer=sealer, actor=f"cli:{getpass.getuser()}"
+            )
+    except SealingError as error:
+        raise fail(f"nothing was changed: {error}", EXIT_CONFIG) from None
+    finally:
+        database.dispose()
+    typer.echo(f"resealed {resealed} webhook secret(s); {current} already sealed with the key")
 
 
 def _database_url() -> str:

@@ -37,6 +37,7 @@ from controlplane import logs, telemetry
 from controlplane.config import Settings
 from controlplane.db import Database
 from controlplane.models import Rollout, Webhook, WebhookDelivery, utcnow
+from controlplane.sealing import Sealer, SealingError
 from controlplane.webhooks import signing
 from controlplane.webhooks.guard import AddressPolicy, AddressRefusedError, UnresolvableHostError
 from controlplane.webhooks.schemas import DeliveryStatus
@@ -111,6 +112,7 @@ class Dispatcher:
         lease: timedelta = timedelta(seconds=60),
         rng: random.Random | None = None,
         policy: AddressPolicy | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         if lease.total_seconds() <= 3 * timeout:
             raise ValueError("the lease must outlast a delivery: more than 3 x timeout")
@@ -126,6 +128,7 @@ class Dispatcher:
         self.lease = lease
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.policy = policy or AddressPolicy()  # public addresses only, unless told
+        self.sealer = sealer or Sealer()
         self._owns_client = client is None
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(timeout),
@@ -157,6 +160,7 @@ class Dispatcher:
             workers=settings.webhook_workers,
             lease=timedelta(seconds=max(60.0, 4 * timeout)),
             policy=AddressPolicy.from_settings(settings),
+            sealer=Sealer.from_settings(settings),
         )
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -292,7 +296,7 @@ class Dispatcher:
             hook = session.get(Webhook, delivery.webhook_id)
             if hook is None:
                 return
-            name, url, secret = hook.name, hook.url, hook.secret
+            name, url, stored_secret = hook.name, hook.url, hook.secret
             body = signing.body_of(delivery.payload)
             event, attempts = delivery.event, delivery.attempts + 1
             rollout = session.get(Rollout, delivery.rollout_id) if delivery.rollout_id else None
@@ -301,6 +305,11 @@ class Dispatcher:
                 about = {"rollout_id": rollout.id, "model": rollout.model}
                 about["version"] = rollout.canary_version
         with logs.context(**about):
+            try:
+                secret = self.sealer.unseal(stored_secret, purpose=signing.SECRET_PURPOSE)
+            except SealingError as error:  # retried: the operator may put the key back
+                self._record(delivery_id, name, attempts, None, str(error), None)
+                return
             self._send(delivery_id, name, url, secret, body, event, attempts)
 
     def _send(

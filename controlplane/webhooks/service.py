@@ -23,6 +23,7 @@ from controlplane.errors import (
     NotFoundError,
 )
 from controlplane.models import Phase, Rollout, Webhook, WebhookDelivery, utcnow
+from controlplane.sealing import Sealer
 from controlplane.webhooks import payloads, signing
 from controlplane.webhooks.guard import AddressPolicy
 from controlplane.webhooks.schemas import (
@@ -130,9 +131,11 @@ def create_webhook(
     data: WebhookCreate,
     actor: str,
     policy: AddressPolicy,
+    sealer: Sealer,
     now: datetime | None = None,
 ) -> WebhookCreated:
-    """Subscribe; the URL must point where ``policy`` lets webhooks go (see guard.py)."""
+    """Subscribe; the URL must point where ``policy`` lets webhooks go (see guard.py). The
+    signing secret is returned once and stored sealed (see controlplane/sealing.py)."""
     now = now or utcnow()
     refused = policy.check(data.url)
     if refused is not None:
@@ -153,7 +156,7 @@ def create_webhook(
         url=data.url,
         events=[e.value for e in data.events],
         format=data.format.value,
-        secret=secret,
+        secret=sealer.seal(secret, purpose=signing.SECRET_PURPOSE),
         description=data.description,
         active=data.active,
         created_at=now,
@@ -242,3 +245,33 @@ def send_test(
     session.commit()
     session.refresh(delivery)
     return delivery
+
+
+# --- sealing ------------------------------------------------------------------------------
+
+
+def reseal_secrets(session: Session, *, sealer: Sealer, actor: str) -> tuple[int, int]:
+    """Seal every stored signing secret with ``sealer``'s first key: those stored before a
+    key was set, and those sealed with an older key. One transaction: all or nothing (a
+    secret no key opens stops it with :class:`~controlplane.sealing.SealingError`).
+    Returns (resealed, already current)."""
+    if not sealer.enabled:
+        raise InvalidRequestError(
+            "no key to seal with: set CONTROLPLANE_SECRET_KEYS first", code="no_secret_key"
+        )
+    hooks = session.exec(select(Webhook).order_by(col(Webhook.id))).all()
+    stale = [h for h in hooks if not sealer.is_current(h.secret)]
+    for hook in stale:
+        plain = sealer.unseal(hook.secret, purpose=signing.SECRET_PURPOSE)
+        hook.secret = sealer.seal(plain, purpose=signing.SECRET_PURPOSE)
+        session.add(hook)
+    if stale:
+        audit.record(
+            session,
+            actor=actor,
+            action="webhook.secrets_resealed",
+            at=utcnow(),
+            details={"webhooks": [h.name for h in stale]},
+        )
+    session.commit()
+    return len(stale), len(hooks) - len(stale)

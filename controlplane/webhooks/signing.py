@@ -18,6 +18,7 @@ SIGNATURE_HEADER = "X-Controlplane-Signature"
 DELIVERY_HEADER = "X-Controlplane-Delivery"
 EVENT_HEADER = "X-Controlplane-Event"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a public prefix, not a secret
+SECRET_PURPOSE = "webhook-secret"  # noqa: S105 - what a sealed secret is for (sealing.py)
 
 
 def new_secret() -> str:

@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
+import sqlite3
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,6 +38,7 @@ pytestmark = [
 ]
 
 HOOK_PATH = "/hooks/controlplane"
+SEALING_KEY = secrets.token_hex(32)
 EVERY_EVENT = ["started", "step_passed", "paused", "promoted", "rolled_back", "failed"]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -87,6 +92,7 @@ def run(kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         "CONTROLPLANE_WEBHOOK_BACKOFF_BASE_SECONDS": "0.5",
         "CONTROLPLANE_WEBHOOK_TIMEOUT_SECONDS": "2",
         "CONTROLPLANE_WEBHOOK_ALLOWED_CIDRS": "127.0.0.0/8",  # the receiver is on loopback
+        "CONTROLPLANE_SECRET_KEYS": SEALING_KEY,
     }
     with (
         receiving(Receiver(fail_each_delivery_once=True)) as receiver,
@@ -165,10 +171,10 @@ def test_the_json_log_tells_the_rollouts_life_with_its_context(run: Run) -> None
     assert all(r.get("rollout_id") == run.rollout_id for r in sent), sent
     phases = [e["phase"] for e in run.stack.events(run.rollout_id)]
     assert phases[-1] == "rolled_back"
-    # and nothing secret: the admin token, the webhook secret
+    # and nothing secret: the admin token, the webhook secret, the sealing key
     text = "\n".join(run.log_lines)
-    assert run.stack.token not in text
-    assert run.secret not in text
+    for secret in (run.stack.token, run.secret, SEALING_KEY):
+        assert secret not in text
 
 
 def test_the_receiver_got_every_event_signed_and_retried_once(run: Run) -> None:
@@ -200,6 +206,16 @@ def test_the_receiver_got_every_event_signed_and_retried_once(run: Run) -> None:
     assert "ttft" in final["rollout"]["reason"]
     assert run.delta("controlplane_webhook_deliveries_total", outcome="retrying") == len(ours)
     assert run.delta("controlplane_webhook_deliveries_total", outcome="delivered") == len(ours)
+
+
+def test_the_signing_secret_is_not_in_the_database_file(run: Run) -> None:
+    url = run.stack.control_plane.env["CONTROLPLANE_DATABASE_URL"]
+    database = Path(url.removeprefix("sqlite:///"))
+    for path in (database, *database.parent.glob(f"{database.name}-*")):  # and the WAL
+        assert run.secret.encode() not in path.read_bytes()
+    with closing(sqlite3.connect(database)) as connection:
+        [(stored,)] = connection.execute("SELECT secret FROM webhook").fetchall()
+    assert stored.startswith("sealed:v1:")
 
 
 def _signature(secret: str, body: bytes) -> str:

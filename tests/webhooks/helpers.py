@@ -10,6 +10,7 @@ from sqlmodel import select
 from controlplane.db import Database
 from controlplane.models import Rollout, WebhookDelivery
 from controlplane.rollout.service import add_event
+from controlplane.sealing import Sealer
 from controlplane.webhooks import service
 from controlplane.webhooks.guard import AddressPolicy
 from controlplane.webhooks.schemas import WebhookCreate, WebhookCreated, WebhookEvent
@@ -18,12 +19,16 @@ from controlplane.webhooks.schemas import WebhookCreate, WebhookCreated, Webhook
 LOOPBACK = AddressPolicy(allowed=(ipaddress.ip_network("127.0.0.0/8"),))
 
 
-def subscribe(database: Database, name: str, url: str, **fields: Any) -> WebhookCreated:
+def subscribe(
+    database: Database, name: str, url: str, *, sealer: Sealer | None = None, **fields: Any
+) -> WebhookCreated:
     data = WebhookCreate.model_validate(
         {"name": name, "url": url, "events": [e.value for e in WebhookEvent], **fields}
     )
     with database.session() as session:
-        return service.create_webhook(session, data=data, actor="admin", policy=LOOPBACK)
+        return service.create_webhook(
+            session, data=data, actor="admin", policy=LOOPBACK, sealer=sealer or Sealer()
+        )
 
 
 def announce(

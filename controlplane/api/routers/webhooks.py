@@ -42,7 +42,13 @@ def create_webhook(
     response: Response,
 ) -> WebhookCreated:
     policy = AddressPolicy.from_settings(request.app.state.settings)
-    created = service.create_webhook(session, data=body, actor=principal.name, policy=policy)
+    created = service.create_webhook(
+        session,
+        data=body,
+        actor=principal.name,
+        policy=policy,
+        sealer=request.app.state.sealer,
+    )
     response.headers["Location"] = f"/v1/webhooks/{created.name}"
     return created
 
