@@ -45,6 +45,8 @@ RELEASE_NAMESPACE = "llm-system"
 FULLNAME = f"{RELEASE}-controlplane"
 TOKEN = "s3cr3t-admin-token-for-tests-0123456789abcdef"
 POSTGRES_URL = "postgresql://controlplane:pg-password@db.example:5432/controlplane"
+SEALING_KEY = "sealing-key-for-tests-0123456789abcdef"
+OLD_SEALING_KEY = "old-sealing-key-for-tests-0123456789abcd"
 # what the pod runs: in a container, the server listens on every interface
 SERVE = ["serve", "--host", "0.0.0.0", "--port", "8000"]  # noqa: S104
 
@@ -72,6 +74,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "postgres-chart-secret": {
         "adminToken": TOKEN,
+        "secretKeys": SEALING_KEY,
         "database": {"url": POSTGRES_URL},
         "replicas": 2,
         "migrationJob": {"enabled": True},
@@ -356,7 +359,10 @@ def test_defaults_run_one_sqlite_server_that_migrates_its_own_file(render: Rende
         "CONTROLPLANE_DATABASE_POOL_SIZE": "10",
         "CONTROLPLANE_MAX_BODY_BYTES": "1048576",
         "CONTROLPLANE_PAGE_SIZE_MAX": "500",
+        "CONTROLPLANE_WEBHOOK_ALLOWED_CIDRS": "",
+        "CONTROLPLANE_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "false",
     }
+    assert "CONTROLPLANE_SECRET_KEYS" not in env_of(server)  # no key given, none invented
 
     # RBAC: one Role in the release namespace, the small node reader cluster-wide.
     role = one(manifests, "Role")
@@ -443,6 +449,36 @@ def test_postgres_url_from_values_goes_into_secrets_the_hook_can_read_before_ins
     assert weight < int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
     assert env_of(container(manifests, "Job"))["CONTROLPLANE_DATABASE_URL"]["valueFrom"] == {
         "secretKeyRef": {"name": f"{FULLNAME}-migrate", "key": "database-url"}
+    }
+
+
+def test_sealing_keys_go_into_the_secret_and_webhook_networks_into_the_config(
+    render: Render,
+) -> None:
+    manifests = render(
+        {
+            "adminToken": TOKEN,
+            "secretKeys": f"{SEALING_KEY},{OLD_SEALING_KEY}",
+            "config": {"webhooks": {"allowedCidrs": "10.96.0.0/12, fd00::/8"}},
+        }
+    )
+    secret = one(manifests, "Secret", FULLNAME)
+    keys = base64.b64decode(secret["data"]["secret-keys"]).decode()
+    assert keys == f"{SEALING_KEY},{OLD_SEALING_KEY}"
+    server = container(manifests)
+    assert env_of(server)["CONTROLPLANE_SECRET_KEYS"]["valueFrom"] == {
+        "secretKeyRef": {"name": FULLNAME, "key": "secret-keys"}
+    }
+    config = one(manifests, "ConfigMap")["data"]
+    assert config["CONTROLPLANE_WEBHOOK_ALLOWED_CIDRS"] == "10.96.0.0/12, fd00::/8"
+    assert SEALING_KEY not in json.dumps([m for m in manifests if m["kind"] != "Secret"])
+
+    mine = render(
+        {"existingSecret": {"name": "mine", "secretKeysKey": "sealing"}, "secretKeys": "x"}
+    )
+    assert not of_kind(mine, "Secret")
+    assert env_of(container(mine))["CONTROLPLANE_SECRET_KEYS"]["valueFrom"] == {
+        "secretKeyRef": {"name": "mine", "key": "sealing"}
     }
 
 
@@ -608,6 +644,21 @@ def test_an_existing_service_account_without_chart_rbac(render: Render) -> None:
             {"adminToken": TOKEN, "rbac": {"clusterWide": True, "namespaces": ["a"]}},
             "rbac.clusterWide grants every namespace already",
             id="cluster-wide-and-namespaces",
+        ),
+        pytest.param(
+            {"adminToken": TOKEN, "secretKeys": f"{SEALING_KEY},too-short"},
+            "secretKeys: key 2 has 9 characters; each key needs at least 32",
+            id="short-sealing-key",
+        ),
+        pytest.param(
+            {"adminToken": TOKEN, "config": {"extra": {"CONTROLPLANE_SECRET_KEYS": "x"}}},
+            "config.extra.CONTROLPLANE_SECRET_KEYS would put a secret in the ConfigMap",
+            id="sealing-key-in-configmap",
+        ),
+        pytest.param(
+            {"adminToken": TOKEN, "config": {"webhooks": {"allowedCidrs": "$(curl x)"}}},
+            "at '/config/webhooks/allowedCidrs'",
+            id="not-cidrs",
         ),
     ],
 )

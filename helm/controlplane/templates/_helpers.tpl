@@ -69,6 +69,11 @@ app.kubernetes.io/part-of: controlplane
 {{- if .Values.existingSecret.name }}{{ .Values.existingSecret.adminTokenKey }}{{ else }}admin-token{{ end }}
 {{- end }}
 
+{{/* The Secret's key holding CONTROLPLANE_SECRET_KEYS; empty when there is none. */}}
+{{- define "controlplane.secretKeysKey" -}}
+{{- if .Values.existingSecret.name }}{{ .Values.existingSecret.secretKeysKey }}{{ else if trim .Values.secretKeys }}secret-keys{{ end }}
+{{- end }}
+
 {{/*
 Where the database URL comes from: "secret" (a PostgreSQL URL, in the existing Secret or
 the one the chart creates) or "sqlite" (a file on the data volume; the URL holds no
@@ -190,9 +195,16 @@ Checks across values that the schema cannot express. Each message says what to c
 {{- fail "migrationJob.enabled needs PostgreSQL: with SQLite the server migrates its own file on start (leave migrationJob.enabled false)" }}
 {{- end }}
 {{- end }}
+{{- if not .Values.existingSecret.name }}
+{{- range $i, $key := splitList "," .Values.secretKeys }}
+{{- if and (trim $key) (lt (len (trim $key)) 32) }}
+{{- fail (printf "secretKeys: key %d has %d characters; each key needs at least 32 (e.g. openssl rand -hex 32)" (add1 $i) (len (trim $key))) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- range $key, $_ := .Values.config.extra }}
-{{- if has $key (list "CONTROLPLANE_ADMIN_TOKEN" "CONTROLPLANE_DATABASE_URL") }}
-{{- fail (printf "config.extra.%s would put a secret in the ConfigMap: use adminToken, database.url or existingSecret instead" $key) }}
+{{- if has $key (list "CONTROLPLANE_ADMIN_TOKEN" "CONTROLPLANE_DATABASE_URL" "CONTROLPLANE_SECRET_KEYS") }}
+{{- fail (printf "config.extra.%s would put a secret in the ConfigMap: use adminToken, database.url, secretKeys or existingSecret instead" $key) }}
 {{- end }}
 {{- end }}
 {{- if and .Values.rbac.create (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
