@@ -1,6 +1,5 @@
-"""A live control plane for the page tests: the real app (with the /ui router, which
-app.py does not register yet) served by uvicorn in a thread on a free loopback port, on a
-migrated SQLite file."""
+"""A live control plane for the page tests: the real app served by uvicorn in a thread on
+a free loopback port, on a migrated SQLite file."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ from fastapi import FastAPI
 
 from controlplane import db
 from controlplane.api import create_app
-from controlplane.api.routers import ui
 from controlplane.config import Settings
 from controlplane.simulate.process import free_port
 
@@ -25,10 +23,7 @@ ADMIN_TOKEN = "ui-test-admin-token"
 
 def ui_app(database_url: str) -> FastAPI:
     settings = Settings(admin_token=ADMIN_TOKEN, database_url=database_url, reconcile_enabled=False)
-    app = create_app(settings, start_reconciler=False)
-    if not any(getattr(r, "path", None) == "/ui" for r in app.routes):
-        app.include_router(ui.router)
-    return app
+    return create_app(settings, start_reconciler=False)
 
 
 @contextmanager

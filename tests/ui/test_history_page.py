@@ -1,7 +1,9 @@
 """The history page in headless Chromium (Debian's chromium, driven by Playwright without
-downloading a browser) against a live server holding a real rollout history: a promoted
-rollout and a rolled-back one with its measurements. The screenshots are kept under
-.artifacts/ui/."""
+downloading a browser) against a live server whose history was written through the services
+with the judge's own verdicts: every state the page draws (a promoted rollout, a rolled-back
+one with two measurements per metric, hostile text in a description), pinned exactly. The
+page against a history made by a real rollout is tested in
+tests/e2e/test_observed_rollback.py. The screenshots are kept under .artifacts/ui/."""
 
 from __future__ import annotations
 

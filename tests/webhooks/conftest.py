@@ -11,7 +11,6 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from controlplane.api import create_app
-from controlplane.api.routers import webhooks as webhooks_router
 from controlplane.config import Settings
 from controlplane.db import Database
 from controlplane.models import ModelVersion, Rollout, VersionStatus
@@ -33,11 +32,8 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def api(settings: Settings, database: Database) -> Iterator[TestClient]:
-    """The API as the bootstrap admin, with the webhook routes (whether or not the app
-    registers them yet)."""
+    """The API as the bootstrap admin."""
     app = create_app(settings, database, start_reconciler=False)
-    if not any(getattr(r, "path", "").startswith("/v1/webhooks") for r in app.routes):
-        app.include_router(webhooks_router.router)
     with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
         yield client
 
