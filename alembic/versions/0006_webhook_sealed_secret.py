@@ -25,9 +25,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    sealed = op.get_bind().execute(
-        sa.text("SELECT count(*) FROM webhook WHERE length(secret) > 128")
-    ).scalar_one()
+    sealed = (
+        op.get_bind()
+        .execute(sa.text("SELECT count(*) FROM webhook WHERE length(secret) > 128"))
+        .scalar_one()
+    )
     if sealed:
         raise RuntimeError(
             f"{sealed} webhook secret(s) are sealed and do not fit the old column: delete "
