@@ -37,7 +37,7 @@ import httpx
 
 from controlplane.simulate import harness
 from controlplane.simulate.process import free_port, running_servers
-from controlplane.simulate.prometheus import ScrapeJob, prometheus_server
+from controlplane.simulate.prometheus import prometheus_server, version_jobs
 from controlplane.simulate.server import ServerConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,14 +155,8 @@ def main() -> int:
             ServerConfig(version="v3", time_scale=0.05, seed=3, latency_offset=0.25),
         ]
         ports = [free_port() for _ in configs]
-        jobs = [
-            ScrapeJob(
-                name=c.version,
-                targets=[f"127.0.0.1:{p}"],
-                labels={"namespace": NAMESPACE, "model": "chat", "version": c.version},
-            )
-            for c, p in zip(configs, ports, strict=True)
-        ]
+        by_version = {c.version: p for c, p in zip(configs, ports, strict=True)}
+        jobs = version_jobs(NAMESPACE, "chat", by_version)
         prometheus = stack.enter_context(prometheus_server(jobs))
         stack.enter_context(running_servers(configs, ports=ports))
         servers = {c.version: f"http://127.0.0.1:{p}" for c, p in zip(configs, ports, strict=True)}

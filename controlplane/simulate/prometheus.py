@@ -54,6 +54,19 @@ class ScrapeJob:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+def version_jobs(namespace: str, model: str, ports: Mapping[str, int]) -> list[ScrapeJob]:
+    """One job per version's server on loopback, labelled as the analysis queries expect
+    (namespace, model, version): what the scrape config in manifests/monitoring does."""
+    return [
+        ScrapeJob(
+            name=version,
+            targets=[f"127.0.0.1:{port}"],
+            labels={"namespace": namespace, "model": model, "version": version},
+        )
+        for version, port in ports.items()
+    ]
+
+
 def config(jobs: Sequence[ScrapeJob], *, scrape_interval: str = "1s") -> dict[str, Any]:
     for job in jobs:
         for target in job.targets:

@@ -322,9 +322,11 @@ class Dispatcher:
         event: str,
         attempts: int,
     ) -> None:
+        sent_at = int(time.time())  # the wall clock, as the receiver's is: not self.clock
         headers = {
             "Content-Type": "application/json",
-            signing.SIGNATURE_HEADER: signing.sign(secret, body),
+            signing.TIMESTAMP_HEADER: str(sent_at),
+            signing.SIGNATURE_HEADER: signing.sign(secret, body, sent_at),
             signing.DELIVERY_HEADER: str(delivery_id),
             signing.EVENT_HEADER: event,
         }

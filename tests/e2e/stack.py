@@ -17,7 +17,7 @@ import httpx
 
 from controlplane.simulate import harness
 from controlplane.simulate.process import RunningServer, free_port, running_servers
-from controlplane.simulate.prometheus import PrometheusServer, ScrapeJob, prometheus_server
+from controlplane.simulate.prometheus import PrometheusServer, prometheus_server, version_jobs
 from controlplane.simulate.server import ServerConfig
 
 ANALYSIS = {
@@ -83,14 +83,7 @@ def open_stack(
     configs = [ServerConfig(version="v1", time_scale=0.05, seed=1), canary]
     ports = [free_port() for _ in configs]
     name = f"e2e-{secrets.token_hex(3)}"
-    jobs = [
-        ScrapeJob(
-            name=c.version,
-            targets=[f"127.0.0.1:{p}"],
-            labels={"namespace": name, "model": "chat", "version": c.version},
-        )
-        for c, p in zip(configs, ports, strict=True)
-    ]
+    jobs = version_jobs(name, "chat", {c.version: p for c, p in zip(configs, ports, strict=True)})
     token = secrets.token_hex(16)
     with (
         harness.namespace(kubeconfig, name),

@@ -197,8 +197,10 @@ def test_the_receiver_got_every_event_signed_and_retried_once(run: Run) -> None:
         assert first.body == second.body  # a retry sends the very same bytes
         for request in (first, second):
             assert hmac.compare_digest(
-                _signature(run.secret, request.body), request.headers["X-Controlplane-Signature"]
+                _signature(run.secret, request.headers["X-Controlplane-Timestamp"], request.body),
+                request.headers["X-Controlplane-Signature"],
             )
+            assert abs(time.time() - int(request.headers["X-Controlplane-Timestamp"])) < 300
     documents = [json.loads(attempts[str(d["id"])][1].body) for d in reversed(ours)]
     assert Counter(d["event"] for d in documents)["rolled_back"] == 1
     final = documents[-1]
@@ -218,9 +220,11 @@ def test_the_signing_secret_is_not_in_the_database_file(run: Run) -> None:
     assert stored.startswith("sealed:v1:")
 
 
-def _signature(secret: str, body: bytes) -> str:
-    """What a receiver computes: HMAC-SHA256 of the raw body with the shared secret."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def _signature(secret: str, timestamp: str, body: bytes) -> str:
+    """What a receiver computes (written out, not the product's own verify): HMAC-SHA256
+    of the timestamp, a dot and the raw body, with the shared secret."""
+    signed = timestamp.encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 def test_the_history_page_shows_the_real_rollback(

@@ -23,6 +23,19 @@ class Received:
     status: int = 0
 
 
+def signed(secret: str, request: Received) -> bool:
+    """What a receiver checks: the signature over the timestamp and the raw body, and that
+    the timestamp is recent (controlplane.webhooks.signing.verify)."""
+    from controlplane.webhooks import signing
+
+    return signing.verify(
+        secret,
+        request.body,
+        request.headers.get(signing.SIGNATURE_HEADER),
+        request.headers.get(signing.TIMESTAMP_HEADER),
+    )
+
+
 @dataclass
 class Receiver:
     url: str = ""

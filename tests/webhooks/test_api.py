@@ -11,10 +11,9 @@ from sqlmodel import select
 
 from controlplane.db import Database
 from controlplane.models import AuditEvent, Rollout, Webhook
-from controlplane.webhooks import signing
 from controlplane.webhooks.dispatcher import Dispatcher
 from controlplane.webhooks.schemas import WebhookEvent
-from tests.support.receiver import Receiver
+from tests.support.receiver import Receiver, signed
 from tests.webhooks.helpers import LOOPBACK, announce
 
 BODY = {"name": "ops", "url": "https://hooks.example.com/T0/B0/xyz", "events": ["promoted"]}
@@ -129,8 +128,7 @@ def test_ping_is_delivered_and_deliveries_page_newest_first(
     events = [json.loads(r.body)["event"] for r in receiver.at("/ping")]
     assert sorted(events) == ["paused", "ping"]
     for request in receiver.at("/ping"):
-        signature = request.headers[signing.SIGNATURE_HEADER]
-        assert signing.verify(created["secret"], request.body, signature)
+        assert signed(created["secret"], request)
 
     first = api.get("/v1/webhooks/ops/deliveries", params={"limit": 1}).json()
     assert [d["event"] for d in first["items"]] == ["ping"]  # newest first

@@ -41,18 +41,27 @@ def test_event_mapping(
     assert event_for(before, after, kind, step_before=steps[0], step_after=steps[1]) is expected
 
 
-def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
+def test_signature_is_hmac_sha256_of_the_timestamp_and_the_raw_body() -> None:
     import hashlib
     import hmac
 
     body = signing.body_of({"b": 1, "a": "é"})
     assert body == '{"a":"é","b":1}'.encode()
-    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-    assert signing.sign("s3cret", body) == f"sha256={expected}"
-    assert signing.verify("s3cret", body, f"sha256={expected}")
-    assert not signing.verify("other", body, f"sha256={expected}")
-    assert not signing.verify("s3cret", body + b" ", f"sha256={expected}")
-    assert not signing.verify("s3cret", body, None)
+    sent = 1_800_000_000
+    expected = hmac.new(b"s3cret", b"1800000000." + body, hashlib.sha256).hexdigest()
+    assert signing.sign("s3cret", body, sent) == f"sha256={expected}"
+    signature, stamp = f"sha256={expected}", str(sent)
+    assert signing.verify("s3cret", body, signature, stamp, now=sent + 10)
+    assert not signing.verify("other", body, signature, stamp, now=sent)
+    assert not signing.verify("s3cret", body + b" ", signature, stamp, now=sent)
+    assert not signing.verify("s3cret", body, signature, str(sent + 1), now=sent)  # moved
+    assert not signing.verify("s3cret", body, None, stamp, now=sent)
+    assert not signing.verify("s3cret", body, signature, None, now=sent)
+    assert not signing.verify("s3cret", body, signature, "-1", now=sent)
+    # a replay: the same bytes, later than the tolerance
+    assert signing.verify("s3cret", body, signature, stamp, now=sent + 300)
+    assert not signing.verify("s3cret", body, signature, stamp, now=sent + 301)
+    assert not signing.verify("s3cret", body, signature, stamp, now=sent - 301)
 
 
 def test_slack_text_is_one_readable_line() -> None:

@@ -19,11 +19,11 @@ from controlplane.config import Settings
 from controlplane.db import Database
 from controlplane.models import AuditEvent, Rollout, Webhook
 from controlplane.sealing import PREFIX, Sealer, SealingError
-from controlplane.webhooks import service, signing
+from controlplane.webhooks import service
 from controlplane.webhooks.dispatcher import Dispatcher
 from controlplane.webhooks.schemas import WebhookEvent
 from tests.conftest import ADMIN_TOKEN
-from tests.support.receiver import Receiver
+from tests.support.receiver import Receiver, signed
 from tests.webhooks.helpers import LOOPBACK, announce, deliveries, subscribe
 
 KEY = "k" * 16 + "0123456789abcdef"
@@ -65,7 +65,7 @@ def test_the_api_stores_the_secret_sealed_and_deliveries_are_signed_with_it(
     announce(database, rollout, WebhookEvent.PROMOTED)
     send_all(database, Sealer.from_passphrases([KEY]))
     [request] = receiver.at("/hook")
-    assert signing.verify(secret, request.body, request.headers[signing.SIGNATURE_HEADER])
+    assert signed(secret, request)
 
 
 def test_without_the_key_nothing_is_sent_and_the_delivery_says_why(
@@ -106,7 +106,7 @@ def test_reseal_seals_old_plain_secrets_then_rotates_to_a_new_key(
     send_all(database, Sealer.from_passphrases([NEWER]))  # the old key is gone now
     for name, secret in plain.items():
         [request] = receiver.at(f"/{name}")
-        assert signing.verify(secret, request.body, request.headers[signing.SIGNATURE_HEADER])
+        assert signed(secret, request)
 
 
 def test_reseal_is_all_or_nothing(database: Database, receiver: Receiver) -> None:
