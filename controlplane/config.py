@@ -30,7 +30,11 @@ class ConfigError(ValueError):
 class DatabaseSettings(BaseSettings):
     """What the ``db`` commands need: no credentials beyond the database URL."""
 
-    model_config = SettingsConfigDict(env_prefix="CONTROLPLANE_", extra="ignore")
+    # hide_input_in_errors: a refused setting's message must not echo the other inputs
+    # (the admin token, a database URL with its password)
+    model_config = SettingsConfigDict(
+        env_prefix="CONTROLPLANE_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default="sqlite:///./controlplane.db",

@@ -4,7 +4,10 @@ A webhook's signing secret cannot be stored as a hash, as API tokens are: the di
 needs it to sign every delivery. So it is sealed with AES-256-GCM under a key derived
 (HKDF-SHA256) from ``CONTROLPLANE_SECRET_KEYS``; whoever reads the database (a backup, a
 replica, a leaked dump) without the key learns nothing, and cannot alter a sealed value
-or move it to another purpose without the check failing.
+or move it to another purpose (for a webhook secret: another webhook) without the check
+failing. What sealing does not stop: someone who can write to the database can replace a
+sealed value with one stored as given (read as is, as values from before a key was set
+are), or change a webhook's URL; database write access must be guarded in any case.
 
 Stored form: ``sealed:v1:<key id>:<base64url(nonce | ciphertext | tag)>``. The key id (a
 digest of the key, not the key) says which key sealed it, so keys can be rotated: put the

@@ -68,6 +68,18 @@ def _truncate(text: str, limit: int = ERROR_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _scrub(error: str, url: str, target: str, secret: str) -> str:
+    """An error as kept and logged: without the URL (a Slack URL's path is its credential),
+    its path and query on their own (a receiver's 404 page often echoes them), or the
+    secret."""
+    parts = urlsplit(url)
+    error = error.replace(url, parts.hostname or "").replace(target, parts.hostname or "")
+    for credential in (parts.path, parts.query, secret):
+        if len(credential) > 1:
+            error = error.replace(credential, "<redacted>")
+    return error
+
+
 def _retry_after(response: httpx.Response) -> timedelta | None:
     if response.status_code not in (429, 503):
         return None
@@ -133,6 +145,7 @@ class Dispatcher:
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,  # a redirect could lead anywhere: never followed
+            trust_env=False,  # no proxy from the environment: it would defeat the pinning
             headers={"User-Agent": f"controlplane/{controlplane.__version__}"},
             # connections go to a checked address with the name's SNI: no pooling across
             # names that share an address
@@ -306,7 +319,7 @@ class Dispatcher:
                 about["version"] = rollout.canary_version
         with logs.context(**about):
             try:
-                secret = self.sealer.unseal(stored_secret, purpose=signing.SECRET_PURPOSE)
+                secret = self.sealer.unseal(stored_secret, purpose=signing.secret_purpose(name))
             except SealingError as error:  # retried: the operator may put the key back
                 self._record(delivery_id, name, attempts, None, str(error), None)
                 return
@@ -326,7 +339,7 @@ class Dispatcher:
         headers = {
             "Content-Type": "application/json",
             signing.TIMESTAMP_HEADER: str(sent_at),
-            signing.SIGNATURE_HEADER: signing.sign(secret, body, sent_at),
+            signing.SIGNATURE_HEADER: signing.sign(secret, body, sent_at, str(delivery_id)),
             signing.DELIVERY_HEADER: str(delivery_id),
             signing.EVENT_HEADER: event,
         }
@@ -336,7 +349,7 @@ class Dispatcher:
         try:
             target, extensions = self._pinned(url, headers)
         except AddressRefusedError as refused:  # permanent: no retry will make it allowed
-            error = _truncate(str(refused))
+            error = _truncate(_scrub(str(refused), url, url, secret))
             self._record(delivery_id, name, attempts, None, error, None, final=True)
             return
         except UnresolvableHostError as unresolved:
@@ -360,18 +373,22 @@ class Dispatcher:
                 time.perf_counter() - started
             )
         if error is not None:  # never keep the URL (a credential for Slack) or the secret
-            host = urlsplit(url).hostname or ""
-            for credential in (url, str(target)):
-                error = error.replace(credential, host)
-            error = _truncate(error.replace(secret, ""))
+            error = _truncate(_scrub(error, url, str(target), secret))
         self._record(delivery_id, name, attempts, status_code, error, retry_after)
 
     def _pinned(self, url: str, headers: dict[str, str]) -> tuple[httpx.URL, dict[str, str]]:
         """Where to POST: an address the policy was checked against (not whatever the name
         resolves to a moment later), with the name put in Host (added to ``headers``) and,
-        for https, in SNI and so in the certificate check. Returns (URL, extensions)."""
-        host, addresses = self.policy.addresses(url)
-        target = httpx.URL(url)
+        for https, in SNI and so in the certificate check. Returns (URL, extensions). The
+        host is taken from the URL as httpx parses and encodes it, so the name checked is
+        the name sent; a URL httpx cannot use is refused like an internal one."""
+        try:
+            target = httpx.URL(url)
+            host = target.raw_host.decode("ascii")
+        except (httpx.InvalidURL, UnicodeError) as error:
+            raise AddressRefusedError(f"the webhook URL cannot be used: {error}") from None
+        port = target.port or (443 if target.scheme == "https" else 80)
+        addresses = self.policy.addresses(host, port)
         if str(addresses[0]) == host:  # an address already
             return target, {}
         headers["Host"] = target.netloc.decode("ascii")

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import idna
+
 from controlplane.config import IPNetwork, Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -51,13 +53,59 @@ def system_resolver(host: str, port: int) -> list[IPAddress]:
     return found
 
 
-def _unmapped(address: IPAddress) -> IPAddress:
+# Never a webhook's destination, whatever this Python's ``is_global`` says (it has varied
+# between versions): special-purpose ranges from the IANA registries.
+DENIED: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "::/96", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64",
+        "2001::/23", "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10",
+        "ff00::/8",
+    )
+)  # fmt: skip
+# IPv6 forms that carry an IPv4 address a gateway will connect to: judged by that address
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _embedded(address: IPAddress) -> IPAddress:
+    """The IPv4 address inside an IPv4-mapped, 6to4 or NAT64 IPv6 address; else itself."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
         if address.sixtofour is not None:
             return address.sixtofour
+        if any(address in network for network in NAT64):
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
+
+
+def ascii_host(url: str) -> tuple[str, int]:
+    """The URL's host as it goes on the wire (lower case, IDNA 2008 for international
+    names, as httpx encodes it) and its port. ValueError for a host that is neither a name
+    nor a valid IP address (``127.1``, ``0x7f.1``, ``2130706433``, ``010.1.1.1``: numeric
+    forms resolvers read differently)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise ValueError("the URL has no host")
+    if not host.isascii():
+        try:
+            host = idna.encode(host).decode("ascii")
+        except idna.IDNAError as error:
+            raise ValueError(f"host {host!r} is not a valid international name: {error}") from None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        last = host.rstrip(".").rsplit(".", 1)[-1]
+        if last.isdigit() or last.startswith("0x"):
+            raise ValueError(
+                f"host {host!r} is neither a name nor an IP address in standard form "
+                "(write IPv4 addresses as four decimal numbers, e.g. 203.0.113.7)"
+            ) from None
+    return host, parts.port or (443 if parts.scheme == "https" else 80)
 
 
 @dataclass(frozen=True)
@@ -74,19 +122,20 @@ class AddressPolicy:
         )
 
     def permits(self, address: IPAddress) -> bool:
-        address = _unmapped(address)
+        if any(address in network for network in self.allowed):
+            return True
+        address = _embedded(address)
         if any(address in network for network in self.allowed):
             return True
         if address.is_unspecified or address.is_multicast:
             return False
-        return self.allow_private or address.is_global
+        if self.allow_private:
+            return True
+        return address.is_global and not any(address in network for network in DENIED)
 
-    def addresses(self, url: str) -> tuple[str, list[IPAddress]]:
-        """The URL's host and every address it resolves to, all permitted; else
-        :class:`AddressRefusedError` (or :class:`UnresolvableHostError`)."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+    def addresses(self, host: str, port: int) -> list[IPAddress]:
+        """Every address ``host`` (an ASCII name or an IP address) resolves to, all
+        permitted; else :class:`AddressRefusedError` (or :class:`UnresolvableHostError`)."""
         try:
             resolved: list[IPAddress] = [ipaddress.ip_address(host)]
         except ValueError:
@@ -96,17 +145,17 @@ class AddressPolicy:
         refused = [a for a in resolved if not self.permits(a)]
         if refused:
             raise AddressRefusedError(_refusal(host, refused))
-        return host, resolved
+        return resolved
 
     def check(self, url: str) -> str | None:
         """For creation: a message saying why the URL is refused, or None. A host that does
         not resolve yet is accepted (DNS may not know it yet; every attempt checks again)."""
         try:
-            self.addresses(url)
-        except AddressRefusedError as error:
-            return str(error)
+            self.addresses(*ascii_host(url))
         except UnresolvableHostError:
             return None
+        except ValueError as error:  # refused, or a host that is neither name nor address
+            return str(error)
         return None
 
 

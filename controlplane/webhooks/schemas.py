@@ -49,8 +49,8 @@ def url_problem(url: str) -> str | None:
             "url must be an absolute http:// or https:// URL "
             "(e.g. 'https://hooks.example.com/controlplane')"
         )
-    if any(ch.isspace() for ch in url):
-        return "url must not contain whitespace"
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        return "url must not contain whitespace or control characters"
     return None
 
 

@@ -156,7 +156,7 @@ def create_webhook(
         url=data.url,
         events=[e.value for e in data.events],
         format=data.format.value,
-        secret=sealer.seal(secret, purpose=signing.SECRET_PURPOSE),
+        secret=sealer.seal(secret, purpose=signing.secret_purpose(data.name)),
         description=data.description,
         active=data.active,
         created_at=now,
@@ -262,8 +262,9 @@ def reseal_secrets(session: Session, *, sealer: Sealer, actor: str) -> tuple[int
     hooks = session.exec(select(Webhook).order_by(col(Webhook.id))).all()
     stale = [h for h in hooks if not sealer.is_current(h.secret)]
     for hook in stale:
-        plain = sealer.unseal(hook.secret, purpose=signing.SECRET_PURPOSE)
-        hook.secret = sealer.seal(plain, purpose=signing.SECRET_PURPOSE)
+        purpose = signing.secret_purpose(hook.name)
+        plain = sealer.unseal(hook.secret, purpose=purpose)
+        hook.secret = sealer.seal(plain, purpose=purpose)
         session.add(hook)
     if stale:
         audit.record(

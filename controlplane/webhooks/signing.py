@@ -1,14 +1,15 @@
 """Signatures. Every POST carries::
 
-    X-Controlplane-Timestamp: <unix seconds when it was sent>
-    X-Controlplane-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + raw body)>
+    X-Controlplane-Delivery: <delivery id, the same on every retry>
+    X-Controlplane-Timestamp: <unix seconds when this attempt was sent>
+    X-Controlplane-Signature: sha256=<hex HMAC-SHA256(secret, "<id>.<timestamp>." + raw body)>
 
-A receiver recomputes the HMAC over the timestamp, a dot and the exact bytes it received,
-with the secret it was given when the webhook was created, compares in constant time, and
-refuses a timestamp more than a few minutes from its own clock, so that a captured delivery
-cannot be replayed later (:func:`verify` does all of it, with 5 minutes: what a Python
-receiver would run). ``X-Controlplane-Delivery`` is unique per delivery and the same on
-every retry (each retry has a fresh timestamp and signature): receivers dedupe on it.
+(the signed content is laid out as in the Standard Webhooks specification). A receiver
+recomputes the HMAC over the delivery id, the timestamp and the exact bytes it received,
+with the secret it was given when the webhook was created, compares in constant time,
+refuses a timestamp more than a few minutes from its own clock, and dedupes on the
+delivery id: a captured delivery can neither be replayed later nor passed off as a new one
+(:func:`verify` does the first three, with 5 minutes: what a Python receiver would run).
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ TIMESTAMP_HEADER = "X-Controlplane-Timestamp"
 DELIVERY_HEADER = "X-Controlplane-Delivery"
 EVENT_HEADER = "X-Controlplane-Event"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a public prefix, not a secret
-SECRET_PURPOSE = "webhook-secret"  # noqa: S105 - what a sealed secret is for (sealing.py)
 TOLERANCE_SECONDS = 300
+
+
+def secret_purpose(webhook_name: str) -> str:
+    """What a webhook's sealed secret is bound to (controlplane/sealing.py): the webhook, so
+    a sealed value copied onto another webhook's row does not open there."""
+    return f"webhook-secret:{webhook_name}"
 
 
 def new_secret() -> str:
@@ -39,9 +45,13 @@ def body_of(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    signed = f"{timestamp}.".encode() + body
-    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+def signed_content(delivery_id: str, timestamp: int, body: bytes) -> bytes:
+    return f"{delivery_id}.{timestamp}.".encode() + body
+
+
+def sign(secret: str, body: bytes, timestamp: int, delivery_id: str) -> str:
+    mac = hmac.new(secret.encode(), signed_content(delivery_id, timestamp, body), hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
 
 
 def verify(
@@ -49,15 +59,20 @@ def verify(
     body: bytes,
     signature: str | None,
     timestamp: str | None,
+    delivery_id: str | None,
     *,
     tolerance: float = TOLERANCE_SECONDS,
     now: float | None = None,
 ) -> bool:
-    """True when ``signature`` signs ``timestamp`` and ``body`` with ``secret`` and the
-    timestamp is within ``tolerance`` seconds of ``now`` (the wall clock by default)."""
-    if signature is None or timestamp is None or not timestamp.isdigit():
+    """True when ``signature`` signs ``delivery_id``, ``timestamp`` and ``body`` with
+    ``secret`` and the timestamp is within ``tolerance`` seconds of ``now`` (the wall
+    clock by default). Never raises on what a sender put in the headers."""
+    if signature is None or timestamp is None or delivery_id is None:
+        return False
+    if not (timestamp.isascii() and timestamp.isdigit() and delivery_id.isascii()):
         return False
     sent = int(timestamp)
     if abs((time.time() if now is None else now) - sent) > tolerance:
         return False
-    return hmac.compare_digest(sign(secret, body, sent), signature)
+    expected = sign(secret, body, sent, delivery_id)
+    return hmac.compare_digest(expected.encode(), signature.encode(errors="replace"))

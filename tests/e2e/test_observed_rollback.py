@@ -196,8 +196,9 @@ def test_the_receiver_got_every_event_signed_and_retried_once(run: Run) -> None:
         assert (first.status, second.status) == (503, 200)
         assert first.body == second.body  # a retry sends the very same bytes
         for request in (first, second):
+            stamp = request.headers["X-Controlplane-Timestamp"]
             assert hmac.compare_digest(
-                _signature(run.secret, request.headers["X-Controlplane-Timestamp"], request.body),
+                _signature(run.secret, f"{delivery_id}.{stamp}.".encode() + request.body),
                 request.headers["X-Controlplane-Signature"],
             )
             assert abs(time.time() - int(request.headers["X-Controlplane-Timestamp"])) < 300
@@ -220,11 +221,10 @@ def test_the_signing_secret_is_not_in_the_database_file(run: Run) -> None:
     assert stored.startswith("sealed:v1:")
 
 
-def _signature(secret: str, timestamp: str, body: bytes) -> str:
+def _signature(secret: str, content: bytes) -> str:
     """What a receiver computes (written out, not the product's own verify): HMAC-SHA256
-    of the timestamp, a dot and the raw body, with the shared secret."""
-    signed = timestamp.encode() + b"." + body
-    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    of "<delivery id>.<timestamp>." and the raw body, with the shared secret."""
+    return "sha256=" + hmac.new(secret.encode(), content, hashlib.sha256).hexdigest()
 
 
 def test_the_history_page_shows_the_real_rollback(

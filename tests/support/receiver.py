@@ -24,8 +24,8 @@ class Received:
 
 
 def signed(secret: str, request: Received) -> bool:
-    """What a receiver checks: the signature over the timestamp and the raw body, and that
-    the timestamp is recent (controlplane.webhooks.signing.verify)."""
+    """What a receiver checks: the signature over the delivery id, the timestamp and the
+    raw body, and that the timestamp is recent (controlplane.webhooks.signing.verify)."""
     from controlplane.webhooks import signing
 
     return signing.verify(
@@ -33,6 +33,7 @@ def signed(secret: str, request: Received) -> bool:
         request.body,
         request.headers.get(signing.SIGNATURE_HEADER),
         request.headers.get(signing.TIMESTAMP_HEADER),
+        request.headers.get(signing.DELIVERY_HEADER),
     )
 
 
@@ -44,6 +45,7 @@ class Receiver:
     always_fail: set[str] = field(default_factory=set)
     slow: dict[str, float] = field(default_factory=dict)
     fail_each_delivery_once: bool = False
+    echo_path: bool = False  # refusals say "Cannot POST <path>", as many servers' 404s do
     released: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _seen: set[str] = field(default_factory=set)
@@ -81,7 +83,8 @@ def receiving(state: Receiver | None = None) -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             code = state.handle(self.path, dict(self.headers.items()), body)
-            payload = b"receiver says no" if code >= 400 else b"ok"
+            refusal = f"Cannot POST {self.path}" if state.echo_path else "receiver says no"
+            payload = refusal.encode() if code >= 400 else b"ok"
             try:
                 self.send_response(code)
                 self.send_header("content-length", str(len(payload)))

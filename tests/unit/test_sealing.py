@@ -66,3 +66,10 @@ def test_keys_are_checked_when_the_settings_are_read() -> None:
     settings = SealingSettings(secret_keys=f" {NEW} , {OLD} ")
     assert settings.secret_key_list == [NEW, OLD]
     assert NEW not in repr(settings)
+
+
+def test_a_refused_setting_does_not_echo_the_other_settings() -> None:
+    with pytest.raises(ValueError, match="key 1 has 5 characters") as refused:
+        SealingSettings(database_url="postgresql://cp:db-password-123@db/cp", secret_keys="short")
+    assert "db-password-123" not in str(refused.value)
+    assert "short" not in str(refused.value)

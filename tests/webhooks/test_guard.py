@@ -24,6 +24,7 @@ from controlplane.webhooks.guard import (
     AddressRefusedError,
     IPAddress,
     UnresolvableHostError,
+    ascii_host,
 )
 from controlplane.webhooks.schemas import WebhookEvent
 from tests.conftest import ADMIN_TOKEN
@@ -64,13 +65,22 @@ def resolving(table: dict[str, list[str]]) -> AddressPolicy:
         "fd00::1",
         "::ffff:10.0.0.1",  # IPv4-mapped
         "2002:a00:1::",  # 6to4 around 10.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b:1::a00:1",  # local-use NAT64 of 10.0.0.1
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "fec0::1",  # site-local
+        "192.0.0.8",  # IETF protocol assignments
+        "2001:db8::1",  # documentation
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
     ],
 )
 def test_internal_addresses_are_refused_by_default(address: str) -> None:
     assert not AddressPolicy().permits(ip(address))
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "64:ff9b::808:808"]
+)
 def test_public_addresses_are_permitted(address: str) -> None:
     assert AddressPolicy().permits(ip(address))
 
@@ -91,18 +101,46 @@ def test_a_name_is_refused_if_any_of_its_addresses_is_internal() -> None:
         resolver=lambda host, port: [ip("93.184.216.34"), ip("10.0.0.7")],
     )
     with pytest.raises(AddressRefusedError) as refused:
-        policy.addresses("https://hooks.example.com/x")
+        policy.addresses("hooks.example.com", 443)
     message = str(refused.value)
     assert "'hooks.example.com' resolves to 10.0.0.7" in message
     assert "CONTROLPLANE_WEBHOOK_ALLOWED_CIDRS" in message
     assert policy.check("https://hooks.example.com/x") == message
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://2130706433/",  # 127.0.0.1 as one number
+        "http://127.1/",
+        "http://0x7f.1/",
+        "http://010.010.010.010/",  # octal to some resolvers, decimal to others
+        "http://1.2.3.4.5/",
+    ],
+)
+def test_numeric_hosts_that_are_not_standard_addresses_are_refused(url: str) -> None:
+    message = AddressPolicy(allow_private=True).check(url)
+    assert message is not None
+    assert "neither a name nor an IP address in standard form" in message
+
+
+def test_international_names_are_checked_as_they_are_sent() -> None:
+    seen: list[str] = []
+
+    def resolve(host: str, port: int) -> list[IPAddress]:
+        seen.append(host)
+        return [ip("93.184.216.34")]
+
+    assert ascii_host("https://Faß.DE:8443/x") == ("xn--fa-hia.de", 8443)  # IDNA 2008
+    assert AddressPolicy(resolver=resolve).check("https://faß.de/x") is None
+    assert seen == ["xn--fa-hia.de"]  # not "fass.de", the IDNA 2003 spelling
+
+
 def test_an_unresolvable_name_is_accepted_at_creation_but_not_sent_to() -> None:
     policy = resolving({})
     assert policy.check("https://not-yet.example.com/x") is None
     with pytest.raises(UnresolvableHostError):
-        policy.addresses("https://not-yet.example.com/x")
+        policy.addresses("not-yet.example.com", 443)
 
 
 def test_bad_networks_in_the_settings_are_refused_at_start() -> None:
@@ -227,3 +265,49 @@ def test_a_name_that_does_not_resolve_is_retried(
     assert row.last_error is not None
     assert "does not resolve" in row.last_error
     assert row.next_attempt_at > clock.now + timedelta(seconds=1)
+
+
+def test_a_url_httpx_cannot_use_fails_at_once_and_is_not_retried(
+    database: Database, rollout: Rollout, receiver: Receiver, clock: FakeClock
+) -> None:
+    subscribe(database, "ops", receiver.to("/hook"))
+    with database.session() as session:  # stored before creation refused such hosts
+        hook = session.exec(select(Webhook)).one()
+        hook.url = "http://010.010.010.010/hook"
+        session.add(hook)
+        session.commit()
+    announce(database, rollout, WebhookEvent.PROMOTED)
+    dispatcher = dispatcher_with(database, clock, LOOPBACK)
+    try:
+        assert dispatcher.run_due() == 1
+    finally:
+        dispatcher.stop()
+    [row] = deliveries(database)
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert row.last_error is not None
+    assert "the webhook URL cannot be used" in row.last_error
+
+
+def test_a_receiver_echoing_the_url_path_does_not_put_it_in_the_record(
+    database: Database,
+    rollout: Rollout,
+    receiver: Receiver,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = "/services/T000/B000/XXXXSECRET"
+    subscribe(database, "slack", receiver.to(f"{path}?token=abc123"))
+    receiver.always_fail.add(f"{path}?token=abc123")
+    receiver.echo_path = True
+    announce(database, rollout, WebhookEvent.PROMOTED)
+    dispatcher = dispatcher_with(database, clock, LOOPBACK)
+    try:
+        assert dispatcher.run_due() == 1
+    finally:
+        dispatcher.stop()
+    [row] = deliveries(database)
+    assert row.last_error is not None
+    assert row.last_error.startswith("HTTP 500: Cannot POST")
+    for leaked in ("XXXXSECRET", "abc123"):
+        assert leaked not in row.last_error
+        assert leaked not in caplog.text

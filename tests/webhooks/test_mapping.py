@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from controlplane.models import Phase
@@ -41,27 +43,38 @@ def test_event_mapping(
     assert event_for(before, after, kind, step_before=steps[0], step_after=steps[1]) is expected
 
 
-def test_signature_is_hmac_sha256_of_the_timestamp_and_the_raw_body() -> None:
+def test_signature_is_hmac_sha256_of_the_delivery_the_timestamp_and_the_raw_body() -> None:
     import hashlib
     import hmac
 
     body = signing.body_of({"b": 1, "a": "é"})
     assert body == '{"a":"é","b":1}'.encode()
     sent = 1_800_000_000
-    expected = hmac.new(b"s3cret", b"1800000000." + body, hashlib.sha256).hexdigest()
-    assert signing.sign("s3cret", body, sent) == f"sha256={expected}"
+    expected = hmac.new(b"s3cret", b"42.1800000000." + body, hashlib.sha256).hexdigest()
+    assert signing.sign("s3cret", body, sent, "42") == f"sha256={expected}"
     signature, stamp = f"sha256={expected}", str(sent)
-    assert signing.verify("s3cret", body, signature, stamp, now=sent + 10)
-    assert not signing.verify("other", body, signature, stamp, now=sent)
-    assert not signing.verify("s3cret", body + b" ", signature, stamp, now=sent)
-    assert not signing.verify("s3cret", body, signature, str(sent + 1), now=sent)  # moved
-    assert not signing.verify("s3cret", body, None, stamp, now=sent)
-    assert not signing.verify("s3cret", body, signature, None, now=sent)
-    assert not signing.verify("s3cret", body, signature, "-1", now=sent)
+
+    def verify(*, key: str = "s3cret", **changes: Any) -> bool:
+        given: dict[str, Any] = {"body": body, "signature": signature, "timestamp": stamp}
+        given |= {"delivery_id": "42", "now": sent + 10} | changes
+        return signing.verify(key, **given)
+
+    assert verify()
+    assert not verify(key="other")
+    assert not verify(body=body + b" ")
+    assert not verify(timestamp=str(sent + 1))  # the timestamp was changed
+    assert not verify(delivery_id="43")  # passed off as another delivery
+    for missing in ("signature", "timestamp", "delivery_id"):
+        assert not verify(**{missing: None})
+    # what a sender puts in headers never raises
+    for odd in ("-1", "²", "1e9", ""):
+        assert not verify(timestamp=odd)
+    assert not verify(signature="sha256=é")
+    assert not verify(delivery_id="\uff14\uff12")  # full-width digits
     # a replay: the same bytes, later than the tolerance
-    assert signing.verify("s3cret", body, signature, stamp, now=sent + 300)
-    assert not signing.verify("s3cret", body, signature, stamp, now=sent + 301)
-    assert not signing.verify("s3cret", body, signature, stamp, now=sent - 301)
+    assert verify(now=sent + 300)
+    assert not verify(now=sent + 301)
+    assert not verify(now=sent - 301)
 
 
 def test_slack_text_is_one_readable_line() -> None:

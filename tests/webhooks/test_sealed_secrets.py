@@ -148,3 +148,22 @@ def test_the_reseal_command(database: Database, database_url: str, receiver: Rec
     lost = reseal(CONTROLPLANE_SECRET_KEYS=NEWER)
     assert lost.returncode == 2
     assert "nothing was changed" in lost.stderr
+
+
+def test_a_sealed_secret_copied_to_another_webhook_does_not_open_there(
+    database: Database, rollout: Rollout, receiver: Receiver
+) -> None:
+    sealer = Sealer.from_passphrases([KEY])
+    subscribe(database, "a", receiver.to("/a"), sealer=sealer)
+    subscribe(database, "b", receiver.to("/b"), sealer=sealer)
+    with database.session() as session:
+        a, b = session.exec(select(Webhook).order_by(Webhook.name)).all()
+        b.secret = a.secret  # someone with write access to the table
+        session.add(b)
+        session.commit()
+    announce(database, rollout, WebhookEvent.PROMOTED)
+    send_all(database, sealer)
+    assert len(receiver.at("/a")) == 1
+    assert receiver.at("/b") == []
+    errors = {row.last_error for row in deliveries(database) if row.last_error}
+    assert any("does not authenticate" in e for e in errors), errors
