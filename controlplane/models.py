@@ -641,7 +641,7 @@ class Webhook(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=63, unique=True, index=True)
-    url: str = Field(max_length=2048, repr=False)  # a Slack URL is itself a credential
+    url: str = Field(max_length=4096, repr=False)  # sealed: a Slack URL is a credential
     events: list[str] = _json_field(default=list)
     format: str = Field(default="json", max_length=16)
     secret: str = Field(max_length=512, repr=False)  # sealed (controlplane.sealing)

@@ -1,4 +1,4 @@
-"""webhook: room for a sealed signing secret (AES-GCM, see controlplane/sealing.py)
+"""webhook: room for a sealed signing secret and URL (AES-GCM, see controlplane/sealing.py)
 
 Revision ID: 0006
 Revises: 0005
@@ -22,20 +22,25 @@ def upgrade() -> None:
         batch_op.alter_column(
             "secret", existing_type=sa.String(length=128), type_=sa.String(length=512)
         )
+        batch_op.alter_column(
+            "url", existing_type=sa.String(length=2048), type_=sa.String(length=4096)
+        )
 
 
 def downgrade() -> None:
-    sealed = (
-        op.get_bind()
-        .execute(sa.text("SELECT count(*) FROM webhook WHERE length(secret) > 128"))
-        .scalar_one()
+    too_long = sa.text(
+        "SELECT count(*) FROM webhook WHERE length(secret) > 128 OR length(url) > 2048"
     )
+    sealed = op.get_bind().execute(too_long).scalar_one()
     if sealed:
         raise RuntimeError(
-            f"{sealed} webhook secret(s) are sealed and do not fit the old column: delete "
-            "those webhooks (and create them again after the downgrade) first"
+            f"{sealed} webhook(s) have a sealed secret or URL that does not fit the old "
+            "columns: delete those webhooks (and create them again after the downgrade) first"
         )
     with op.batch_alter_table("webhook", schema=None) as batch_op:
+        batch_op.alter_column(
+            "url", existing_type=sa.String(length=4096), type_=sa.String(length=2048)
+        )
         batch_op.alter_column(
             "secret", existing_type=sa.String(length=512), type_=sa.String(length=128)
         )

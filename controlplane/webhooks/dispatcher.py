@@ -309,7 +309,7 @@ class Dispatcher:
             hook = session.get(Webhook, delivery.webhook_id)
             if hook is None:
                 return
-            name, url, stored_secret = hook.name, hook.url, hook.secret
+            name, stored_url, stored_secret = hook.name, hook.url, hook.secret
             body = signing.body_of(delivery.payload)
             event, attempts = delivery.event, delivery.attempts + 1
             rollout = session.get(Rollout, delivery.rollout_id) if delivery.rollout_id else None
@@ -320,6 +320,7 @@ class Dispatcher:
         with logs.context(**about):
             try:
                 secret = self.sealer.unseal(stored_secret, purpose=signing.secret_purpose(name))
+                url = self.sealer.unseal(stored_url, purpose=signing.url_purpose(name))
             except SealingError as error:  # retried: the operator may put the key back
                 self._record(delivery_id, name, attempts, None, str(error), None)
                 return

@@ -103,10 +103,11 @@ class WebhookPublic(BaseModel):
     created_by: str
 
     @classmethod
-    def of(cls, webhook: Webhook) -> WebhookPublic:
+    def of(cls, webhook: Webhook, url: str) -> WebhookPublic:
+        """``url``: the webhook's URL unsealed (webhooks.service.public does it)."""
         return cls(
             name=webhook.name,
-            url=webhook.url,
+            url=url,
             events=[WebhookEvent(e) for e in webhook.events],
             format=WebhookFormat(webhook.format),
             description=webhook.description,

@@ -23,7 +23,7 @@ from controlplane.errors import (
     NotFoundError,
 )
 from controlplane.models import Phase, Rollout, Webhook, WebhookDelivery, utcnow
-from controlplane.sealing import Sealer
+from controlplane.sealing import Sealer, SealingError
 from controlplane.webhooks import payloads, signing
 from controlplane.webhooks.guard import AddressPolicy
 from controlplane.webhooks.schemas import (
@@ -153,7 +153,7 @@ def create_webhook(
     secret = signing.new_secret()
     hook = Webhook(
         name=data.name,
-        url=data.url,
+        url=sealer.seal(data.url, purpose=signing.url_purpose(data.name)),
         events=[e.value for e in data.events],
         format=data.format.value,
         secret=sealer.seal(secret, purpose=signing.secret_purpose(data.name)),
@@ -181,7 +181,19 @@ def create_webhook(
         session.rollback()
         raise exists from error
     session.refresh(hook)
-    return WebhookCreated(**WebhookPublic.of(hook).model_dump(), secret=secret)
+    return WebhookCreated(**WebhookPublic.of(hook, data.url).model_dump(), secret=secret)
+
+
+UNREADABLE_URL = "(sealed with a key this server does not have: see CONTROLPLANE_SECRET_KEYS)"
+
+
+def public(hook: Webhook, sealer: Sealer) -> WebhookPublic:
+    """The webhook as the API shows it: its URL unsealed, never its secret."""
+    try:
+        url = sealer.unseal(hook.url, purpose=signing.url_purpose(hook.name))
+    except SealingError:
+        url = UNREADABLE_URL
+    return WebhookPublic.of(hook, url)
 
 
 def get_webhook(session: Session, name: str) -> Webhook:
@@ -251,20 +263,20 @@ def send_test(
 
 
 def reseal_secrets(session: Session, *, sealer: Sealer, actor: str) -> tuple[int, int]:
-    """Seal every stored signing secret with ``sealer``'s first key: those stored before a
-    key was set, and those sealed with an older key. One transaction: all or nothing (a
-    secret no key opens stops it with :class:`~controlplane.sealing.SealingError`).
+    """Seal every webhook's signing secret and URL with ``sealer``'s first key: those
+    stored before a key was set, and those sealed with an older key. One transaction: all
+    or nothing (a value no key opens stops it with :class:`~controlplane.sealing.SealingError`).
     Returns (resealed, already current)."""
     if not sealer.enabled:
         raise InvalidRequestError(
             "no key to seal with: set CONTROLPLANE_SECRET_KEYS first", code="no_secret_key"
         )
     hooks = session.exec(select(Webhook).order_by(col(Webhook.id))).all()
-    stale = [h for h in hooks if not sealer.is_current(h.secret)]
+    stale = [h for h in hooks if not (sealer.is_current(h.secret) and sealer.is_current(h.url))]
     for hook in stale:
-        purpose = signing.secret_purpose(hook.name)
-        plain = sealer.unseal(hook.secret, purpose=purpose)
-        hook.secret = sealer.seal(plain, purpose=purpose)
+        secret, url = signing.secret_purpose(hook.name), signing.url_purpose(hook.name)
+        hook.secret = sealer.seal(sealer.unseal(hook.secret, purpose=secret), purpose=secret)
+        hook.url = sealer.seal(sealer.unseal(hook.url, purpose=url), purpose=url)
         session.add(hook)
     if stale:
         audit.record(

@@ -35,6 +35,11 @@ def secret_purpose(webhook_name: str) -> str:
     return f"webhook-secret:{webhook_name}"
 
 
+def url_purpose(webhook_name: str) -> str:
+    """The same for its URL (a Slack URL is a credential too)."""
+    return f"webhook-url:{webhook_name}"
+
+
 def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 

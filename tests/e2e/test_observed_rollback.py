@@ -211,11 +211,12 @@ def test_the_receiver_got_every_event_signed_and_retried_once(run: Run) -> None:
     assert run.delta("controlplane_webhook_deliveries_total", outcome="delivered") == len(ours)
 
 
-def test_the_signing_secret_is_not_in_the_database_file(run: Run) -> None:
+def test_the_webhook_secret_and_url_are_not_in_the_database_file(run: Run) -> None:
     url = run.stack.control_plane.env["CONTROLPLANE_DATABASE_URL"]
     database = Path(url.removeprefix("sqlite:///"))
     for path in (database, *database.parent.glob(f"{database.name}-*")):  # and the WAL
         assert run.secret.encode() not in path.read_bytes()
+        assert HOOK_PATH.encode() not in path.read_bytes()  # the URL is sealed too
     with closing(sqlite3.connect(database)) as connection:
         [(stored,)] = connection.execute("SELECT secret FROM webhook").fetchall()
     assert stored.startswith("sealed:v1:")

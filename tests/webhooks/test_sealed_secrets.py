@@ -36,6 +36,11 @@ def stored_secrets(database: Database) -> dict[str, str]:
         return {h.name: h.secret for h in session.exec(select(Webhook)).all()}
 
 
+def stored_urls(database: Database) -> dict[str, str]:
+    with database.session() as session:
+        return {h.name: h.url for h in session.exec(select(Webhook)).all()}
+
+
 def send_all(database: Database, sealer: Sealer) -> None:
     dispatcher = Dispatcher(database, policy=LOOPBACK, sealer=sealer)
     try:
@@ -62,6 +67,11 @@ def test_the_api_stores_the_secret_sealed_and_deliveries_are_signed_with_it(
     stored = stored_secrets(database)["ops"]
     assert stored.startswith(PREFIX)
     assert secret not in stored
+    stored_url = stored_urls(database)["ops"]
+    assert stored_url.startswith(PREFIX)
+    assert "/hook" not in stored_url
+    assert sealed_api.get("/v1/webhooks/ops").json()["url"] == body["url"]
+    assert sealed_api.get("/v1/webhooks").json()["items"][0]["url"] == body["url"]
     announce(database, rollout, WebhookEvent.PROMOTED)
     send_all(database, Sealer.from_passphrases([KEY]))
     [request] = receiver.at("/hook")
@@ -92,6 +102,7 @@ def test_reseal_seals_old_plain_secrets_then_rotates_to_a_new_key(
         assert service.reseal_secrets(session, sealer=first, actor="ops") == (2, 0)
     sealed = stored_secrets(database)
     assert all(v.startswith(PREFIX) for v in sealed.values())
+    assert all(v.startswith(PREFIX) for v in stored_urls(database).values())
     with database.session() as session:
         assert service.reseal_secrets(session, sealer=first, actor="ops") == (0, 2)
     assert stored_secrets(database) == sealed  # nothing rewritten
@@ -167,3 +178,15 @@ def test_a_sealed_secret_copied_to_another_webhook_does_not_open_there(
     assert receiver.at("/b") == []
     errors = {row.last_error for row in deliveries(database) if row.last_error}
     assert any("does not authenticate" in e for e in errors), errors
+
+
+def test_a_url_sealed_with_a_missing_key_reads_as_unreadable_not_as_an_error(
+    settings: Settings, database: Database, receiver: Receiver
+) -> None:
+    subscribe(database, "ops", receiver.to("/hook"), sealer=Sealer.from_passphrases([NEWER]))
+    keyed = settings.model_copy(update={"secret_keys": SecretStr(KEY)})
+    app = create_app(keyed, database, start_reconciler=False)
+    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        shown = client.get("/v1/webhooks/ops")
+    assert shown.status_code == 200
+    assert shown.json()["url"] == service.UNREADABLE_URL

@@ -55,20 +55,24 @@ def create_webhook(
 
 @router.get("", summary="List webhooks (never their secrets)")
 def list_webhooks(
-    session: SessionDep, _: Admin, limit: Limit, cursor: Cursor = None
+    session: SessionDep, _: Admin, request: Request, limit: Limit, cursor: Cursor = None
 ) -> WebhookPage:
     items, next_cursor = service.list_webhooks(session, cursor=cursor, limit=limit)
-    return WebhookPage(items=[WebhookPublic.of(h) for h in items], next_cursor=next_cursor)
+    sealer = request.app.state.sealer
+    return WebhookPage(items=[service.public(h, sealer) for h in items], next_cursor=next_cursor)
 
 
 @router.get("/{name}", summary="One webhook")
-def get_webhook(name: str, session: SessionDep, _: Admin) -> WebhookPublic:
-    return WebhookPublic.of(service.get_webhook(session, name))
+def get_webhook(name: str, session: SessionDep, _: Admin, request: Request) -> WebhookPublic:
+    return service.public(service.get_webhook(session, name), request.app.state.sealer)
 
 
 @router.delete("/{name}", summary="Delete a webhook and its delivery records")
-def delete_webhook(name: str, session: SessionDep, principal: Admin) -> WebhookPublic:
-    return WebhookPublic.of(service.delete_webhook(session, name=name, actor=principal.name))
+def delete_webhook(
+    name: str, session: SessionDep, principal: Admin, request: Request
+) -> WebhookPublic:
+    deleted = service.delete_webhook(session, name=name, actor=principal.name)
+    return service.public(deleted, request.app.state.sealer)
 
 
 @router.get("/{name}/deliveries", summary="A webhook's deliveries, newest first")
