@@ -80,7 +80,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not app.state.sealer.enabled:
             log.warning(
-                "CONTROLPLANE_SECRET_KEYS is not set: webhook signing secrets are stored "
+                "CONTROLPLANE_SECRET_KEYS is not set: webhook secrets and URLs are stored "
                 "unsealed in the database; set it (e.g. `openssl rand -hex 32`) and run "
                 "`controlplane db reseal`"
             )
