@@ -2,8 +2,10 @@
 
 ``set_weight`` sends a share of traffic to the canary, ``pause`` waits (for a duration, or
 until a person promotes), ``analysis`` measures the canary against stable on a schedule and
-judges it. These are validated on the way in: a strategy that cannot run is a 4xx when the
-rollout is requested, not a failure half-way through.
+judges it, ``eval_gate`` compares the eval scores recorded with the two versions (offline
+quality: a fine-tune that forgot general skills) before any traffic is risked. These are
+validated on the way in: a strategy that cannot run is a 4xx when the rollout is requested,
+not a failure half-way through.
 """
 
 from __future__ import annotations
@@ -59,7 +61,61 @@ class Analysis(_Step):
         return self
 
 
-Step = Annotated[SetWeight | Pause | Analysis, Field(discriminator="kind")]
+class EvalCheck(BaseModel):
+    """One eval score, read from each version's ``metadata.eval.<score>`` (a number)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    score: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.:/-]+$",
+        description="The key under the versions' metadata.eval, e.g. 'mmlu'.",
+    )
+    higher_is_better: bool = Field(
+        default=True, description="False for scores where less is better (e.g. toxicity)."
+    )
+    max_regression: float | None = Field(
+        default=None,
+        ge=0,
+        description="How much worse than stable the canary may be, in the score's own "
+        "units (0.01 = one point on a 0-1 score). Needs a stable version with the score.",
+    )
+    at_least: float | None = Field(default=None, description="The canary's floor.")
+    at_most: float | None = Field(default=None, description="The canary's ceiling.")
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> EvalCheck:
+        if self.max_regression is None and self.at_least is None and self.at_most is None:
+            raise ValueError(
+                f"eval check {self.score!r} sets no bound: give max_regression (against "
+                "stable), at_least or at_most"
+            )
+        low, high = self.at_least, self.at_most
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"eval check {self.score!r}: at_least {low} is above at_most {high}")
+        return self
+
+
+class EvalGate(_Step):
+    """Judge the canary's recorded eval scores (against stable's, or against bounds) once,
+    where the step stands; usually first, before any traffic. A score that fails its check
+    rolls the rollout back; a missing score pauses it for a person (promote skips the gate,
+    abort ends the rollout)."""
+
+    kind: Literal["eval_gate"] = "eval_gate"
+    checks: tuple[EvalCheck, ...] = Field(min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def _scores_once(self) -> EvalGate:
+        scores = [c.score for c in self.checks]
+        repeated = sorted({s for s in scores if scores.count(s) > 1})
+        if repeated:
+            raise ValueError(f"eval_gate checks {', '.join(repeated)} more than once")
+        return self
+
+
+Step = Annotated[SetWeight | Pause | Analysis | EvalGate, Field(discriminator="kind")]
 
 
 class Strategy(BaseModel):

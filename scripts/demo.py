@@ -46,6 +46,8 @@ CLI = [str(BIN / "controlplane")]
 NAMESPACE = f"llm-demo-{secrets.token_hex(3)}"  # one per run, deleted at the end
 STRATEGY = {
     "steps": [
+        # offline quality first: no more than one MMLU point below stable, before any traffic
+        {"kind": "eval_gate", "checks": [{"score": "mmlu", "max_regression": 0.01}]},
         {"kind": "set_weight", "weight": 25},
         {"kind": "analysis", "interval_seconds": 10, "count": 2, "metrics": ["ttft", "error_rate"]},
         {"kind": "set_weight", "weight": 50},
@@ -183,7 +185,7 @@ def main() -> int:
 
         say("v1: the first version goes straight to stable")
         first = rollout(env, traffic, servers, "v1", None)
-        say("v2: canary 25% -> analysis -> 50% -> analysis -> 100%, judged against v1")
+        say("v2: eval gate (mmlu) -> canary 25% -> analysis -> 50% -> analysis -> 100%, vs v1")
         second = rollout(env, traffic, servers, "v2", "v1")
         say("v3: a regressed canary (slower time to first token), judged against v2")
         third = rollout(env, traffic, servers, "v3", "v2")

@@ -608,6 +608,8 @@ def _step_text(step: dict[str, Any] | None) -> str:
             if step.get("duration_seconds")
             else ("pause until promoted")
         )
+    if kind == "eval_gate":
+        return "eval_gate " + ", ".join(c["score"] for c in step.get("checks", []))
     return f"analysis x{step['count']} every {step['interval_seconds']}s"
 
 

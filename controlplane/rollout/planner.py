@@ -28,7 +28,7 @@ from controlplane.kube.budget import BudgetError, plan_replicas
 from controlplane.kube.observe import ProblemKind, VersionState
 from controlplane.kube.render import Track
 from controlplane.models import Command, Phase
-from controlplane.rollout.strategy import Analysis, Pause, SetWeight, Step
+from controlplane.rollout.strategy import Analysis, EvalGate, Pause, SetWeight, Step
 
 
 @dataclass(frozen=True)
@@ -321,12 +321,7 @@ def _analysis(
             f"inconclusive measurements, limit {step.inconclusive_limit}): "
             f"{inconclusive[-1].summary}; promote, resume or abort"
         )
-        decision = _transition(facts, Phase.PAUSED, reason, now=now, reason=reason)
-        assert decision.event is not None
-        return replace(
-            decision,
-            event=replace(decision.event, evidence={**decision.event.evidence, **evidence}),
-        )
+        return _pause(facts, reason, now, evidence)
     if len(counted) >= step.count:
         return _advance(
             facts,
@@ -339,6 +334,33 @@ def _analysis(
     if now >= due:
         return Decision(facts=facts, target=target, requeue_after=interval, measure=True)
     return _hold(facts, target, due - now)
+
+
+def _pause(facts: Facts, reason: str, now: datetime, evidence: dict[str, Any]) -> Decision:
+    """Wait for a person, saying why, with the evidence on the event."""
+    decision = _transition(facts, Phase.PAUSED, reason, now=now, reason=reason)
+    assert decision.event is not None
+    return replace(
+        decision, event=replace(decision.event, evidence={**decision.event.evidence, **evidence})
+    )
+
+
+def _eval_gate(
+    facts: Facts, measurements: list[MeasurementOutcome], now: datetime, target: Target
+) -> Decision:
+    """One measurement of the recorded eval scores decides: pass goes on, fail rolls back,
+    anything else (a missing score) waits for a person."""
+    taken = [m for m in measurements if m.at >= facts.step_started_at]
+    if not taken:
+        return Decision(facts=facts, target=target, requeue_after=timedelta(0), measure=True)
+    last = taken[-1]
+    evidence = {"measurements": len(taken), "last": last.summary}
+    if last.verdict is Verdict.PASS:
+        return _advance(facts, now, f"eval gate passed: {last.summary}", evidence)
+    if last.verdict is Verdict.FAIL:
+        return rollback(facts, f"eval gate failed: {last.summary}", now=now, evidence=evidence)
+    reason = f"eval gate inconclusive: {last.summary}; promote to skip the gate, or abort"
+    return _pause(facts, reason, now, evidence)
 
 
 def plan(
@@ -389,6 +411,8 @@ def plan(
         if now >= until:
             return _advance(facts, now, f"paused {step.duration_seconds}s")
         return _hold(facts, current, until - now)
+    if isinstance(step, EvalGate):
+        return _eval_gate(facts, measurements, now, current)
     return _analysis(facts, step, measurements, now, current)
 
 

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from controlplane import logs, telemetry
+from controlplane.analysis.evals import judge_evals, scores_of
 from controlplane.analysis.verdict import MeasurementOutcome, Verdict
 from controlplane.db import Database
 from controlplane.kube import KubeDriver, KubeError, PermanentKubeError, TemporaryKubeError
@@ -48,7 +49,7 @@ from controlplane.rollout.planner import (
     rollback,
 )
 from controlplane.rollout.service import add_event
-from controlplane.rollout.strategy import Analysis, Strategy
+from controlplane.rollout.strategy import Analysis, EvalGate, Strategy
 from controlplane.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,24 @@ class Reconciler:
             MeasurementOutcome(at=r.at, verdict=Verdict(r.verdict), summary=r.summary) for r in rows
         ]
 
+    def _judge_evals(
+        self, session: Session, model: Model, rollout: Rollout, step: EvalGate, now: datetime
+    ) -> ProbeResult:
+        """The eval gate's measurement: the scores recorded with the two versions."""
+        canary = _version_row(session, model, rollout.canary_version)
+        stable = None
+        if rollout.stable_version is not None:
+            stable = _version_row(session, model, rollout.stable_version)
+        result = judge_evals(
+            step.checks,
+            scores_of(canary.meta),
+            scores_of(stable.meta) if stable is not None else None,
+            canary_version=rollout.canary_version,
+            stable_version=rollout.stable_version,
+            at=now,
+        )
+        return ProbeResult(result.verdict, result.summary, result.evidence()["metrics"])
+
     def _reconcile(self, session: Session, rollout: Rollout, model: Model) -> bool:
         """One observe-plan-act-record pass. True when the next pass should follow now."""
         now = self.clock()
@@ -239,8 +258,11 @@ class Reconciler:
         decision = plan(facts, observed, measurements, now, self.limits)
         if decision.measure:
             step = facts.steps[facts.step_index]
-            assert isinstance(step, Analysis)
-            result = self.prober.measure(model=model, rollout=rollout, step=step, now=now)
+            if isinstance(step, EvalGate):
+                result = self._judge_evals(session, model, rollout, step, now)
+            else:
+                assert isinstance(step, Analysis)
+                result = self.prober.measure(model=model, rollout=rollout, step=step, now=now)
             assert rollout.id is not None
             session.add(
                 Measurement(

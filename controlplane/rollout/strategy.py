@@ -3,6 +3,8 @@ the schema sits below the registry); this module keeps the rollout package's nam
 
 from controlplane.strategy import (
     Analysis,
+    EvalCheck,
+    EvalGate,
     Pause,
     SetWeight,
     Step,
@@ -13,6 +15,8 @@ from controlplane.strategy import (
 
 __all__ = [
     "Analysis",
+    "EvalCheck",
+    "EvalGate",
     "Pause",
     "SetWeight",
     "Step",

@@ -59,6 +59,13 @@ def test_custom_strategy_is_validated(api: TestClient, chat: str) -> None:
             "version": "v2",
             "strategy": {
                 "steps": [
+                    {
+                        "kind": "eval_gate",
+                        "checks": [
+                            {"score": "mmlu", "max_regression": 0.01},
+                            {"score": "toxicity", "higher_is_better": False, "at_most": 0.05},
+                        ],
+                    },
                     {"kind": "set_weight", "weight": 20},
                     {"kind": "pause", "duration_seconds": 30},
                     {"kind": "analysis", "count": 3, "interval_seconds": 30},
@@ -69,6 +76,7 @@ def test_custom_strategy_is_validated(api: TestClient, chat: str) -> None:
     )
     assert ok.status_code == 201, ok.text
     assert [s["kind"] for s in ok.json()["steps"]] == [
+        "eval_gate",
         "set_weight",
         "pause",
         "analysis",
@@ -84,6 +92,8 @@ def test_custom_strategy_is_validated(api: TestClient, chat: str) -> None:
         [{"kind": "jump"}],
         [{"kind": "set_weight", "weight": 50}, {"kind": "set_weight", "weight": 10}],
         [{"kind": "analysis", "count": 2, "failure_limit": 2}],
+        [{"kind": "eval_gate", "checks": [{"score": "mmlu"}]}],  # no bound
+        [{"kind": "eval_gate", "checks": [{"score": "mmlu", "max_drop": 0.1}]}],  # misspelt
     ],
 )
 def test_bad_strategies_are_422(api: TestClient, chat: str, steps: list[object]) -> None:

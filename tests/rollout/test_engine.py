@@ -23,6 +23,7 @@ from controlplane.kube import KubeDriver
 from controlplane.kube.client import DEPLOYMENT, HTTPROUTE, KubeApi
 from controlplane.models import (
     Command,
+    Measurement,
     Model,
     ModelCreate,
     ModelVersion,
@@ -38,7 +39,7 @@ from controlplane.registry import models as model_service
 from controlplane.registry import versions as version_service
 from controlplane.rollout import service
 from controlplane.rollout.reconciler import ProbeResult, Reconciler
-from controlplane.rollout.strategy import Analysis, SetWeight, Strategy
+from controlplane.rollout.strategy import Analysis, EvalCheck, EvalGate, SetWeight, Strategy
 
 pytestmark = pytest.mark.cluster
 
@@ -78,6 +79,7 @@ def setup_model(
     *,
     routing: RoutingMode = RoutingMode.REPLICAS,
     labels: dict[str, dict[str, str]] | None = None,
+    metadata: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     with database.session() as session:
         model_service.create_model(
@@ -101,6 +103,7 @@ def setup_model(
                     version=version,
                     artifact_uri=f"s3://models/chat/{version}",
                     labels=(labels or {}).get(version, {}),
+                    metadata=(metadata or {}).get(version, {}),
                 ),
                 actor="test",
             )
@@ -251,6 +254,90 @@ def test_a_failed_analysis_moves_traffic_back_to_stable_first(
     done = drive(reconciler, clock, database, rollout.id, until={Phase.ROLLED_BACK})
     assert "analysis failed at 50%" in done.reason
     assert "scripted fail" in done.reason
+
+
+GATED = Strategy(
+    steps=(
+        EvalGate(
+            checks=(
+                EvalCheck(score="mmlu", max_regression=0.01),
+                EvalCheck(score="toxicity", at_most=0.05, higher_is_better=False),
+            )
+        ),
+        SetWeight(weight=50),
+        SetWeight(weight=100),
+    )
+)
+
+
+def test_an_eval_gate_rolls_back_a_forgetful_fine_tune_before_any_gpu_is_spent(
+    database: Database, kube_api: KubeApi, namespace: str
+) -> None:
+    setup_model(
+        database,
+        namespace,
+        metadata={
+            "v1": {"eval": {"mmlu": 0.62, "toxicity": 0.02}},
+            "v2": {"eval": {"mmlu": 0.55, "toxicity": 0.02}, "run": "ft-0042"},
+        },
+    )
+    clock = Clock()
+    prober = ScriptedProber(Verdict.PASS)
+    reconciler = Reconciler(database, KubeDriver(kube_api), prober, clock=clock)
+    deploy_v1(database, reconciler, clock)
+    with database.session() as session:
+        rollout = service.start_rollout(
+            session, model_name="chat", version="v2", strategy=GATED, actor="ci", now=clock()
+        )
+    assert rollout.id is not None
+    done = drive(reconciler, clock, database, rollout.id, until={Phase.ROLLED_BACK})
+    assert done.reason.startswith(
+        "eval gate failed: fail: mmlu v2 0.55 vs v1 0.62 (-0.07; higher is better, "
+        "at most 0.01 worse) [2 scores: 1 fail, 1 pass]"
+    )
+    assert prober.calls == 0, "the gate reads the registry, not Prometheus"
+    assert status_of(database, "v2") is VersionStatus.ROLLED_BACK
+    messages = [e.message for e in events(database, rollout.id)]
+    assert not any("in force" in message for message in messages), messages
+    canary = kube_api.get(DEPLOYMENT, namespace, "chat-v2")
+    assert canary is None or canary["spec"]["replicas"] == 0, "no canary pod was started"
+    with database.session() as session:
+        [measured] = session.exec(
+            select(Measurement).where(Measurement.rollout_id == rollout.id)
+        ).all()
+    assert measured.verdict == "fail"
+    assert [(x["metric"], x["canary_value"], x["stable_value"]) for x in measured.metrics] == [
+        ("mmlu", 0.55, 0.62),
+        ("toxicity", 0.02, 0.02),
+    ]
+
+
+def test_a_passing_eval_gate_lets_the_canary_through(
+    database: Database, kube_api: KubeApi, namespace: str
+) -> None:
+    setup_model(
+        database,
+        namespace,
+        metadata={
+            "v1": {"eval": {"mmlu": 0.62, "toxicity": 0.02}},
+            "v2": {"eval": {"mmlu": 0.615, "toxicity": 0.01}},
+        },
+    )
+    clock = Clock()
+    reconciler = Reconciler(database, KubeDriver(kube_api), ScriptedProber(), clock=clock)
+    deploy_v1(database, reconciler, clock)
+    with database.session() as session:
+        rollout = service.start_rollout(
+            session, model_name="chat", version="v2", strategy=GATED, actor="ci", now=clock()
+        )
+    assert rollout.id is not None
+    done = drive(reconciler, clock, database, rollout.id, until={Phase.SUCCEEDED})
+    assert done.finished_at is not None
+    messages = [e.message for e in events(database, rollout.id)]
+    gate = next(i for i, msg in enumerate(messages) if msg.startswith("eval gate passed"))
+    traffic = next(i for i, msg in enumerate(messages) if "weight 50% in force" in msg)
+    assert gate < traffic
+    assert status_of(database, "v2") is VersionStatus.STABLE
 
 
 def test_abort_by_a_person_ends_aborted(

@@ -14,6 +14,8 @@ from controlplane.models import Command, Phase
 from controlplane.rollout.planner import Decision, Facts, Limits, Observed, plan
 from controlplane.rollout.strategy import (
     Analysis,
+    EvalCheck,
+    EvalGate,
     Pause,
     SetWeight,
     default_strategy,
@@ -497,3 +499,58 @@ def test_invariants_over_simulated_rollouts(seed: int) -> None:
             break
         now += max(d.requeue_after, timedelta(seconds=1))
     assert f.phase.is_terminal, f"no end after 300 decisions: {f.phase} step {f.step_index}"
+
+
+# --- eval_gate: offline quality, judged once, before traffic ----------------------------
+
+GATED = (
+    EvalGate(checks=(EvalCheck(score="mmlu", max_regression=0.01),)),
+    SetWeight(weight=50),
+    SetWeight(weight=100),
+)
+
+
+def test_an_eval_gate_first_measures_and_risks_no_traffic() -> None:
+    d = run(facts(steps=GATED), seen())
+    assert d.measure
+    assert d.target is not None
+    assert (d.target.canary_replicas, d.target.weight) == (0, 0)  # no GPU spent yet
+
+
+def test_a_passing_eval_gate_moves_to_the_next_step() -> None:
+    passed = m(T0, Verdict.PASS, "pass: mmlu v2 0.62 vs v1 0.62 (+0; ...)")
+    d = run(facts(steps=GATED), seen(), [passed])
+    assert d.facts.step_index == 1
+    assert d.event is not None
+    assert d.event.message.startswith("eval gate passed: pass: mmlu v2 0.62")
+
+
+def test_a_failing_eval_gate_rolls_back_with_the_scores() -> None:
+    failed = m(T0, Verdict.FAIL, "fail: mmlu v2 0.55 vs v1 0.62 (-0.07; ...)")
+    d = run(facts(steps=GATED), seen(), [failed])
+    assert d.facts.phase is Phase.ROLLING_BACK
+    assert d.facts.reason == "eval gate failed: fail: mmlu v2 0.55 vs v1 0.62 (-0.07; ...)"
+    assert d.event is not None
+    assert d.event.evidence["last"] == failed.summary
+
+
+@pytest.mark.parametrize("verdict", [Verdict.INCONCLUSIVE, Verdict.ERROR])
+def test_an_unsure_eval_gate_waits_for_a_person_who_may_skip_it(verdict: Verdict) -> None:
+    unsure = m(T0, verdict, "inconclusive: mmlu: v2 has no eval score 'mmlu'")
+    d = run(facts(steps=GATED), seen(), [unsure])
+    assert d.facts.phase is Phase.PAUSED
+    assert d.facts.reason.startswith("eval gate inconclusive: inconclusive: mmlu: v2 has no")
+    assert d.facts.reason.endswith("promote to skip the gate, or abort")
+    promoted = run(
+        replace(d.facts, command=Command.PROMOTE, command_by="alice"),
+        seen(),
+        [unsure],
+        now=T0 + timedelta(minutes=5),
+    )
+    assert promoted.facts.phase is Phase.PROGRESSING
+    assert promoted.facts.step_index == 1
+
+
+def test_measurements_from_before_the_gate_started_do_not_count() -> None:
+    old = m(T0 - timedelta(seconds=1), Verdict.FAIL)
+    assert run(facts(steps=GATED), seen(), [old]).measure

@@ -1,0 +1,105 @@
+"""The eval gate's judge: the canary version's recorded eval scores against stable's (or
+against fixed bounds), check by check. Pure: the scores come in as the versions' metadata.
+
+Offline evals are a different kind of evidence from live metrics: one number per version,
+measured once, no samples to test. So a check is a plain comparison with the bound the
+team chose (``max_regression`` in the score's own units, ``at_least``, ``at_most``); a score
+that is missing or not a number is ``inconclusive`` (the gate pauses for a person), never a
+pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from controlplane.analysis.judge import MetricVerdict, combine
+from controlplane.analysis.measure import Measurement
+from controlplane.analysis.verdict import Verdict
+from controlplane.strategy import EvalCheck
+
+EVAL_KEY = "eval"  # versions record scores as metadata.eval.<score>
+_EPSILON = 1e-12  # scores are decimals typed by people: 0.62 - 0.61 is not above 0.01
+
+
+def scores_of(metadata: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    evals = (metadata or {}).get(EVAL_KEY)
+    return evals if isinstance(evals, Mapping) else {}
+
+
+def _number(scores: Mapping[str, Any], name: str) -> float | None:
+    value = scores.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def judge_check(  # noqa: PLR0911 - one return per outcome reads best here
+    check: EvalCheck,
+    canary: Mapping[str, Any],
+    stable: Mapping[str, Any] | None,
+    *,
+    canary_version: str,
+    stable_version: str | None,
+) -> MetricVerdict:
+    c = _number(canary, check.score)
+    s = _number(stable, check.score) if stable is not None else None
+
+    def verdict(v: Verdict, message: str) -> MetricVerdict:
+        return MetricVerdict(check.score, v, c, s, math.nan, math.nan, None, None, message)
+
+    if c is None:
+        return verdict(
+            Verdict.INCONCLUSIVE,
+            f"{check.score}: {canary_version} has no eval score {check.score!r} "
+            f"(a number at metadata.{EVAL_KEY}.{check.score})",
+        )
+    shown = f"{check.score} {canary_version} {c:g}"
+    if check.at_least is not None and c < check.at_least - _EPSILON:
+        return verdict(Verdict.FAIL, f"{shown}, below the floor {check.at_least:g}")
+    if check.at_most is not None and c > check.at_most + _EPSILON:
+        return verdict(Verdict.FAIL, f"{shown}, above the ceiling {check.at_most:g}")
+    if check.max_regression is None:
+        return verdict(Verdict.PASS, f"{shown}, within bounds")
+    if s is None:
+        whose = stable_version or "no stable version"
+        return verdict(
+            Verdict.INCONCLUSIVE,
+            f"{check.score}: nothing to compare with ({whose} has no eval score {check.score!r})",
+        )
+    worse_by = (s - c) if check.higher_is_better else (c - s)
+    detail = (
+        f"{shown} vs {stable_version} {s:g} ({c - s:+g}; "
+        f"{'higher' if check.higher_is_better else 'lower'} is better, "
+        f"at most {check.max_regression:g} worse)"
+    )
+    if worse_by > check.max_regression + _EPSILON:
+        return verdict(Verdict.FAIL, detail)
+    return verdict(Verdict.PASS, detail)
+
+
+def judge_evals(
+    checks: Sequence[EvalCheck],
+    canary: Mapping[str, Any],
+    stable: Mapping[str, Any] | None,
+    *,
+    canary_version: str,
+    stable_version: str | None,
+    at: Any,
+) -> Measurement:
+    """One measurement of the gate: every check, the worst verdict, a summary that leads
+    with what failed (or was missing)."""
+    verdicts = tuple(
+        judge_check(c, canary, stable, canary_version=canary_version, stable_version=stable_version)
+        for c in checks
+    )
+    overall = combine(verdicts)
+    notable = [v.message for v in verdicts if v.verdict is overall] or [v.message for v in verdicts]
+    counts = ", ".join(
+        f"{n} {name}"
+        for name in ("fail", "inconclusive", "pass")
+        if (n := sum(v.verdict.value == name for v in verdicts))
+    )
+    summary = f"{overall.value}: {'; '.join(notable)} [{len(verdicts)} scores: {counts}]"
+    return Measurement(at=at, verdict=overall, summary=summary, metrics=verdicts)

@@ -1,0 +1,35 @@
+"""How the CLI names each kind of step in `rollout status` (pure formatting)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controlplane.cli.app import _step_text
+from controlplane.strategy import Strategy
+
+STEPS: list[tuple[dict[str, Any], str]] = [
+    ({"kind": "set_weight", "weight": 25}, "set_weight 25%"),
+    ({"kind": "pause", "duration_seconds": 30}, "pause 30s"),
+    ({"kind": "pause"}, "pause until promoted"),
+    ({"kind": "analysis", "count": 3, "interval_seconds": 60}, "analysis x3 every 60s"),
+    (
+        {
+            "kind": "eval_gate",
+            "checks": [
+                {"score": "mmlu", "max_regression": 0.01},
+                {"score": "toxicity", "at_most": 0.05},
+            ],
+        },
+        "eval_gate mmlu, toxicity",
+    ),
+]
+
+
+@pytest.mark.parametrize(("step", "text"), STEPS)
+def test_each_step_kind_reads_as_one_phrase(step: dict[str, Any], text: str) -> None:
+    # as the API returns it: the validated step, dumped
+    dumped = Strategy.model_validate({"steps": [step]}).model_dump(mode="json")["steps"][0]
+    assert _step_text(dumped) == text
+    assert _step_text(None) == "-"
