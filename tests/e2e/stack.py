@@ -27,9 +27,16 @@ ANALYSIS = {
     "consecutive_error_limit": 1,
     "metrics": ["ttft", "error_rate"],
 }
+EVAL_GATE = {"kind": "eval_gate", "checks": [{"score": "mmlu", "max_regression": 0.01}]}
 STRATEGY = {
-    "steps": [{"kind": "set_weight", "weight": 50}, ANALYSIS, {"kind": "set_weight", "weight": 100}]
+    "steps": [
+        EVAL_GATE,
+        {"kind": "set_weight", "weight": 50},
+        ANALYSIS,
+        {"kind": "set_weight", "weight": 100},
+    ]
 }
+MMLU = {"v1": 0.61, "v2": 0.62}  # v2 passes the gate: the tests are about live metrics
 MODEL = {
     "name": "chat",
     "image": "vllm/vllm-openai:v0.11.0",
@@ -113,7 +120,11 @@ def open_stack(
             for version in ("v1", "v2"):
                 registered = api.post(
                     "/v1/models/chat/versions",
-                    json={"version": version, "artifact_uri": f"s3://models/chat/{version}"},
+                    json={
+                        "version": version,
+                        "artifact_uri": f"s3://models/chat/{version}",
+                        "metadata": {"eval": {"mmlu": MMLU[version]}},
+                    },
                 )
                 assert registered.status_code == 201, registered.text
             first = api.post("/v1/models/chat/rollouts", json={"version": "v1"}).json()

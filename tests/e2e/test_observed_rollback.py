@@ -255,6 +255,23 @@ def test_the_history_page_shows_the_real_rollback(
         events = run.stack.events(rollout_id)
         expect(page.locator("#timeline .event")).to_have_count(len(events))
 
+        expect(page.locator(".steps .step").first).to_have_text("eval gate (mmlu)")
+        mmlu = page.locator("#analysis svg.chart[data-metric=mmlu]")
+        for series in ("canary", "stable", "threshold"):  # the gate, passed, once
+            expect(mmlu.locator(f"g.series-{series} circle")).to_have_count(1)
+        expect(mmlu.locator("circle.dot-fail")).to_have_count(0)
+        expect(page.locator("#analysis figure[data-metric=mmlu] .rule")).to_have_text(
+            "fails below stable \u2212 0.01 (eval score, higher is better)"
+        )
+        # the threshold is drawn where the gate puts it: v1's 0.61 less 0.01, below both
+        mmlu_y = {
+            series: float(mmlu.locator(f"g.series-{series} circle").get_attribute("cy") or "nan")
+            for series in ("canary", "stable", "threshold")
+        }
+        assert mmlu_y["canary"] < mmlu_y["stable"] < mmlu_y["threshold"]  # y grows downwards
+        zone = mmlu.locator("polygon.fail-zone").get_attribute("points") or ""
+        zone_y = [float(point.split(",")[1]) for point in zone.split()]
+        assert min(zone_y) == pytest.approx(mmlu_y["threshold"])  # shaded below the line
         ttft = page.locator("#analysis svg.chart[data-metric=ttft]")
         expect(ttft).to_be_visible()
         for series in ("canary", "stable", "threshold"):

@@ -34,7 +34,9 @@ def test_a_healthy_canary_walks_every_step_and_is_promoted(stack: Stack) -> None
     assert any("weight 50% in force" in m for m in messages)
     assert any("analysis passed at 50%" in m for m in messages)
     measurements = stack.api.get(f"/v1/rollouts/{rollout_id}/measurements").json()["items"]
-    assert len(measurements) == 2
+    # oldest last: the eval gate's (step 0, before any traffic), then the two analyses
+    assert [(m["step_index"], m["weight"]) for m in measurements] == [(2, 50), (2, 50), (0, 0)]
+    assert measurements[-1]["metrics"][0]["metric"] == "mmlu"
     assert all(m["verdict"] == "pass" for m in measurements)
 
 

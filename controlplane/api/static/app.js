@@ -358,6 +358,11 @@
   function ruleOf(metric, message) {
     const builtin = BUILTIN_RULES[metric] || null;
     const text = message || "";
+    // an eval gate's score: "(+0.01; higher is better, at most 0.01 worse)", in its own units
+    const score = /(higher|lower) is better, at most (\d+(?:\.\d+)?(?:e[+-]?\d+)?) worse\)/.exec(text);
+    if (score) {
+      return { kind: score[1] === "higher" ? "score_drop" : "score_rise", margin: parseFloat(score[2]), unit: "", from: "message" };
+    }
     const found = /margin ([+-]?\d+(?:\.\d+)?)%/.exec(text);
     if (!found) return builtin ? { ...builtin, from: "default" } : null;
     const margin = Math.abs(parseFloat(found[1])) / 100;
@@ -370,13 +375,16 @@
 
   function thresholdOf(rule, stable) {
     if (!rule || stable === null || stable === undefined || !Number.isFinite(stable)) return null;
-    if (rule.kind === "absolute") return stable + rule.margin;
+    if (rule.kind === "absolute" || rule.kind === "score_rise") return stable + rule.margin;
+    if (rule.kind === "score_drop") return stable - rule.margin;
     if (rule.kind === "lower") return stable - Math.abs(stable) * rule.margin;
     return stable * (1 + rule.margin);
   }
 
   function describeRule(rule) {
     if (!rule) return "no margin known: no threshold drawn";
+    if (rule.kind === "score_drop") return `fails below stable − ${fmt(rule.margin, "")} (eval score, higher is better)`;
+    if (rule.kind === "score_rise") return `fails above stable + ${fmt(rule.margin, "")} (eval score, lower is better)`;
     const m = rule.kind === "absolute" ? `${(rule.margin * 100).toFixed(2)} points` : `${Math.round(rule.margin * 100)}%`;
     const how = {
       relative: `fails above stable × ${(1 + rule.margin).toFixed(2)} (margin ${m})`,
@@ -474,7 +482,8 @@
     let zone = null;
     const tpts = rows.filter((r) => r.threshold !== null);
     if (tpts.length && rule) {
-      const edge = rule.kind === "lower" ? ys(lo) : ys(hi);
+      const below = rule.kind === "lower" || rule.kind === "score_drop";  // fails below the line
+      const edge = below ? ys(lo) : ys(hi);
       const coords = tpts.length === 1
         ? [[xs(tpts[0].x) - 40, ys(tpts[0].threshold)], [xs(tpts[0].x) + 40, ys(tpts[0].threshold)]]
         : tpts.map((r) => [xs(r.x), ys(r.threshold)]);
