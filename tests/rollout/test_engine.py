@@ -169,6 +169,16 @@ def deploy_v1(database: Database, reconciler: Reconciler, clock: Clock) -> None:
     assert status_of(database, "v1") is VersionStatus.STABLE
 
 
+def start_v2(database: Database, clock: Clock, strategy: Strategy) -> int:
+    """Request the rollout of v2 (over the stable v1) as CI would; returns its id."""
+    with database.session() as session:
+        rollout = service.start_rollout(
+            session, model_name="chat", version="v2", strategy=strategy, actor="ci", now=clock()
+        )
+    assert rollout.id is not None
+    return rollout.id
+
+
 STRATEGY = Strategy(
     steps=(SetWeight(weight=50), Analysis(interval_seconds=60, count=2), SetWeight(weight=100))
 )
@@ -186,12 +196,8 @@ def test_first_version_then_a_canary_promoted_through_its_steps(
     assert v1["metadata"]["labels"]["controlplane.dev/track"] == "stable"
     assert v1["spec"]["replicas"] == 2
 
-    with database.session() as session:
-        rollout = service.start_rollout(
-            session, model_name="chat", version="v2", strategy=STRATEGY, actor="ci", now=clock()
-        )
-    assert rollout.id is not None
-    done = drive(reconciler, clock, database, rollout.id, until={Phase.SUCCEEDED})
+    rollout_id = start_v2(database, clock, STRATEGY)
+    done = drive(reconciler, clock, database, rollout_id, until={Phase.SUCCEEDED})
     assert done.routed_weight == 100
     assert prober.calls == 2
     assert status_of(database, "v2") is VersionStatus.STABLE
@@ -201,7 +207,7 @@ def test_first_version_then_a_canary_promoted_through_its_steps(
     assert v2["metadata"]["labels"]["controlplane.dev/track"] == "stable"
     assert v2["spec"]["replicas"] == 2
     assert kube_api.get(DEPLOYMENT, namespace, "chat-v1") is None, "the old version is gone"
-    messages = [e.message for e in events(database, rollout.id)]
+    messages = [e.message for e in events(database, rollout_id)]
     assert any("weight 50% in force" in m for m in messages)
     assert any("analysis passed at 50%" in m for m in messages)
     assert messages[-1] == "promoted: the canary is the new stable"
@@ -214,19 +220,15 @@ def test_a_crash_looping_canary_is_rolled_back_with_the_reason(
     clock = Clock()
     reconciler = Reconciler(database, KubeDriver(kube_api), ScriptedProber(), clock=clock)
     deploy_v1(database, reconciler, clock)
-    with database.session() as session:
-        rollout = service.start_rollout(
-            session, model_name="chat", version="v2", strategy=STRATEGY, actor="ci", now=clock()
-        )
-    assert rollout.id is not None
-    done = drive(reconciler, clock, database, rollout.id, until={Phase.ROLLED_BACK})
+    rollout_id = start_v2(database, clock, STRATEGY)
+    done = drive(reconciler, clock, database, rollout_id, until={Phase.ROLLED_BACK})
     assert "crash-looping" in done.reason
     assert status_of(database, "v2") is VersionStatus.ROLLED_BACK
     assert status_of(database, "v1") is VersionStatus.STABLE
     v2 = kube_api.get(DEPLOYMENT, namespace, "chat-v2")
     assert v2 is not None
     assert v2["spec"]["replicas"] == 0
-    rollback = [e for e in events(database, rollout.id) if e.phase is Phase.ROLLING_BACK]
+    rollback = [e for e in events(database, rollout_id) if e.phase is Phase.ROLLING_BACK]
     assert rollback[0].evidence["problem"] == "crash_loop"
 
 
@@ -240,18 +242,14 @@ def test_a_failed_analysis_moves_traffic_back_to_stable_first(
     reconciler = Reconciler(database, driver, prober, clock=clock)
     deploy_v1(database, reconciler, clock)
     prober.verdict = Verdict.FAIL
-    with database.session() as session:
-        rollout = service.start_rollout(
-            session, model_name="chat", version="v2", strategy=STRATEGY, actor="ci", now=clock()
-        )
-    assert rollout.id is not None
-    drive(reconciler, clock, database, rollout.id, until={Phase.ROLLING_BACK, Phase.ROLLED_BACK})
+    rollout_id = start_v2(database, clock, STRATEGY)
+    drive(reconciler, clock, database, rollout_id, until={Phase.ROLLING_BACK, Phase.ROLLED_BACK})
     # the tick that decided the rollback already moved the traffic
     route = kube_api.get(HTTPROUTE, namespace, "chat")
     assert route is not None
     weights = {r["name"]: r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]}
     assert weights == {"chat-v1": 100, "chat-v2": 0}, "traffic is back on stable"
-    done = drive(reconciler, clock, database, rollout.id, until={Phase.ROLLED_BACK})
+    done = drive(reconciler, clock, database, rollout_id, until={Phase.ROLLED_BACK})
     assert "analysis failed at 50%" in done.reason
     assert "scripted fail" in done.reason
 
@@ -285,25 +283,21 @@ def test_an_eval_gate_rolls_back_a_forgetful_fine_tune_before_any_gpu_is_spent(
     prober = ScriptedProber(Verdict.PASS)
     reconciler = Reconciler(database, KubeDriver(kube_api), prober, clock=clock)
     deploy_v1(database, reconciler, clock)
-    with database.session() as session:
-        rollout = service.start_rollout(
-            session, model_name="chat", version="v2", strategy=GATED, actor="ci", now=clock()
-        )
-    assert rollout.id is not None
-    done = drive(reconciler, clock, database, rollout.id, until={Phase.ROLLED_BACK})
+    rollout_id = start_v2(database, clock, GATED)
+    done = drive(reconciler, clock, database, rollout_id, until={Phase.ROLLED_BACK})
     assert done.reason.startswith(
         "eval gate failed: fail: mmlu v2 0.55 vs v1 0.62 (-0.07; higher is better, "
         "at most 0.01 worse) [2 scores: 1 fail, 1 pass]"
     )
     assert prober.calls == 0, "the gate reads the registry, not Prometheus"
     assert status_of(database, "v2") is VersionStatus.ROLLED_BACK
-    messages = [e.message for e in events(database, rollout.id)]
+    messages = [e.message for e in events(database, rollout_id)]
     assert not any("in force" in message for message in messages), messages
     canary = kube_api.get(DEPLOYMENT, namespace, "chat-v2")
     assert canary is None or canary["spec"]["replicas"] == 0, "no canary pod was started"
     with database.session() as session:
         [measured] = session.exec(
-            select(Measurement).where(Measurement.rollout_id == rollout.id)
+            select(Measurement).where(Measurement.rollout_id == rollout_id)
         ).all()
     assert measured.verdict == "fail"
     assert [(x["metric"], x["canary_value"], x["stable_value"]) for x in measured.metrics] == [
@@ -326,14 +320,10 @@ def test_a_passing_eval_gate_lets_the_canary_through(
     clock = Clock()
     reconciler = Reconciler(database, KubeDriver(kube_api), ScriptedProber(), clock=clock)
     deploy_v1(database, reconciler, clock)
-    with database.session() as session:
-        rollout = service.start_rollout(
-            session, model_name="chat", version="v2", strategy=GATED, actor="ci", now=clock()
-        )
-    assert rollout.id is not None
-    done = drive(reconciler, clock, database, rollout.id, until={Phase.SUCCEEDED})
+    rollout_id = start_v2(database, clock, GATED)
+    done = drive(reconciler, clock, database, rollout_id, until={Phase.SUCCEEDED})
     assert done.finished_at is not None
-    messages = [e.message for e in events(database, rollout.id)]
+    messages = [e.message for e in events(database, rollout_id)]
     gate = next(i for i, msg in enumerate(messages) if msg.startswith("eval gate passed"))
     traffic = next(i for i, msg in enumerate(messages) if "weight 50% in force" in msg)
     assert gate < traffic
@@ -347,25 +337,21 @@ def test_abort_by_a_person_ends_aborted(
     clock = Clock()
     reconciler = Reconciler(database, KubeDriver(kube_api), ScriptedProber(), clock=clock)
     deploy_v1(database, reconciler, clock)
-    with database.session() as session:
-        rollout = service.start_rollout(
-            session, model_name="chat", version="v2", strategy=STRATEGY, actor="ci", now=clock()
-        )
-    assert rollout.id is not None
-    drive(reconciler, clock, database, rollout.id, until={Phase.PROGRESSING})
+    rollout_id = start_v2(database, clock, STRATEGY)
+    drive(reconciler, clock, database, rollout_id, until={Phase.PROGRESSING})
     with database.session() as session:
         service.request_command(
             session,
-            rollout_id=rollout.id,
+            rollout_id=rollout_id,
             command=Command.ABORT,
             actor="alice",
             reason="wrong adapter",
             now=clock(),
         )
-    done = drive(reconciler, clock, database, rollout.id, until={Phase.ABORTED})
+    done = drive(reconciler, clock, database, rollout_id, until={Phase.ABORTED})
     assert done.reason == "aborted by alice: wrong adapter"
     assert any(
-        e.actor == "alice" and e.phase is Phase.ROLLING_BACK for e in events(database, rollout.id)
+        e.actor == "alice" and e.phase is Phase.ROLLING_BACK for e in events(database, rollout_id)
     )
 
 
@@ -378,19 +364,15 @@ def test_a_restarted_control_plane_continues_without_repeating_moves(
         database, KubeDriver(kube_api), ScriptedProber(), clock=clock, owner="replica-a"
     )
     deploy_v1(database, first, clock)
-    with database.session() as session:
-        rollout = service.start_rollout(
-            session, model_name="chat", version="v2", strategy=STRATEGY, actor="ci", now=clock()
-        )
-    assert rollout.id is not None
-    drive(first, clock, database, rollout.id, until={Phase.PROGRESSING})
+    rollout_id = start_v2(database, clock, STRATEGY)
+    drive(first, clock, database, rollout_id, until={Phase.PROGRESSING})
     # the process dies; a new one (new owner, new driver, new prober) takes over
     second = Reconciler(
         database, KubeDriver(kube_api), ScriptedProber(), clock=clock, owner="replica-b"
     )
-    done = drive(second, clock, database, rollout.id, until={Phase.SUCCEEDED})
+    done = drive(second, clock, database, rollout_id, until={Phase.SUCCEEDED})
     assert done.phase is Phase.SUCCEEDED
-    moves = [e.message for e in events(database, rollout.id) if "in force" in e.message]
+    moves = [e.message for e in events(database, rollout_id) if "in force" in e.message]
     assert len(moves) == len(set(moves)), f"a traffic move was recorded twice: {moves}"
 
 

@@ -200,10 +200,15 @@ def test_the_api_accepts_a_public_name_it_cannot_resolve_yet(strict_api: TestCli
 # --- the dispatcher, before every attempt -----------------------------------------------
 
 
-def dispatcher_with(database: Database, clock: FakeClock, policy: AddressPolicy) -> Dispatcher:
-    return Dispatcher(
+def send_due(database: Database, clock: FakeClock, policy: AddressPolicy) -> None:
+    """One pass of a dispatcher under ``policy``: exactly one delivery is due and tried."""
+    dispatcher = Dispatcher(
         database, clock=clock, timeout=2.0, max_attempts=4, rng=random.Random(3), policy=policy
     )
+    try:
+        assert dispatcher.run_due() == 1
+    finally:
+        dispatcher.stop()
 
 
 def test_a_url_that_became_internal_fails_at_once_and_nothing_is_sent(
@@ -211,11 +216,7 @@ def test_a_url_that_became_internal_fails_at_once_and_nothing_is_sent(
 ) -> None:
     subscribe(database, "ops", receiver.to("/hook"))  # allowed when it was created
     announce(database, rollout, WebhookEvent.PROMOTED)
-    dispatcher = dispatcher_with(database, clock, AddressPolicy())  # then the rules changed
-    try:
-        assert dispatcher.run_due() == 1
-    finally:
-        dispatcher.stop()
+    send_due(database, clock, AddressPolicy())  # then the rules changed
     assert receiver.at("/hook") == []
     [row] = deliveries(database)
     assert (row.status, row.attempts, row.last_status_code) == ("failed", 1, None)
@@ -230,19 +231,16 @@ def test_the_connection_goes_to_the_checked_address_with_the_name_in_host(
     table = {"hooks.test": ["127.0.0.1"]}
     subscribe(database, "ops", f"http://hooks.test:{port}/hook")
     announce(database, rollout, WebhookEvent.PROMOTED)
-    dispatcher = dispatcher_with(database, clock, resolving(table))
-    try:
-        assert dispatcher.run_due() == 1
-        [request] = receiver.at("/hook")
-        assert request.headers["Host"] == f"hooks.test:{port}"
-        assert json.loads(request.body)["event"] == "promoted"
+    policy = resolving(table)
+    send_due(database, clock, policy)
+    [request] = receiver.at("/hook")
+    assert request.headers["Host"] == f"hooks.test:{port}"
+    assert json.loads(request.body)["event"] == "promoted"
 
-        # the name now resolves somewhere internal (DNS rebinding): refused, not sent
-        table["hooks.test"] = ["10.0.0.9"]
-        announce(database, rollout, WebhookEvent.ROLLED_BACK)
-        assert dispatcher.run_due() == 1
-    finally:
-        dispatcher.stop()
+    # the name now resolves somewhere internal (DNS rebinding): refused, not sent
+    table["hooks.test"] = ["10.0.0.9"]
+    announce(database, rollout, WebhookEvent.ROLLED_BACK)
+    send_due(database, clock, policy)
     assert len(receiver.at("/hook")) == 1
     first, second = deliveries(database)
     assert (first.status, second.status) == ("delivered", "failed")
@@ -255,11 +253,7 @@ def test_a_name_that_does_not_resolve_is_retried(
 ) -> None:
     subscribe(database, "ops", "http://gone.test/hook")
     announce(database, rollout, WebhookEvent.PROMOTED)
-    dispatcher = dispatcher_with(database, clock, resolving({}))
-    try:
-        assert dispatcher.run_due() == 1
-    finally:
-        dispatcher.stop()
+    send_due(database, clock, resolving({}))
     [row] = deliveries(database)
     assert (row.status, row.attempts) == ("pending", 1)
     assert row.last_error is not None
@@ -277,11 +271,7 @@ def test_a_url_httpx_cannot_use_fails_at_once_and_is_not_retried(
         session.add(hook)
         session.commit()
     announce(database, rollout, WebhookEvent.PROMOTED)
-    dispatcher = dispatcher_with(database, clock, LOOPBACK)
-    try:
-        assert dispatcher.run_due() == 1
-    finally:
-        dispatcher.stop()
+    send_due(database, clock, LOOPBACK)
     [row] = deliveries(database)
     assert (row.status, row.attempts) == ("failed", 1)
     assert row.last_error is not None
@@ -300,11 +290,7 @@ def test_a_receiver_echoing_the_url_path_does_not_put_it_in_the_record(
     receiver.always_fail.add(f"{path}?token=abc123")
     receiver.echo_path = True
     announce(database, rollout, WebhookEvent.PROMOTED)
-    dispatcher = dispatcher_with(database, clock, LOOPBACK)
-    try:
-        assert dispatcher.run_due() == 1
-    finally:
-        dispatcher.stop()
+    send_due(database, clock, LOOPBACK)
     [row] = deliveries(database)
     assert row.last_error is not None
     assert row.last_error.startswith("HTTP 500: Cannot POST")
