@@ -78,11 +78,21 @@ class EvalCheck(BaseModel):
     max_regression: float | None = Field(
         default=None,
         ge=0,
+        allow_inf_nan=False,
         description="How much worse than stable the canary may be, in the score's own "
-        "units (0.01 = one point on a 0-1 score). Needs a stable version with the score.",
+        "units (0.01 = one point on a 0-1 score), worse meaning lower unless "
+        "higher_is_better is false. Needs a stable version with the score.",
     )
-    at_least: float | None = Field(default=None, description="The canary's floor.")
-    at_most: float | None = Field(default=None, description="The canary's ceiling.")
+    at_least: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="The canary's floor, whatever higher_is_better says.",
+    )
+    at_most: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="The canary's ceiling, whatever higher_is_better says.",
+    )
 
     @model_validator(mode="after")
     def _some_bound(self) -> EvalCheck:
@@ -149,6 +159,19 @@ def default_strategy() -> Strategy:
     )
 
 
-def first_deploy_strategy() -> Strategy:
-    """The first version of a model has nothing to compare with: straight to stable."""
-    return Strategy(steps=(SetWeight(weight=100),))
+def first_deploy_strategy(requested: Strategy | None = None) -> Strategy:
+    """The first version of a model has nothing to compare with: straight to stable. An
+    eval gate of the requested strategy still runs first, with the checks that need no
+    stable version (floors and ceilings): a first version below its floor never serves."""
+    gates: list[EvalGate] = []
+    for step in requested.steps if requested is not None else ():
+        if not isinstance(step, EvalGate):
+            continue
+        bounded = tuple(
+            c.model_copy(update={"max_regression": None})
+            for c in step.checks
+            if c.at_least is not None or c.at_most is not None
+        )
+        if bounded:
+            gates.append(EvalGate(checks=bounded))
+    return Strategy(steps=(*gates, SetWeight(weight=100)))

@@ -20,11 +20,12 @@ from controlplane.analysis.verdict import Verdict
 from controlplane.strategy import EvalCheck
 
 EVAL_KEY = "eval"  # versions record scores as metadata.eval.<score>
-_EPSILON = 1e-12  # scores are decimals typed by people: 0.62 - 0.61 is not above 0.01
+# scores are decimals typed by people: 0.62 - 0.61 is not above 0.01, at any magnitude
+_REL_TOLERANCE = 1e-9
 
 
-def scores_of(metadata: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    evals = (metadata or {}).get(EVAL_KEY)
+def scores_of(metadata: Any) -> Mapping[str, Any]:
+    evals = metadata.get(EVAL_KEY) if isinstance(metadata, Mapping) else None
     return evals if isinstance(evals, Mapping) else {}
 
 
@@ -32,7 +33,22 @@ def _number(scores: Mapping[str, Any], name: str) -> float | None:
     value = scores.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)  # an int too large for a float raises
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _beyond(value: float, bound: float, *scale: float) -> bool:
+    """``value`` exceeds ``bound`` by more than rounding (relative to the numbers' size)."""
+    size = max(abs(value), abs(bound), *(abs(x) for x in scale), 1.0)
+    return value - bound > _REL_TOLERANCE * size
+
+
+def _n(value: float) -> str:
+    """Enough digits to show what decided (0.6149995 is not 0.615), none to spare."""
+    return f"{value:.10g}"
 
 
 def judge_check(  # noqa: PLR0911 - one return per outcome reads best here
@@ -53,13 +69,13 @@ def judge_check(  # noqa: PLR0911 - one return per outcome reads best here
         return verdict(
             Verdict.INCONCLUSIVE,
             f"{check.score}: {canary_version} has no eval score {check.score!r} "
-            f"(a number at metadata.{EVAL_KEY}.{check.score})",
+            f"(a finite number under metadata.{EVAL_KEY})",
         )
-    shown = f"{check.score} {canary_version} {c:g}"
-    if check.at_least is not None and c < check.at_least - _EPSILON:
-        return verdict(Verdict.FAIL, f"{shown}, below the floor {check.at_least:g}")
-    if check.at_most is not None and c > check.at_most + _EPSILON:
-        return verdict(Verdict.FAIL, f"{shown}, above the ceiling {check.at_most:g}")
+    shown = f"{check.score} {canary_version} {_n(c)}"
+    if check.at_least is not None and _beyond(check.at_least, c):
+        return verdict(Verdict.FAIL, f"{shown}, below the floor {_n(check.at_least)}")
+    if check.at_most is not None and _beyond(c, check.at_most):
+        return verdict(Verdict.FAIL, f"{shown}, above the ceiling {_n(check.at_most)}")
     if check.max_regression is None:
         return verdict(Verdict.PASS, f"{shown}, within bounds")
     if s is None:
@@ -70,11 +86,11 @@ def judge_check(  # noqa: PLR0911 - one return per outcome reads best here
         )
     worse_by = (s - c) if check.higher_is_better else (c - s)
     detail = (
-        f"{shown} vs {stable_version} {s:g} ({c - s:+g}; "
+        f"{shown} vs {stable_version} {_n(s)} ({c - s:+.10g}; "
         f"{'higher' if check.higher_is_better else 'lower'} is better, "
-        f"at most {check.max_regression:g} worse)"
+        f"at most {_n(check.max_regression)} worse)"
     )
-    if worse_by > check.max_regression + _EPSILON:
+    if _beyond(worse_by, check.max_regression, c, s):
         return verdict(Verdict.FAIL, detail)
     return verdict(Verdict.PASS, detail)
 

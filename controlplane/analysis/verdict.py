@@ -21,3 +21,4 @@ class MeasurementOutcome:
     at: datetime
     verdict: Verdict
     summary: str
+    step_index: int | None = None  # the strategy step it was taken for, when known

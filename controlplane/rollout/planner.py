@@ -275,6 +275,16 @@ def _canary_failure(
     return rollback(facts, f"canary failed: {failure.message}", now=now, evidence=evidence)
 
 
+def _this_step(facts: Facts, measurements: list[MeasurementOutcome]) -> list[MeasurementOutcome]:
+    """The current step's measurements since it (re)started: a step that follows another
+    at the same instant must not count the previous step's last measurement."""
+    return [
+        m
+        for m in measurements
+        if m.at >= facts.step_started_at and m.step_index in (None, facts.step_index)
+    ]
+
+
 def _analysis(
     facts: Facts,
     step: Analysis,
@@ -282,7 +292,7 @@ def _analysis(
     now: datetime,
     target: Target,
 ) -> Decision:
-    taken = [m for m in measurements if m.at >= facts.step_started_at]
+    taken = _this_step(facts, measurements)
     failed = [m for m in taken if m.verdict is Verdict.FAIL]
     inconclusive = [m for m in taken if m.verdict is Verdict.INCONCLUSIVE]
     trailing_errors = 0
@@ -350,7 +360,7 @@ def _eval_gate(
 ) -> Decision:
     """One measurement of the recorded eval scores decides: pass goes on, fail rolls back,
     anything else (a missing score) waits for a person."""
-    taken = [m for m in measurements if m.at >= facts.step_started_at]
+    taken = _this_step(facts, measurements)
     if not taken:
         return Decision(facts=facts, target=target, requeue_after=timedelta(0), measure=True)
     last = taken[-1]
@@ -359,7 +369,10 @@ def _eval_gate(
         return _advance(facts, now, f"eval gate passed: {last.summary}", evidence)
     if last.verdict is Verdict.FAIL:
         return rollback(facts, f"eval gate failed: {last.summary}", now=now, evidence=evidence)
-    reason = f"eval gate inconclusive: {last.summary}; promote to skip the gate, or abort"
+    reason = (
+        f"eval gate inconclusive: {last.summary}; promote to skip the gate, resume to judge "
+        "the same recorded scores again, or abort"
+    )
     return _pause(facts, reason, now, evidence)
 
 

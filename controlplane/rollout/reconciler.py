@@ -222,7 +222,10 @@ class Reconciler:
             .order_by(col(Measurement.id))
         ).all()
         return [
-            MeasurementOutcome(at=r.at, verdict=Verdict(r.verdict), summary=r.summary) for r in rows
+            MeasurementOutcome(
+                at=r.at, verdict=Verdict(r.verdict), summary=r.summary, step_index=r.step_index
+            )
+            for r in rows
         ]
 
     def _judge_evals(
@@ -275,7 +278,9 @@ class Reconciler:
                     metrics=result.metrics,
                 )
             )
-            measurements.append(MeasurementOutcome(now, result.verdict, result.summary))
+            measurements.append(
+                MeasurementOutcome(now, result.verdict, result.summary, rollout.step_index)
+            )
             telemetry.VERDICTS.labels(result.verdict.value).inc()
             decision = plan(facts, observed, measurements, now, self.limits)
         if decision.target is not None:

@@ -114,16 +114,12 @@ def start_rollout(
             f"{model_name!r}: nothing to roll out",
             code="already_stable",
         )
-    # the first version has nothing to compare with: straight to stable; otherwise the
-    # request's strategy, else the model's default, else ours
-    if stable is None:
-        chosen = first_deploy_strategy()
-    elif strategy is not None:
-        chosen = strategy
-    elif model.default_strategy is not None:
-        chosen = Strategy.model_validate(model.default_strategy)
-    else:
-        chosen = default_strategy()
+    # the request's strategy, else the model's default, else ours; the first version has
+    # nothing to compare with: straight to stable (after its eval floors and ceilings)
+    requested = strategy
+    if requested is None and model.default_strategy is not None:
+        requested = Strategy.model_validate(model.default_strategy)
+    chosen = first_deploy_strategy(requested) if stable is None else requested or default_strategy()
     _check_metrics(chosen)
     assert model.id is not None
     rollout = Rollout(

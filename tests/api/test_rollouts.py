@@ -236,3 +236,27 @@ def test_a_models_default_strategy_is_used_unless_the_request_overrides_it(
     assert bad.status_code == 422
     cleared = api.patch("/v1/models/chat", json={"default_strategy": None})
     assert cleared.json()["default_strategy"] is None
+
+
+def test_a_first_deployment_keeps_the_eval_gates_floors(api: TestClient) -> None:
+    assert api.post("/v1/models", json=model_body(name="solo")).status_code == 201
+    registered = api.post(
+        "/v1/models/solo/versions",
+        json={**version_body(version="v1"), "metadata": {"eval": {"mmlu": 0.4}}},
+    )
+    assert registered.status_code == 201, registered.text
+    gate = {
+        "kind": "eval_gate",
+        "checks": [{"score": "mmlu", "at_least": 0.5, "max_regression": 0.01}],
+    }
+    started = api.post(
+        "/v1/models/solo/rollouts",
+        json={"version": "v1", "strategy": {"steps": [gate, {"kind": "set_weight", "weight": 10}]}},
+    )
+    assert started.status_code == 201, started.text
+    steps = started.json()["steps"]
+    # nothing to compare with: straight to stable, but not past the floor
+    assert [s["kind"] for s in steps] == ["eval_gate", "set_weight"]
+    assert steps[0]["checks"][0]["at_least"] == 0.5
+    assert steps[0]["checks"][0]["max_regression"] is None
+    assert steps[1]["weight"] == 100

@@ -363,6 +363,8 @@
     if (score) {
       return { kind: score[1] === "higher" ? "score_drop" : "score_rise", margin: parseFloat(score[2]), unit: "", from: "message" };
     }
+    // any other eval gate message (a floor, a ceiling, a missing score): no live-metric rule
+    if (/(within bounds|below the floor|above the ceiling|has no eval score|nothing to compare with)/.test(text)) return null;
     const found = /margin ([+-]?\d+(?:\.\d+)?)%/.exec(text);
     if (!found) return builtin ? { ...builtin, from: "default" } : null;
     const margin = Math.abs(parseFloat(found[1])) / 100;

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from controlplane.analysis.evals import judge_check, judge_evals, scores_of
 from controlplane.analysis.judge import MetricVerdict
 from controlplane.analysis.verdict import Verdict
-from controlplane.strategy import EvalCheck, EvalGate, Strategy
+from controlplane.strategy import EvalCheck, EvalGate, Strategy, first_deploy_strategy
 
 AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STABLE = {"mmlu": 0.62, "toxicity": 0.03, "helpfulness": 8.1}
@@ -61,14 +61,22 @@ def test_bounds_need_no_stable_version() -> None:
 
 @pytest.mark.parametrize(
     "canary",
-    [{}, {"mmlu": "0.7"}, {"mmlu": True}, {"mmlu": None}, {"mmlu": float("nan")}],
+    [
+        {},
+        {"mmlu": "0.7"},
+        {"mmlu": True},
+        {"mmlu": None},
+        {"mmlu": float("nan")},
+        {"mmlu": float("inf")},
+        {"mmlu": 10**400},  # valid JSON, too large for a float
+    ],
 )
 def test_a_missing_or_non_numeric_score_is_inconclusive_never_a_pass(
     canary: dict[str, Any],
 ) -> None:
     result = verdict_of(check(score="mmlu", at_least=0.1), canary)
     assert result.verdict is Verdict.INCONCLUSIVE
-    assert "v2 has no eval score 'mmlu' (a number at metadata.eval.mmlu)" in result.message
+    assert "v2 has no eval score 'mmlu' (a finite number under metadata.eval)" in result.message
 
 
 def test_a_regression_check_without_a_stable_score_is_inconclusive() -> None:
@@ -105,6 +113,23 @@ def test_scores_are_read_from_the_eval_key_of_the_metadata() -> None:
     assert scores_of({"eval": {"mmlu": 0.6}, "run": "abc"}) == {"mmlu": 0.6}
     assert scores_of({"eval": [0.6]}) == {}
     assert scores_of(None) == {}
+    assert scores_of("eval") == {}
+    assert scores_of(["eval"]) == {}
+
+
+def test_messages_show_the_digits_that_decided() -> None:
+    floor = verdict_of(check(score="m", at_least=0.615), {"m": 0.6149995})
+    assert floor.verdict is Verdict.FAIL
+    assert floor.message == "m v2 0.6149995, below the floor 0.615"
+
+
+def test_rounding_is_forgiven_at_any_magnitude_but_a_real_regression_is_not() -> None:
+    c = check(score="elo", max_regression=0.01)
+    big = {"elo": 100000.02}
+    assert verdict_of(c, {"elo": 100000.01}, big).verdict is Verdict.PASS
+    worse = verdict_of(c, {"elo": 100000.0}, big)
+    assert worse.verdict is Verdict.FAIL
+    assert "elo v2 100000 vs v1 100000.02 (-0.02" in worse.message
 
 
 @pytest.mark.parametrize(
@@ -119,6 +144,9 @@ def test_scores_are_read_from_the_eval_key_of_the_metadata() -> None:
         ),
         ({"checks": [{"score": "a b", "at_least": 1}]}, "should match pattern"),
         ({"checks": [{"score": "x", "max_regression": -1}]}, "greater than or equal to 0"),
+        ({"checks": [{"score": "x", "at_least": float("nan")}]}, "finite number"),
+        ({"checks": [{"score": "x", "at_most": float("inf")}]}, "finite number"),
+        ({"checks": [{"score": "x", "max_regression": float("inf")}]}, "finite number"),
     ],
 )
 def test_a_gate_that_cannot_run_is_refused_when_requested(
@@ -138,3 +166,34 @@ def test_a_gate_in_a_strategy() -> None:
         }
     )
     assert isinstance(strategy.steps[0], EvalGate)
+
+
+def test_a_first_deployment_keeps_the_gates_floors_and_ceilings() -> None:
+    requested = Strategy.model_validate(
+        {
+            "steps": [
+                {
+                    "kind": "eval_gate",
+                    "checks": [
+                        {"score": "mmlu", "max_regression": 0.01, "at_least": 0.5},
+                        {"score": "bleu", "max_regression": 1},  # needs stable: dropped
+                    ],
+                },
+                {"kind": "set_weight", "weight": 10},
+                {"kind": "analysis"},
+            ]
+        }
+    )
+    first = first_deploy_strategy(requested)
+    assert first.model_dump(mode="json", exclude_none=True)["steps"] == [
+        {
+            "kind": "eval_gate",
+            "checks": [{"score": "mmlu", "higher_is_better": True, "at_least": 0.5}],
+        },
+        {"kind": "set_weight", "weight": 100},
+    ]
+    regression_only = Strategy.model_validate(
+        {"steps": [{"kind": "eval_gate", "checks": [{"score": "bleu", "max_regression": 1}]}]}
+    )
+    assert first_deploy_strategy(regression_only) == first_deploy_strategy()
+    assert [s.kind for s in first_deploy_strategy().steps] == ["set_weight"]

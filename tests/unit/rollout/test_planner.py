@@ -540,7 +540,9 @@ def test_an_unsure_eval_gate_waits_for_a_person_who_may_skip_it(verdict: Verdict
     d = run(facts(steps=GATED), seen(), [unsure])
     assert d.facts.phase is Phase.PAUSED
     assert d.facts.reason.startswith("eval gate inconclusive: inconclusive: mmlu: v2 has no")
-    assert d.facts.reason.endswith("promote to skip the gate, or abort")
+    assert d.facts.reason.endswith(
+        "promote to skip the gate, resume to judge the same recorded scores again, or abort"
+    )
     promoted = run(
         replace(d.facts, command=Command.PROMOTE, command_by="alice"),
         seen(),
@@ -554,3 +556,12 @@ def test_an_unsure_eval_gate_waits_for_a_person_who_may_skip_it(verdict: Verdict
 def test_measurements_from_before_the_gate_started_do_not_count() -> None:
     old = m(T0 - timedelta(seconds=1), Verdict.FAIL)
     assert run(facts(steps=GATED), seen(), [old]).measure
+
+
+def test_a_gate_right_after_an_analysis_does_not_take_its_last_measurement() -> None:
+    steps = (Analysis(count=1), *GATED)
+    passed = MeasurementOutcome(T0, Verdict.PASS, "ttft ok", step_index=0)
+    advanced = run(facts(steps=steps, routed_weight=0), seen(), [passed])
+    assert advanced.facts.step_index == 1
+    assert advanced.facts.step_started_at == T0  # the same instant as the measurement
+    assert run(advanced.facts, seen(), [passed]).measure, "the gate judges its own scores"
