@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from controlplane.analysis.judge import MetricVerdict, combine
@@ -51,7 +52,7 @@ def _n(value: float) -> str:
     return f"{value:.10g}"
 
 
-def judge_check(  # noqa: PLR0911 - one return per outcome reads best here
+def judge_check(
     check: EvalCheck,
     canary: Mapping[str, Any],
     stable: Mapping[str, Any] | None,
@@ -90,9 +91,9 @@ def judge_check(  # noqa: PLR0911 - one return per outcome reads best here
         f"{'higher' if check.higher_is_better else 'lower'} is better, "
         f"at most {_n(check.max_regression)} worse)"
     )
-    if _beyond(worse_by, check.max_regression, c, s):
-        return verdict(Verdict.FAIL, detail)
-    return verdict(Verdict.PASS, detail)
+    threshold = s - check.max_regression if check.higher_is_better else s + check.max_regression
+    failed = _beyond(worse_by, check.max_regression, c, s)
+    return replace(verdict(Verdict.FAIL if failed else Verdict.PASS, detail), threshold=threshold)
 
 
 def judge_evals(

@@ -97,6 +97,10 @@ class MetricVerdict:
     statistic: float | None
     p_value: float | None
     message: str
+    # the value the canary's must not pass (above it, or below it for higher-is-better
+    # metrics and eval scores) for the verdict's margin rule, when there is one: the line
+    # the history page draws
+    threshold: float | None = None
 
 
 def _normal_sf(z: float) -> float:
@@ -216,7 +220,10 @@ def judge_histogram(check: Check, canary: Histogram, stable: Histogram) -> Metri
             f"{facts}; {breach}",
         )
     verdict = Verdict.FAIL if relative > check.margin and p < check.alpha else Verdict.PASS
-    return MetricVerdict(check.name, verdict, canary_q, stable_q, canary_n, stable_n, z, p, facts)
+    threshold = stable_q * (1 + check.margin)
+    return MetricVerdict(
+        check.name, verdict, canary_q, stable_q, canary_n, stable_n, z, p, facts, threshold
+    )
 
 
 def judge_ratio(check: Check, canary: Ratio, stable: Ratio) -> MetricVerdict:
@@ -256,6 +263,7 @@ def judge_ratio(check: Check, canary: Ratio, stable: Ratio) -> MetricVerdict:
         z,
         p,
         facts,
+        stable_r + check.margin,
     )
 
 

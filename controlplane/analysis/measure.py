@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -101,7 +101,11 @@ def judge_scalar(
         return verdict(
             Verdict.FAIL, f"{facts}; canary {c:.4g} is over the bound {check.max_value:.4g}"
         )
-    return verdict(Verdict.FAIL if worse_by > check.margin else Verdict.PASS, facts)
+    threshold = s - abs(s) * check.margin if higher_is_better else s + abs(s) * check.margin
+    return replace(
+        verdict(Verdict.FAIL if worse_by > check.margin else Verdict.PASS, facts),
+        threshold=threshold,
+    )
 
 
 def _maybe(value: float | None) -> str:

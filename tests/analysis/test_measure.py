@@ -205,6 +205,11 @@ def test_a_lower_is_better_scalar_fails_when_higher_and_reports_the_numbers() ->
     result = judge_scalar(cost, Scalar(1.3), Scalar(1.0), higher_is_better=False)
     assert result.verdict is Verdict.FAIL
     assert result.message == ("cost canary 1.3 vs stable 1 (+30.0%, margin 10%, lower is better)")
+    assert result.threshold == pytest.approx(1.1)
+    faster = judge_scalar(
+        THROUGHPUT_CHECK, Scalar(95.0, 100), Scalar(100.0, 400), higher_is_better=True
+    )
+    assert faster.threshold == pytest.approx(100.0 * (1 - THROUGHPUT_CHECK.margin))
     assert judge_scalar(cost, Scalar(0.7), Scalar(1.0), higher_is_better=False).verdict is (
         Verdict.PASS
     )

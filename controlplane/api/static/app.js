@@ -442,7 +442,8 @@
       verdict: p.metric.verdict,
       canary: num(p.metric.canary_value),
       stable: num(p.metric.stable_value),
-      threshold: thresholdOf(rules[i] || rule, num(p.metric.stable_value)),
+      // the judge's own line when it recorded one; else derived from the verdict's message
+      threshold: num(p.metric.threshold) ?? thresholdOf(rules[i] || rule, num(p.metric.stable_value)),
       p: num(p.metric.p_value),
       n: [p.metric.canary_samples, p.metric.stable_samples],
       message: p.metric.message,

@@ -34,6 +34,12 @@ def test_a_drop_beyond_the_allowed_regression_fails_with_the_numbers() -> None:
     assert result.message == (
         "mmlu v2 0.55 vs v1 0.62 (-0.07; higher is better, at most 0.01 worse)"
     )
+    assert result.threshold == pytest.approx(0.61)
+    rise = verdict_of(
+        check(score="toxicity", max_regression=0.01, higher_is_better=False), {"toxicity": 0.02}
+    )
+    assert rise.threshold == pytest.approx(0.04)
+    assert verdict_of(check(score="mmlu", at_least=0.5), {"mmlu": 0.55}).threshold is None
 
 
 @pytest.mark.parametrize(("canary", "expected"), [(0.61, Verdict.PASS), (0.609, Verdict.FAIL)])

@@ -152,3 +152,18 @@ def test_combine_takes_the_worst() -> None:
     assert combine([mv(Verdict.ERROR), mv(Verdict.FAIL)]) is Verdict.FAIL
     assert combine([mv(Verdict.PASS), mv(Verdict.ERROR)]) is Verdict.ERROR
     assert combine([]) is Verdict.INCONCLUSIVE
+
+
+def test_each_verdict_records_the_threshold_its_margin_rule_used() -> None:
+    rng = random.Random(3)
+    stable = histogram(latencies(rng, 400, 0.2))
+    canary = histogram(latencies(rng, 400, 0.4))
+    result = judge_histogram(TTFT, canary, stable)
+    assert result.stable_value is not None
+    assert result.threshold == pytest.approx(result.stable_value * 1.10)
+    errors = judge_ratio(
+        Check(name="error_rate", margin=0.01), Ratio(events=9, total=400), Ratio(4, 400)
+    )
+    assert errors.threshold == pytest.approx(4 / 400 + 0.01)
+    too_few = judge_ratio(Check(name="error_rate", margin=0.01), Ratio(1, 10), Ratio(1, 10))
+    assert too_few.threshold is None  # no rule was applied: nothing to draw
