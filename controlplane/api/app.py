@@ -36,6 +36,7 @@ from controlplane.rollout.reconciler import Reconciler
 from controlplane.scheduler import ReconcileScheduler
 from controlplane.sealing import Sealer
 from controlplane.webhooks.dispatcher import Dispatcher
+from controlplane.webhooks.guard import AddressPolicy
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.sealer = Sealer.from_settings(settings)
+    app.state.webhook_policy = AddressPolicy.from_settings(settings)
     app.state.database = database or Database(
         settings.database_url, pool_size=settings.database_pool_size
     )

@@ -313,10 +313,15 @@ class Dispatcher:
             body = signing.body_of(delivery.payload)
             event, attempts = delivery.event, delivery.attempts + 1
             rollout = session.get(Rollout, delivery.rollout_id) if delivery.rollout_id else None
-            about: dict[str, object] = {}
-            if rollout is not None:
-                about = {"rollout_id": rollout.id, "model": rollout.model}
-                about["version"] = rollout.canary_version
+            about: dict[str, object] = (
+                {
+                    "rollout_id": rollout.id,
+                    "model": rollout.model,
+                    "version": rollout.canary_version,
+                }
+                if rollout is not None
+                else {}
+            )
         with logs.context(**about):
             try:
                 secret = self.sealer.unseal(stored_secret, purpose=signing.secret_purpose(name))

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from controlplane.api.deps import Admin, Cursor, Limit, SessionDep
 from controlplane.webhooks import service
-from controlplane.webhooks.guard import AddressPolicy
 from controlplane.webhooks.schemas import (
     DeliveryPage,
     DeliveryPublic,
@@ -41,12 +40,11 @@ def create_webhook(
     request: Request,
     response: Response,
 ) -> WebhookCreated:
-    policy = AddressPolicy.from_settings(request.app.state.settings)
     created = service.create_webhook(
         session,
         data=body,
         actor=principal.name,
-        policy=policy,
+        policy=request.app.state.webhook_policy,
         sealer=request.app.state.sealer,
     )
     response.headers["Location"] = f"/v1/webhooks/{created.name}"
