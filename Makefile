@@ -64,8 +64,8 @@ check: lint types imports test  ## everything CI should hold: lint, types, impor
 bench: deps  ## registry load benchmark (SQLite and PostgreSQL), prints latency and throughput
 	$(BIN)/python -m benchmarks.registry_load
 
-bench-judge: deps  ## the judge's false-rollback and detection rates by canary sample size
-	$(BIN)/python -m benchmarks.judge_power
+bench-judge: deps  ## whole rollouts judged three ways (sequential, fixed, Kayenta-like) on a noisy simulated fleet
+	$(BIN)/python -m benchmarks.judge_rollouts $(BENCH_ARGS)
 
 quickstart: deps  ## serve the API on SQLite and register a model and two versions with the CLI
 	@scripts/quickstart.sh

@@ -15,6 +15,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+DEFAULT_MAX_ANALYSIS_SECONDS = 3600
+DEFAULT_FALSE_ROLLBACK_BUDGET = 0.01
+
 
 class _Step(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,17 +39,46 @@ class Pause(_Step):
 
 
 class Analysis(_Step):
-    """Measure ``count`` times, ``interval_seconds`` apart; the limits follow Argo's
-    AnalysisRun semantics: more than ``failure_limit`` failed measurements fail the
-    rollout, more than ``inconclusive_limit`` inconclusive ones pause it for a person,
-    more than ``consecutive_error_limit`` errors in a row (metrics unavailable) fail it."""
+    """Judge the canary against stable, looking every ``interval_seconds``.
+
+    With the default ``judge: sequential`` evidence accumulates over the whole step (counts
+    since the weight went into force) and every look is valid however many are taken: a
+    fail (beyond the margin, with evidence) rolls back at once; the step passes once it has
+    run ``count`` looks *and* had the traffic to catch the regression each check names;
+    with too little traffic it goes on looking, up to ``max_duration_seconds``, and only
+    then pauses for a person. A canary without series or without requests pauses after
+    ``count`` looks (a configuration or routing problem: waiting will not help).
+
+    ``judge: fixed`` is the earlier judge, kept for comparison: each look tests only the
+    last interval, and the limits follow Argo's AnalysisRun (more than ``failure_limit``
+    failed looks fail the rollout, more than ``inconclusive_limit`` inconclusive ones
+    pause it). With either judge more than ``consecutive_error_limit`` errors in a row
+    (metrics unavailable) fail it."""
 
     kind: Literal["analysis"] = "analysis"
     metrics: tuple[str, ...] | None = Field(
         default=None, description="Metric names to judge; the model's defaults when omitted."
     )
+    judge: Literal["sequential", "fixed"] = Field(
+        default="sequential",
+        description="sequential (default): always-valid tests on everything since the step "
+        "began; fixed: a fixed-sample test of each interval on its own (for comparison).",
+    )
     interval_seconds: int = Field(default=60, ge=1, le=3600)
-    count: int = Field(default=5, ge=1, le=1000)
+    count: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Looks before the step may pass (sequential), or looks to take (fixed).",
+    )
+    max_duration_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="Sequential: how long the step may go on looking when traffic is too thin "
+        "to pass yet, before it pauses for a person. Default: 60 minutes or count x interval, "
+        "whichever is longer.",
+    )
     failure_limit: int = Field(default=0, ge=0)
     inconclusive_limit: int = Field(default=2, ge=0)
     consecutive_error_limit: int = Field(default=4, ge=0)
@@ -58,7 +90,20 @@ class Analysis(_Step):
                 f"failure_limit {self.failure_limit} must be below count {self.count}, "
                 "or the analysis could never fail"
             )
+        minimum = self.count * self.interval_seconds
+        if self.max_duration_seconds is not None and self.max_duration_seconds < minimum:
+            raise ValueError(
+                f"max_duration_seconds {self.max_duration_seconds} is shorter than count x "
+                f"interval_seconds ({minimum}): the step could never run its course"
+            )
         return self
+
+    @property
+    def max_duration(self) -> int:
+        """Seconds the step may run before an inconclusive analysis pauses it."""
+        if self.max_duration_seconds is not None:
+            return self.max_duration_seconds
+        return max(DEFAULT_MAX_ANALYSIS_SECONDS, self.count * self.interval_seconds)
 
 
 class EvalCheck(BaseModel):
@@ -132,6 +177,26 @@ class Strategy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     steps: tuple[Step, ...] = Field(min_length=1, max_length=100)
+    false_rollback_budget: float = Field(
+        default=DEFAULT_FALSE_ROLLBACK_BUDGET,
+        gt=0,
+        le=0.2,
+        description="The chance, for the whole rollout, that the sequential judge rolls back "
+        "a canary no worse than stable by its margins; split equally over the analysis "
+        "steps and their metrics.",
+    )
+
+    def step_alpha(self, step_index: int) -> float:
+        """The share of the false-rollback budget a sequential analysis step spends (to be
+        split again over its metrics): the budget over the sequential analysis steps."""
+        sequential = [
+            i
+            for i, s in enumerate(self.steps)
+            if isinstance(s, Analysis) and s.judge == "sequential"
+        ]
+        if step_index not in sequential:
+            raise ValueError(f"step {step_index} is not a sequential analysis step")
+        return self.false_rollback_budget / len(sequential)
 
     @model_validator(mode="after")
     def _weights_only_grow(self) -> Strategy:

@@ -1,7 +1,11 @@
 """Judges: canary vs stable for one metric, with statistical evidence, never on one noisy
 sample. Pure functions over the numbers a metric provider read; no I/O.
 
-Three shapes of metric, three tests:
+This module holds what every judge shares (the readings, :class:`Check`,
+:class:`MetricVerdict`) and the **fixed-sample judge**, kept selectable as ``judge: fixed``
+for comparison; the default is the sequential judge in
+:mod:`controlplane.analysis.sequential`. The fixed-sample judge looks at one window at a
+time and tests it on its own:
 
 - **latency histograms** (TTFT, inter-token latency, end-to-end latency): the bucket counts
   of canary and stable over the analysis window. The effect is the relative difference of a
@@ -22,9 +26,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from controlplane.analysis.stats import quantiles
 from controlplane.analysis.verdict import Verdict
 
 
@@ -44,6 +49,11 @@ class Histogram:
             counts.append(max(0.0, cumulative - previous))
             previous = max(previous, cumulative)
         return counts
+
+    def quantile_log(self, q: float) -> float | None:
+        """Log-linear interpolation within the bucket (see stats.quantiles); None in the
+        +Inf bucket. The sequential judge's quantile."""
+        return quantiles.quantile(self.buckets, q)
 
     def quantile(self, q: float) -> float | None:
         """Linear interpolation within the bucket, like PromQL's histogram_quantile."""
@@ -67,6 +77,8 @@ class Histogram:
 class Ratio:
     events: float
     total: float
+    # how many series the total's query found (None: unknown); not part of the value
+    series: int | None = field(default=None, compare=False)
 
     @property
     def rate(self) -> float | None:
@@ -74,9 +86,37 @@ class Ratio:
 
 
 @dataclass(frozen=True)
+class PodHistograms:
+    """One version's histogram over the analysis step, pod by pod (the unit whose speed is
+    shared by its requests), and how many independent units (requests) are behind the
+    observations when that is fewer than the observations (one per generated token)."""
+
+    pods: tuple[tuple[str, Histogram], ...]
+    units: float | None = None
+
+    @property
+    def pooled(self) -> Histogram:
+        if not self.pods:
+            return Histogram(())
+        bounds = [b for b, _ in self.pods[0][1].buckets]
+        sums = [0.0] * len(bounds)
+        for _, histogram in self.pods:
+            if [b for b, _ in histogram.buckets] != bounds:
+                raise ValueError("the pods' histograms have different buckets")
+            for i, (_, count) in enumerate(histogram.buckets):
+                sums[i] += count
+        return Histogram(tuple(zip(bounds, sums, strict=True)))
+
+
+@dataclass(frozen=True)
 class Check:
-    """How to judge one metric. ``margin`` is relative for histograms (0.10 = canary may
-    be 10% slower) and absolute for ratios (0.01 = one percentage point more errors)."""
+    """How to judge one metric. ``margin`` is relative for histograms and scalars (0.10 =
+    canary may be 10% slower) and absolute for ratios (0.01 = one percentage point more
+    errors). ``detect`` is the regression, in the same units, that an analysis must have
+    had the traffic to catch (with probability ``power``) before it may pass.
+    ``pod_spread`` is the prior sd of one pod's speed factor over a step (log scale),
+    updated by what the pods show. ``alpha`` and ``min_samples`` are the fixed-sample
+    judge's; the sequential judge spends the rollout's false-rollback budget instead."""
 
     name: str
     margin: float
@@ -84,6 +124,9 @@ class Check:
     alpha: float = 0.05
     min_samples: int = 50
     max_value: float | None = None  # absolute bound on the canary's value
+    detect: float | None = None  # None: the metric kind's default (see sequential.py)
+    power: float = 0.8
+    pod_spread: float = 0.03
 
 
 @dataclass(frozen=True)
@@ -101,6 +144,23 @@ class MetricVerdict:
     # metrics and eval scores) for the verdict's margin rule, when there is one: the line
     # the history page draws
     threshold: float | None = None
+    # the sequential judge's evidence: the effect (relative for latencies and scalars,
+    # absolute for ratios) with its always-valid interval, the margin it must cross to
+    # fail and the regression it must be able to catch to pass, the share of the
+    # false-rollback budget it spends, and what it still needs
+    judge: str = "fixed"
+    effect: float | None = None
+    effect_lower: float | None = None
+    effect_upper: float | None = None
+    margin: float | None = None
+    detect: float | None = None
+    alpha: float | None = None
+    power: float | None = None  # the chance, now, of having caught a `detect` regression
+    needed: float | None = None  # more canary requests before it can pass
+    eta_seconds: float | None = None  # about how long those take at the current rate
+    inconclusive: str | None = None  # no_series, no_traffic, unresolvable or too_few
+    pod_spread: float | None = None
+    pods: tuple[int, int] | None = None  # canary, stable pods that served requests
 
 
 def _normal_sf(z: float) -> float:

@@ -29,7 +29,13 @@ from controlplane.analysis.metrics import (
     promql_duration,
     selector,
 )
-from controlplane.analysis.verdict import MeasurementOutcome, Verdict
+from controlplane.analysis.sequential import Look, SequentialJudge
+from controlplane.analysis.verdict import (
+    INCONCLUSIVE_ORDER,
+    Inconclusive,
+    MeasurementOutcome,
+    Verdict,
+)
 
 MAX_SUMMARY_MESSAGE = 1500  # the summary is stored (4000 characters at most) and logged
 _SEVERITY = (Verdict.FAIL, Verdict.ERROR, Verdict.INCONCLUSIVE, Verdict.PASS)
@@ -42,8 +48,19 @@ class Measurement:
     summary: str
     metrics: tuple[MetricVerdict, ...]
 
+    @property
+    def inconclusive(self) -> Inconclusive | None:
+        """Why the measurement is inconclusive: the most actionable reason among its
+        inconclusive metrics."""
+        if self.verdict is not Verdict.INCONCLUSIVE:
+            return None
+        kinds = [Inconclusive(m.inconclusive) for m in self.metrics if m.inconclusive]
+        return min(kinds, key=INCONCLUSIVE_ORDER.index) if kinds else None
+
     def outcome(self) -> MeasurementOutcome:
-        return MeasurementOutcome(at=self.at, verdict=self.verdict, summary=self.summary)
+        return MeasurementOutcome(
+            at=self.at, verdict=self.verdict, summary=self.summary, inconclusive=self.inconclusive
+        )
 
     def evidence(self) -> dict[str, Any]:
         """JSON-ready facts for the rollout's event history (non-finite numbers as None)."""
@@ -108,6 +125,21 @@ def judge_scalar(
     )
 
 
+def _closeness(m: MetricVerdict) -> float:
+    """Which metric speaks for a measurement: the smallest p-value (fixed judge); for the
+    sequential judge the one furthest over its margin, the one needing the most traffic,
+    or the one least able yet to catch its regression."""
+    if m.judge != "sequential":
+        return 1.0 if m.p_value is None else m.p_value
+    if m.verdict is Verdict.FAIL and m.effect_lower is not None and m.margin is not None:
+        return -(m.effect_lower - m.margin)
+    if m.verdict is Verdict.INCONCLUSIVE:
+        if m.inconclusive and m.inconclusive != Inconclusive.TOO_FEW.value:
+            return -math.inf
+        return -(m.needed if m.needed is not None else math.inf)
+    return m.power if m.power is not None else 1.0
+
+
 def _maybe(value: float | None) -> str:
     return "no value" if value is None else f"{value:.4g}"
 
@@ -154,7 +186,7 @@ def summarize(verdict: Verdict, metrics: Sequence[MetricVerdict]) -> str:
     if not metrics:
         return f"{verdict.value}: no metrics to measure"
     deciding = [m for m in metrics if m.verdict is verdict]
-    worst = min(deciding, key=lambda m: 1.0 if m.p_value is None else m.p_value)
+    worst = min(deciding, key=_closeness)
     tally = Counter(m.verdict for m in metrics)
     counts = ", ".join(f"{tally[v]} {v.value}" for v in _SEVERITY if tally[v])
     message = " ".join(worst.message.split())
@@ -165,7 +197,7 @@ def summarize(verdict: Verdict, metrics: Sequence[MetricVerdict]) -> str:
 
 def measure(
     prometheus: MetricSource,
-    judge: Judge,
+    judge: Judge | SequentialJudge,
     checks: Sequence[MetricTemplate],
     *,
     namespace: str,
@@ -174,12 +206,18 @@ def measure(
     stable_version: str,
     window: timedelta,
     at: datetime,
+    alpha: float | None = None,
+    interval: timedelta | None = None,
+    unit_label: str = "pod",
 ) -> Measurement:
     """Judge the canary against stable on every metric over ``window`` ending at ``at``.
 
-    After a temporary error (the source down or overloaded) the remaining metrics are not
-    queried, so that an unreachable Prometheus costs one timeout per tick, not one per
-    query; they are ``error`` with the same cause.
+    For the sequential judge, ``window`` is everything since the weight went into force,
+    ``alpha`` the step's share of the rollout's false-rollback budget (split equally over
+    the metrics here) and ``interval`` the look interval (scalars pair one value per
+    interval). After a temporary error (the source down or overloaded) the remaining
+    metrics are not queried, so that an unreachable Prometheus costs one timeout per tick,
+    not one per query; they are ``error`` with the same cause.
     """
     if at.tzinfo is None:
         raise ValueError("measure() needs an aware datetime (UTC): naive times are ambiguous")
@@ -190,15 +228,82 @@ def measure(
     duration = promql_duration(window)
     verdicts: list[MetricVerdict] = []
     source_down: MetricSourceError | None = None
+    look = None
+    if isinstance(judge, SequentialJudge):
+        if alpha is None:
+            raise ValueError("the sequential judge needs the step's alpha")
+        look = Look(alpha=alpha / max(1, len(checks)), elapsed_seconds=window.total_seconds())
     for template in checks:
         if source_down is not None:
             verdicts.append(_error(template.name, f"not measured: {source_down.message}"))
             continue
         try:
-            verdicts.append(_judge(judge, template, prometheus, selectors, duration, at))
+            if isinstance(judge, SequentialJudge):
+                assert look is not None
+                judged = _judge_sequential(
+                    judge,
+                    template,
+                    prometheus,
+                    selectors,
+                    look,
+                    at=at,
+                    window=window,
+                    interval=interval or window,
+                    unit_label=unit_label,
+                )
+            else:
+                judged = _judge(judge, template, prometheus, selectors, duration, at)
+            verdicts.append(judged)
         except MetricSourceError as error:
             verdicts.append(_error(template.name, error.message))
             if error.temporary:
                 source_down = error
     verdict = combine(verdicts)
     return Measurement(at, verdict, summarize(verdict, verdicts), tuple(verdicts))
+
+
+def _judge_sequential(
+    judge: SequentialJudge,
+    template: MetricTemplate,
+    source: MetricSource,
+    selectors: tuple[str, str],
+    look: Look,
+    *,
+    at: datetime,
+    window: timedelta,
+    interval: timedelta,
+    unit_label: str,
+) -> MetricVerdict:
+    duration = promql_duration(window)
+    canary_selector, stable_selector = selectors
+    if isinstance(template, HistogramTemplate):
+        canary, stable = (
+            template.read_pods(source, selector=sel, window=duration, at=at, unit_label=unit_label)
+            for sel in selectors
+        )
+        verdict = judge.histogram(template.check, canary, stable, look)
+    elif isinstance(template, RatioTemplate):
+        verdict = judge.ratio(
+            template.check,
+            template.read(source, selector=canary_selector, window=duration, at=at),
+            template.read(source, selector=stable_selector, window=duration, at=at),
+            look,
+        )
+    else:
+        assert isinstance(template, ScalarTemplate)
+        start = at - window
+        canary_points, stable_points = (
+            template.read_series(source, selector=sel, interval=interval, start=start, end=at)
+            for sel in selectors
+        )
+        verdict = judge.scalar(
+            template.check,
+            canary_points,
+            stable_points,
+            look,
+            higher_is_better=template.higher_is_better,
+        )
+    if verdict.inconclusive == Inconclusive.NO_SERIES.value:
+        side = canary_selector if "canary" in verdict.message else stable_selector
+        verdict = replace(verdict, message=f"{verdict.message} (selector {{{side}}})")
+    return verdict

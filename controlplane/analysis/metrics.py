@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, Self
 
-from controlplane.analysis.judge import Check, Histogram, Ratio
+from controlplane.analysis.judge import Check, Histogram, PodHistograms, Ratio
 
 # --- what a metric source returns ---------------------------------------------------------
 
@@ -60,6 +60,10 @@ class MetricShapeError(MetricSourceError):
 
 class MetricSource(Protocol):
     def instant(self, query: str, at: datetime | None = None) -> list[Sample]: ...
+
+    def range(
+        self, query: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[Series]: ...
 
 
 # --- selectors and placeholders ---------------------------------------------------------
@@ -202,7 +206,10 @@ class _Template:
         """This template with some of its check's fields changed (margin, quantile,
         alpha, min_samples, max_value); the name stays the template's."""
         overrides.pop("name", None)
-        unknown = set(overrides) - {"margin", "quantile", "alpha", "min_samples", "max_value"}
+        unknown = set(overrides) - {
+            "margin", "quantile", "alpha", "min_samples", "max_value", "detect", "power",
+            "pod_spread",
+        }  # fmt: skip
         if unknown:
             raise ValueError(f"{self.name}: unknown check field(s) {sorted(unknown)}")
         return replace(self, check=replace(self.check, **overrides))
@@ -210,25 +217,67 @@ class _Template:
 
 @dataclass(frozen=True)
 class HistogramTemplate(_Template):
-    """A latency histogram; ``query`` must answer one series per ``le``."""
+    """A latency histogram; ``query`` must answer one series per ``le``. ``metric`` (the
+    histogram's name, without ``_bucket``) lets the sequential judge read it pod by pod;
+    ``units``, a count query, says how many independent units (requests) are behind its
+    observations when there are more observations than units (one per token)."""
 
     query: str = ""
+    metric: str = ""
+    units: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_template(self.query)
+        if self.units is not None:
+            check_template(self.units)
 
     @classmethod
-    def of(cls, name: str, metric: str, check: Check) -> HistogramTemplate:
+    def of(
+        cls, name: str, metric: str, check: Check, *, units: str | None = None
+    ) -> HistogramTemplate:
         query = f"sum by (le) (increase({metric}_bucket{{{{selector}}}}[{{window}}]))"
-        return cls(name=name, check=check, query=query)
+        return cls(name=name, check=check, query=query, metric=metric, units=units)
 
     def queries(self, *, selector: str, window: str) -> tuple[str, ...]:
         return (render(self.query, selector=selector, window=window),)
 
+    def pod_queries(self, *, selector: str, window: str, unit_label: str) -> tuple[str, ...]:
+        if not self.metric:
+            raise MetricShapeError(
+                f"{self.name}: the sequential judge reads histograms pod by pod and needs the "
+                "template's metric name"
+            )
+        label = unit_label if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", unit_label) else "pod"
+        queries = [f"sum by ({label}, le) (increase({self.metric}_bucket{{{selector}}}[{window}]))"]
+        if self.units is not None:
+            queries.append(render(self.units, selector=selector, window=window))
+        return tuple(queries)
+
     def read(self, source: MetricSource, *, selector: str, window: str, at: datetime) -> Histogram:
         (query,) = self.queries(selector=selector, window=window)
         return histogram_from(source.instant(query, at))
+
+    def read_pods(
+        self,
+        source: MetricSource,
+        *,
+        selector: str,
+        window: str,
+        at: datetime,
+        unit_label: str = "pod",
+    ) -> PodHistograms:
+        """The histogram over ``window`` per pod (series without the label form one
+        group), and the count of independent units when the template has one."""
+        queries = self.pod_queries(selector=selector, window=window, unit_label=unit_label)
+        by_pod: dict[str, list[Sample]] = {}
+        for sample in source.instant(queries[0], at):
+            by_pod.setdefault(sample.labels.get(unit_label, ""), []).append(sample)
+        pods = tuple(sorted((pod, histogram_from(samples)) for pod, samples in by_pod.items()))
+        units = None
+        if len(queries) > 1 and pods:
+            units = total_of(source.instant(queries[1], at))
+        return PodHistograms(pods, units)
 
 
 @dataclass(frozen=True)
@@ -252,10 +301,13 @@ class RatioTemplate(_Template):
 
     def read(self, source: MetricSource, *, selector: str, window: str, at: datetime) -> Ratio:
         events_query, total_query = self.queries(selector=selector, window=window)
-        total = total_of(source.instant(total_query, at))
+        answer = source.instant(total_query, at)
+        total = total_of(answer)
         if total is None or total <= 0:
-            return Ratio(0.0, 0.0)  # no traffic: no need to ask for the events
-        return ratio_from(total_of(source.instant(events_query, at)), total)
+            # no traffic: no need to ask for the events
+            return Ratio(0.0, 0.0, len(answer))
+        ratio = ratio_from(total_of(source.instant(events_query, at)), total)
+        return replace(ratio, series=len(answer))
 
 
 @dataclass(frozen=True)
@@ -280,6 +332,31 @@ class ScalarTemplate(_Template):
             queries.append(render(self.samples, selector=selector, window=window))
         return tuple(queries)
 
+    def read_series(
+        self,
+        source: MetricSource,
+        *,
+        selector: str,
+        interval: timedelta,
+        start: datetime,
+        end: datetime,
+    ) -> list[tuple[float, float]]:
+        """The value over each ``interval`` from ``start`` to ``end`` (one point per
+        interval, ending at ``end``), for the sequential judge's paired comparison."""
+        steps = int((end - start) / interval)
+        if steps < 1:
+            return []
+        (query, *_) = self.queries(selector=selector, window=promql_duration(interval))
+        series = source.range(query, end - steps * interval + interval, end, interval)
+        if len(series) > 1:
+            raise MetricShapeError(
+                f"a scalar query answered {len(series)} series, not one: aggregate it "
+                f"(sum, avg, max) to a single value: {query[:200]}"
+            )
+        if not series:
+            return []
+        return [(round(t, 3), v) for t, v in series[0].points if math.isfinite(v)]
+
     def read(self, source: MetricSource, *, selector: str, window: str, at: datetime) -> Scalar:
         queries = self.queries(selector=selector, window=window)
         value = scalar_of(source.instant(queries[0], at), query=queries[0])
@@ -302,18 +379,25 @@ _HTTP = f'http_requests_total{{{{selector}},handler=~"{INFERENCE_HANDLERS}"'
 TTFT = HistogramTemplate.of(
     "ttft", "vllm:time_to_first_token_seconds", Check("ttft", margin=0.10, min_samples=100)
 )
+TTFT_P99 = HistogramTemplate.of(
+    "ttft_p99",
+    "vllm:time_to_first_token_seconds",
+    Check("ttft_p99", margin=0.10, quantile=0.99, min_samples=500),
+)
 INTER_TOKEN_LATENCY = HistogramTemplate.of(
     "inter_token_latency",
     "vllm:inter_token_latency_seconds",
-    # one observation per generated token, so many more samples than requests
+    # one observation per generated token, so many more samples than requests; the tokens
+    # of one request share its speed, so the sequential judge counts requests
     Check("inter_token_latency", margin=0.10, min_samples=200),
+    units="sum(increase(vllm:e2e_request_latency_seconds_count{{selector}}[{window}]))",
 )
 E2E_LATENCY = HistogramTemplate.of(
     "e2e_latency", "vllm:e2e_request_latency_seconds", Check("e2e_latency", margin=0.10)
 )
 ERROR_RATE = RatioTemplate(
     name="error_rate",
-    check=Check("error_rate", margin=0.01, min_samples=100),
+    check=Check("error_rate", margin=0.005, min_samples=100),
     # prometheus-fastapi-instrumentator groups codes ("5xx"); ungrouped servers say "503":
     # the regex 5.. matches both
     events=f'sum(increase({_HTTP},status=~"5.."}}[{{window}}]))',
@@ -321,7 +405,7 @@ ERROR_RATE = RatioTemplate(
 )
 REQUEST_FAILURE = RatioTemplate(
     name="request_failure",
-    check=Check("request_failure", margin=0.01, min_samples=100),
+    check=Check("request_failure", margin=0.005, min_samples=100),
     # vllm:request_success_total counts finished requests by reason; any reason but a
     # natural stop or the length limit (abort, error) is a failure
     events=(
@@ -345,7 +429,15 @@ THROUGHPUT = ScalarTemplate(
 
 BUILTIN: Mapping[str, MetricTemplate] = {
     t.name: t
-    for t in (TTFT, INTER_TOKEN_LATENCY, E2E_LATENCY, ERROR_RATE, REQUEST_FAILURE, THROUGHPUT)
+    for t in (
+        TTFT,
+        TTFT_P99,
+        INTER_TOKEN_LATENCY,
+        E2E_LATENCY,
+        ERROR_RATE,
+        REQUEST_FAILURE,
+        THROUGHPUT,
+    )
 }
 DEFAULT_METRICS = ("ttft", "inter_token_latency", "e2e_latency", "error_rate")
 

@@ -14,6 +14,23 @@ class Verdict(StrEnum):
     ERROR = "error"  # the metrics could not be read at all
 
 
+class Inconclusive(StrEnum):
+    """Why a verdict is not yet a pass or a fail, the most actionable first."""
+
+    NO_SERIES = "no_series"  # the canary has no series at all: not scraped (configuration)
+    NO_TRAFFIC = "no_traffic"  # series, but no requests: traffic does not reach it (routing)
+    UNRESOLVABLE = "unresolvable"  # the quantile is beyond the histogram's largest bound
+    TOO_FEW = "too_few"  # requests, but not yet enough to pass: more time will do
+
+    @property
+    def waits_for_traffic(self) -> bool:
+        """More of the same traffic can settle it: the step may be extended."""
+        return self is Inconclusive.TOO_FEW
+
+
+INCONCLUSIVE_ORDER = tuple(Inconclusive)
+
+
 @dataclass(frozen=True)
 class MeasurementOutcome:
     """One analysis measurement across all its metrics: the worst metric's verdict."""
@@ -22,3 +39,4 @@ class MeasurementOutcome:
     verdict: Verdict
     summary: str
     step_index: int | None = None  # the strategy step it was taken for, when known
+    inconclusive: Inconclusive | None = None  # why, when the verdict is inconclusive

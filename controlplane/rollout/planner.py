@@ -301,11 +301,14 @@ def _analysis(
             break
         trailing_errors += 1
     counted = [m for m in taken if m.verdict is not Verdict.ERROR]
-    evidence = {
+    elapsed = now - facts.step_started_at
+    evidence: dict[str, Any] = {
         "measurements": len(counted),
         "failed": len(failed),
         "inconclusive": len(inconclusive),
         "consecutive_errors": trailing_errors,
+        "judge": step.judge,
+        "elapsed_seconds": int(elapsed.total_seconds()),
         "last": taken[-1].summary if taken else None,
     }
     if len(failed) > step.failure_limit:
@@ -325,25 +328,70 @@ def _analysis(
             now=now,
             evidence=evidence,
         )
-    if len(inconclusive) > step.inconclusive_limit:
-        reason = (
-            f"analysis inconclusive at {facts.routed_weight}% ({len(inconclusive)} "
-            f"inconclusive measurements, limit {step.inconclusive_limit}): "
-            f"{inconclusive[-1].summary}; promote, resume or abort"
-        )
-        return _pause(facts, reason, now, evidence)
-    if len(counted) >= step.count:
-        return _advance(
-            facts,
-            now,
-            f"analysis passed at {facts.routed_weight}% ({len(counted)} measurements)",
-            evidence,
-        )
+    if step.judge == "sequential":
+        decided = _sequential_outcome(facts, step, counted, elapsed, now, evidence)
+        if decided is not None:
+            return decided
+    else:
+        if len(inconclusive) > step.inconclusive_limit:
+            reason = (
+                f"analysis inconclusive at {facts.routed_weight}% ({len(inconclusive)} "
+                f"inconclusive measurements, limit {step.inconclusive_limit}): "
+                f"{inconclusive[-1].summary}; promote, resume or abort"
+            )
+            return _pause(facts, reason, now, evidence)
+        if len(counted) >= step.count:
+            return _advance(
+                facts,
+                now,
+                f"analysis passed at {facts.routed_weight}% ({len(counted)} measurements)",
+                evidence,
+            )
     interval = timedelta(seconds=step.interval_seconds)
     due = (taken[-1].at if taken else facts.step_started_at) + interval
     if now >= due:
         return Decision(facts=facts, target=target, requeue_after=interval, measure=True)
     return _hold(facts, target, due - now)
+
+
+def _sequential_outcome(
+    facts: Facts,
+    step: Analysis,
+    counted: list[MeasurementOutcome],
+    elapsed: timedelta,
+    now: datetime,
+    evidence: dict[str, Any],
+) -> Decision | None:
+    """A sequential analysis passes once it has looked ``count`` times and its last look
+    (which covers the whole step) passes; it keeps looking while only more traffic is
+    missing, up to its maximum duration; it pauses for a person when waiting cannot help
+    (no series, no requests, an unresolvable quantile) or the time is up."""
+    if len(counted) < step.count:
+        return None
+    last = counted[-1]
+    minutes = elapsed.total_seconds() / 60
+    if last.verdict is Verdict.PASS:
+        return _advance(
+            facts,
+            now,
+            f"analysis passed at {facts.routed_weight}% ({len(counted)} looks over "
+            f"{minutes:.0f} min)",
+            evidence,
+        )
+    kind = last.inconclusive
+    if kind is not None and not kind.waits_for_traffic:
+        reason = (
+            f"analysis inconclusive at {facts.routed_weight}% ({kind.value}): "
+            f"{last.summary}; fix the cause, then resume, or promote or abort"
+        )
+        return _pause(facts, reason, now, evidence)
+    if elapsed.total_seconds() >= step.max_duration:
+        reason = (
+            f"analysis inconclusive at {facts.routed_weight}% after {minutes:.0f} min (the "
+            f"step's maximum): {last.summary}; promote, resume (to look again) or abort"
+        )
+        return _pause(facts, reason, now, evidence)
+    return None
 
 
 def _pause(facts: Facts, reason: str, now: datetime, evidence: dict[str, Any]) -> Decision:

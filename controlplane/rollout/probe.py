@@ -1,5 +1,9 @@
 """The analysis measurement of a rollout, from Prometheus: the canary version's metrics
-against the stable version's, over the same window, judged metric by metric."""
+against the stable version's, judged metric by metric.
+
+The sequential judge (the default) reads everything since the analysis step began (the
+weight went into force then) and spends the step's share of the rollout's false-rollback
+budget; the fixed-sample judge reads the last interval only."""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ from datetime import datetime, timedelta
 from controlplane.analysis.judge import FixedSampleJudge, Judge
 from controlplane.analysis.measure import measure
 from controlplane.analysis.metrics import Catalog, MetricSource
+from controlplane.analysis.sequential import SequentialJudge
 from controlplane.analysis.verdict import Verdict
 from controlplane.models import Model, Rollout
 from controlplane.rollout.reconciler import ProbeResult
-from controlplane.rollout.strategy import Analysis
+from controlplane.rollout.strategy import Analysis, Strategy
 
 
 class PrometheusProber:
@@ -22,28 +27,55 @@ class PrometheusProber:
         *,
         catalog: Catalog | None = None,
         min_window: timedelta = timedelta(seconds=30),
+        unit_label: str = "pod",
     ) -> None:
         self.source = source
-        self.judge = judge or FixedSampleJudge()
+        self.fixed = judge or FixedSampleJudge()
+        self.sequential = SequentialJudge()
         self.catalog = catalog or Catalog()
         self.min_window = min_window
+        self.unit_label = unit_label
 
     def measure(
         self, *, model: Model, rollout: Rollout, step: Analysis, now: datetime
     ) -> ProbeResult:
         if rollout.stable_version is None:
             return ProbeResult(Verdict.INCONCLUSIVE, "no stable version to compare with")
-        # each measurement looks at the traffic since the previous one (at least min_window)
-        window = max(timedelta(seconds=step.interval_seconds), self.min_window)
-        result = measure(
-            self.source,
-            self.judge,
-            self.catalog.resolve(step.metrics),
-            namespace=model.namespace,
-            model=model.name,
-            canary_version=rollout.canary_version,
-            stable_version=rollout.stable_version,
-            window=window,
-            at=now,
+        interval = timedelta(seconds=step.interval_seconds)
+        checks = self.catalog.resolve(step.metrics)
+        common = {
+            "namespace": model.namespace,
+            "model": model.name,
+            "canary_version": rollout.canary_version,
+            "stable_version": rollout.stable_version,
+            "at": now,
+        }
+        if step.judge == "sequential":
+            strategy = Strategy.model_validate(rollout.strategy)
+            # everything since the weight went into force, at least one scrape's worth
+            window = max(now - rollout.step_started_at, self.min_window)
+            result = measure(
+                self.source,
+                self.sequential,
+                checks,
+                window=window,
+                alpha=strategy.step_alpha(rollout.step_index),
+                interval=interval,
+                unit_label=self.unit_label,
+                **common,  # type: ignore[arg-type]
+            )
+        else:
+            # each measurement looks at the traffic since the previous one
+            result = measure(
+                self.source,
+                self.fixed,
+                checks,
+                window=max(interval, self.min_window),
+                **common,  # type: ignore[arg-type]
+            )
+        return ProbeResult(
+            result.verdict,
+            result.summary,
+            result.evidence()["metrics"],
+            inconclusive=result.inconclusive,
         )
-        return ProbeResult(result.verdict, result.summary, result.evidence()["metrics"])

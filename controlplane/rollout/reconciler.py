@@ -25,7 +25,12 @@ from sqlmodel import Session, col, select
 
 from controlplane import logs, telemetry
 from controlplane.analysis.evals import judge_evals, scores_of
-from controlplane.analysis.verdict import MeasurementOutcome, Verdict
+from controlplane.analysis.verdict import (
+    INCONCLUSIVE_ORDER,
+    Inconclusive,
+    MeasurementOutcome,
+    Verdict,
+)
 from controlplane.db import Database
 from controlplane.kube import KubeDriver, KubeError, PermanentKubeError, TemporaryKubeError
 from controlplane.kube.render import Backend, Track, workload_for
@@ -60,6 +65,7 @@ class ProbeResult:
     verdict: Verdict
     summary: str
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    inconclusive: Inconclusive | None = None
 
 
 class Prober(Protocol):
@@ -223,7 +229,11 @@ class Reconciler:
         ).all()
         return [
             MeasurementOutcome(
-                at=r.at, verdict=Verdict(r.verdict), summary=r.summary, step_index=r.step_index
+                at=r.at,
+                verdict=Verdict(r.verdict),
+                summary=r.summary,
+                step_index=r.step_index,
+                inconclusive=_inconclusive_of(r),
             )
             for r in rows
         ]
@@ -279,7 +289,9 @@ class Reconciler:
                 )
             )
             measurements.append(
-                MeasurementOutcome(now, result.verdict, result.summary, rollout.step_index)
+                MeasurementOutcome(
+                    now, result.verdict, result.summary, rollout.step_index, result.inconclusive
+                )
             )
             telemetry.VERDICTS.labels(result.verdict.value).inc()
             decision = plan(facts, observed, measurements, now, self.limits)
@@ -472,6 +484,18 @@ class Reconciler:
         log.warning("rollout %s: %s", rollout.id, message, extra={"rollout_id": rollout.id})
         add_event(session, rollout, at=now, actor="system", kind="hold", message=message)
         session.commit()
+
+
+def _inconclusive_of(row: Measurement) -> Inconclusive | None:
+    """Why a stored measurement was inconclusive, from its metrics' records."""
+    if row.verdict != Verdict.INCONCLUSIVE.value:
+        return None
+    kinds = [
+        Inconclusive(m["inconclusive"])
+        for m in row.metrics
+        if isinstance(m, dict) and m.get("inconclusive") in Inconclusive._value2member_map_
+    ]
+    return min(kinds, key=INCONCLUSIVE_ORDER.index) if kinds else None
 
 
 def _version_row(session: Session, model: Model, version: str) -> ModelVersion:

@@ -209,7 +209,7 @@ def test_the_default_metrics_and_their_checks() -> None:
     assert all(t.check.name == t.name for t in BUILTIN.values())
     assert TTFT.check.quantile == 0.95
     assert TTFT.check.margin == 0.10
-    assert ERROR_RATE.check.margin == 0.01
+    assert ERROR_RATE.check.margin == 0.005
 
 
 def test_a_user_overrides_a_check_and_adds_their_own_metric() -> None:

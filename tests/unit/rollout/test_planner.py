@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controlplane.analysis.verdict import MeasurementOutcome, Verdict
+from controlplane.analysis.verdict import Inconclusive, MeasurementOutcome, Verdict
 from controlplane.kube.observe import Problem, ProblemKind, VersionState
 from controlplane.kube.render import Track
 from controlplane.models import Command, Phase
@@ -186,8 +186,17 @@ def test_untimed_pause_waits_for_a_person() -> None:
 
 # --- analysis ------------------------------------------------------------------------
 
+# the fixed-sample judge's rules (Argo's AnalysisRun limits)
 ANALYSIS = Analysis(
-    interval_seconds=60, count=3, failure_limit=0, inconclusive_limit=1, consecutive_error_limit=2
+    judge="fixed",
+    interval_seconds=60,
+    count=3,
+    failure_limit=0,
+    inconclusive_limit=1,
+    consecutive_error_limit=2,
+)
+SEQUENTIAL = Analysis(
+    interval_seconds=60, count=3, max_duration_seconds=600, consecutive_error_limit=2
 )
 
 
@@ -197,6 +206,73 @@ def analysis_facts() -> Facts:
         step_index=1,
         routed_weight=10,
     )
+
+
+def sequential_facts() -> Facts:
+    return facts(
+        steps=(SetWeight(weight=10), SEQUENTIAL, SetWeight(weight=100)),
+        step_index=1,
+        routed_weight=10,
+    )
+
+
+def looks(*kinds: Verdict | Inconclusive) -> list[MeasurementOutcome]:
+    """One look a minute from T0: a verdict, or inconclusive for the reason given."""
+    out = []
+    for i, kind in enumerate(kinds, start=1):
+        at = T0 + timedelta(minutes=i)
+        if isinstance(kind, Inconclusive):
+            out.append(
+                MeasurementOutcome(at, Verdict.INCONCLUSIVE, f"why: {kind.value}", None, kind)
+            )
+        else:
+            out.append(MeasurementOutcome(at, kind, f"look {i}: {kind.value}"))
+    return out
+
+
+def test_sequential_passes_once_it_has_looked_count_times_and_the_last_look_passes() -> None:
+    early = looks(Verdict.PASS, Verdict.PASS)
+    d = run(sequential_facts(), seen(canary_ready=1), early, now=T0 + timedelta(minutes=2))
+    assert d.facts.step_index == 1, "a pass before count looks does not end the step"
+    late = looks(Inconclusive.TOO_FEW, Inconclusive.TOO_FEW, Verdict.PASS)
+    d = run(sequential_facts(), seen(canary_ready=1), late, now=T0 + timedelta(minutes=3))
+    assert d.facts.step_index == 2, "the last look covers the whole step: it decides"
+    assert d.event is not None
+    assert "3 looks" in d.event.message
+
+
+def test_sequential_keeps_looking_while_only_traffic_is_missing_then_pauses() -> None:
+    thin = looks(*[Inconclusive.TOO_FEW] * 5)
+    d = run(sequential_facts(), seen(canary_ready=1), thin, now=T0 + timedelta(minutes=5))
+    assert d.facts.phase is Phase.PROGRESSING, "too few requests extends the step"
+    assert d.requeue_after == timedelta(seconds=60) or d.measure
+    out = looks(*[Inconclusive.TOO_FEW] * 10)
+    d = run(sequential_facts(), seen(canary_ready=1), out, now=T0 + timedelta(minutes=10))
+    assert d.facts.phase is Phase.PAUSED, "past max_duration_seconds a person decides"
+    assert "after 10 min" in d.facts.reason
+    assert "why: too_few" in d.facts.reason
+
+
+@pytest.mark.parametrize(
+    "kind", [Inconclusive.NO_SERIES, Inconclusive.NO_TRAFFIC, Inconclusive.UNRESOLVABLE]
+)
+def test_sequential_pauses_at_once_when_waiting_cannot_help(kind: Inconclusive) -> None:
+    first = looks(kind, kind)
+    d = run(sequential_facts(), seen(canary_ready=1), first, now=T0 + timedelta(minutes=2))
+    assert d.facts.phase is Phase.PROGRESSING, "not before count looks"
+    d = run(
+        sequential_facts(), seen(canary_ready=1), looks(kind, kind, kind), T0 + timedelta(minutes=3)
+    )
+    assert d.facts.phase is Phase.PAUSED
+    assert kind.value in d.facts.reason
+
+
+def test_sequential_rolls_back_at_the_first_failed_look() -> None:
+    d = run(
+        sequential_facts(), seen(canary_ready=1), looks(Verdict.FAIL), T0 + timedelta(minutes=1)
+    )
+    assert d.facts.phase is Phase.ROLLING_BACK
+    assert "look 1: fail" in d.facts.reason
 
 
 def test_first_measurement_waits_one_interval_at_the_new_weight() -> None:
