@@ -113,6 +113,13 @@ class Settings(SealingSettings):
     prometheus_url: str | None = Field(
         default=None, description="Prometheus base URL for canary analysis."
     )
+    prometheus_pod_label: str = Field(
+        default="pod",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The label that names an inference pod on its series (the scrape configs "
+        "in manifests/monitoring set `pod`): the sequential judge reads latency pod by pod, so "
+        "that a pod on a slow node is told apart from a slow version.",
+    )
 
     # --- webhooks ------------------------------------------------------------------------
     webhook_enabled: bool = Field(

@@ -56,7 +56,10 @@ def _start_reconciler(app: FastAPI, settings: Settings) -> ReconcileScheduler | 
         return None
     prober = None
     if settings.prometheus_url:
-        prober = PrometheusProber(PrometheusClient(http_client(settings.prometheus_url)))
+        prober = PrometheusProber(
+            PrometheusClient(http_client(settings.prometheus_url)),
+            unit_label=settings.prometheus_pod_label,
+        )
     else:
         log.warning(
             "CONTROLPLANE_PROMETHEUS_URL is not set: analysis steps will be "

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from controlplane.cli import analysis
 from controlplane.cli.client import ApiError, Client, UnreachableError
 from controlplane.cli.output import Column, details, emit, table
 
@@ -593,7 +595,7 @@ EVENT_COLUMNS: list[Column] = [
     ("WEIGHT", lambda e: f"{e['weight']}%"),
     ("WHAT", lambda e: e["message"]),
 ]
-TERMINAL = {"succeeded", "rolled_back", "aborted"}
+TERMINAL = analysis.TERMINAL
 
 
 def _step_text(step: dict[str, Any] | None) -> str:
@@ -683,13 +685,22 @@ def rollout_status(
     token: TokenOpt = None,
     output: OutputOpt = Output.TABLE,
 ) -> None:
-    """Where a rollout stands (and, with --watch, follow it until it ends)."""
+    """Where a rollout stands, with the evidence so far at an analysis step (and, with
+    --watch, follow it until it ends)."""
     with client(url, token) as api:
         if watch:
             _watch(api, rollout_id, output, timeout)
             return
         rollout = api.get(f"/v1/rollouts/{rollout_id}")
-    emit(rollout, output, lambda r: details(r, ROLLOUT_FIELDS))
+        so_far = analysis.fetch(api, rollout, datetime.now(UTC))
+    if so_far is None:
+        emit(rollout, output, lambda r: details(r, ROLLOUT_FIELDS))
+        return
+    emit(
+        {**rollout, "analysis": so_far.as_json()},
+        output,
+        lambda r: details(r, ROLLOUT_FIELDS) + "\n\n" + analysis.text(so_far),
+    )
 
 
 def _rollout_command(

@@ -50,3 +50,26 @@ def plan_replicas(
     stable = replicas if weight < 100 else 0
     stable = min(stable, fits - canary)
     return ReplicaPlan(stable, canary, (stable + canary) * gpus_per_replica)
+
+
+def replica_shares(
+    weights: list[int], *, replicas: int, gpus_per_replica: int, gpu_budget: int | None
+) -> tuple[list[int | None], list[int]]:
+    """In replicas routing (one Service over both versions) the canary's share of traffic
+    is its share of the replicas. Returns the share each weight would put in force (None
+    when it does not fit the budget) and every share that can be put in force."""
+
+    def share(weight: int) -> int | None:
+        try:
+            plan = plan_replicas(
+                weight=weight,
+                replicas=replicas,
+                gpus_per_replica=gpus_per_replica,
+                gpu_budget=gpu_budget,
+            )
+        except BudgetError:
+            return None
+        return 100 if weight == 100 else plan.share()
+
+    possible = sorted({s for w in range(1, 101) if (s := share(w)) is not None})
+    return [share(w) if 0 < w < 100 else w for w in weights], possible

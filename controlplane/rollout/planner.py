@@ -58,6 +58,9 @@ class Facts:
     command: Command | None = None
     command_by: str | None = None
     command_reason: str = ""
+    # replicas routing: one Service over both versions, so the weight in force is the
+    # canary's share of the ready replicas, whatever the step asked for
+    replica_routing: bool = False
 
 
 @dataclass(frozen=True)
@@ -484,6 +487,15 @@ def _stable_needed(facts: Facts, weight: int) -> int:
     return -(-facts.replicas * (100 - weight) // 100)
 
 
+def _in_force(facts: Facts, weight: int, canary: int, stable: int) -> int:
+    """The canary's share of traffic once ``weight`` is applied: the weight itself behind a
+    gateway, the canary's share of the replicas when one Service spans both versions."""
+    if not facts.replica_routing or weight in (0, 100):
+        return weight
+    total = canary + stable
+    return round(100 * canary / total) if total else 0
+
+
 def _toward(facts: Facts, weight: int, observed: Observed) -> tuple[Facts, Target, bool]:
     """One move toward ``weight``: scale the canary up (within the GPU budget, never taking
     from stable the replicas its current traffic needs), then route to the canary only what
@@ -503,13 +515,16 @@ def _toward(facts: Facts, weight: int, observed: Observed) -> tuple[Facts, Targe
             stable = wanted.stable_replicas
             canary_max = min(wanted.canary_replicas, fits - stable)
     if ready >= wanted.canary_replicas:
-        done = replace(wanted, canary_track=Track.CANARY)
+        in_force = _in_force(facts, weight, wanted.canary_replicas, wanted.stable_replicas)
+        done = replace(wanted, canary_track=Track.CANARY, weight=in_force)
         return (
-            replace(facts, routed_weight=weight, stable_replicas=wanted.stable_replicas),
+            replace(facts, routed_weight=in_force, stable_replicas=wanted.stable_replicas),
             done,
             True,
         )
     carry = min(weight, 100 * ready // facts.replicas)
+    if facts.replica_routing:
+        carry = _in_force(facts, weight, ready, stable)
     routed = max(facts.routed_weight, carry)
     # with more traffic on the canary, stable may shrink to make room: next tick
     stable_after = min(stable, max(wanted.stable_replicas, _stable_needed(facts, routed)))
@@ -541,13 +556,20 @@ def _plan_set_weight(
                 {"weight": new_facts.routed_weight},
             )
         return _hold(new_facts, target, limits.poll, event)
+    in_force = new_facts.routed_weight
+    replicas = f"{target.canary_replicas} canary, {target.stable_replicas} stable replicas"
+    if in_force == step.weight:
+        message = f"weight {step.weight}% in force ({replicas})"
+    else:
+        message = (
+            f"weight {in_force}% in force, {step.weight}% requested: replicas routing splits "
+            f"traffic by ready replicas ({replicas})"
+        )
     decision = _advance(
         new_facts,
         now,
-        f"weight {step.weight}% in force "
-        f"({target.canary_replicas} canary, {target.stable_replicas} stable "
-        "replicas)",
-        {"weight": step.weight},
+        message,
+        {"weight": in_force, "requested_weight": step.weight},
     )
     return replace(decision, target=target)
 

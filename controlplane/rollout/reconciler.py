@@ -107,6 +107,7 @@ def facts_of(rollout: Rollout, model: Model) -> Facts:
         command=rollout.command,
         command_by=rollout.command_by,
         command_reason=rollout.command_reason,
+        replica_routing=model.routing_mode is RoutingMode.REPLICAS,
     )
 
 

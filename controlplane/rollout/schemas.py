@@ -58,6 +58,11 @@ class RolloutPublic(BaseModel):
     updated_at: datetime
     finished_at: datetime | None
     next_check_at: datetime
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="When the rollout is requested: what it cannot do as asked (e.g. weights "
+        "replicas routing cannot honor), and what it does instead.",
+    )
 
     @classmethod
     def of(cls, rollout: Rollout) -> RolloutPublic:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -16,13 +17,16 @@ from sqlmodel import Session, col, select
 from controlplane import audit, pagination
 from controlplane.analysis.metrics import Catalog
 from controlplane.errors import ConflictError, FieldIssue, InvalidRequestError, NotFoundError
+from controlplane.kube.budget import replica_shares
 from controlplane.models import (
     Command,
     Measurement,
+    Model,
     ModelVersion,
     Phase,
     Rollout,
     RolloutEvent,
+    RoutingMode,
     VersionStatus,
     utcnow,
 )
@@ -30,6 +34,7 @@ from controlplane.registry.models import get_model
 from controlplane.registry.versions import get_version
 from controlplane.rollout.strategy import (
     Analysis,
+    SetWeight,
     Strategy,
     default_strategy,
     first_deploy_strategy,
@@ -156,6 +161,12 @@ def start_rollout(
         if stable
         else f"first deployment of {model_name}: {version} goes straight to stable"
     )
+    warning = _replica_warning(model, chosen) if stable is not None else None
+    evidence: dict[str, Any] = {"strategy": rollout.strategy}
+    if warning is not None:
+        message += f"; {warning[0]}"
+        evidence["warnings"] = [warning[0]]
+        evidence["weights"] = warning[1]
     add_event(
         session,
         rollout,
@@ -163,7 +174,7 @@ def start_rollout(
         actor=actor,
         kind="created",
         message=message,
-        evidence={"strategy": rollout.strategy},
+        evidence=evidence,
     )
     audit.record(
         session,
@@ -178,6 +189,44 @@ def start_rollout(
     session.refresh(rollout)
     _log(rollout, actor, message)
     return rollout
+
+
+def _replica_warning(model: Model, strategy: Strategy) -> tuple[str, dict[str, Any]] | None:
+    """In replicas routing the weight in force is the canary's share of the replicas: say,
+    when the rollout is requested, which requested weights it cannot honor and the nearest
+    ones it can (the rollout reports and judges the share actually in force)."""
+    if model.routing_mode is not RoutingMode.REPLICAS:
+        return None
+    weights = [s.weight for s in strategy.steps if isinstance(s, SetWeight)]
+    shares, possible = replica_shares(
+        weights,
+        replicas=model.replicas,
+        gpus_per_replica=model.gpus_per_replica,
+        gpu_budget=model.gpu_budget,
+    )
+    off = [(w, s) for w, s in zip(weights, shares, strict=True) if s is not None and abs(s - w) > 2]
+    if not off:
+        return None
+    moves = ", ".join(f"{w}% -> {s}%" for w, s in off)
+    text = (
+        f"replicas routing splits traffic by replica count: with {model.replicas} stable "
+        f"replica(s) the requested weights become {moves} on the canary; shares it can put in "
+        f"force: {', '.join(f'{p}%' for p in possible)}. The rollout reports and judges the "
+        "share in force; use gateway-api routing for exact weights"
+    )
+    evidence = {"requested": weights, "in_force": shares, "possible": possible}
+    return text, evidence
+
+
+def rollout_warnings(session: Session, rollout: Rollout) -> list[str]:
+    """The warnings recorded when the rollout was requested (on its ``created`` event)."""
+    row = session.exec(
+        select(RolloutEvent).where(
+            RolloutEvent.rollout_id == rollout.id, RolloutEvent.kind == "created"
+        )
+    ).first()
+    warnings = row.evidence.get("warnings", []) if row is not None else []
+    return [str(w) for w in warnings] if isinstance(warnings, list) else []
 
 
 def _check_metrics(strategy: Strategy | None) -> None:

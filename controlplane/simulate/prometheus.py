@@ -56,12 +56,18 @@ class ScrapeJob:
 
 def version_jobs(namespace: str, model: str, ports: Mapping[str, int]) -> list[ScrapeJob]:
     """One job per version's server on loopback, labelled as the analysis queries expect
-    (namespace, model, version): what the scrape config in manifests/monitoring does."""
+    (namespace, model, version, and pod: one server is one pod): what the scrape config in
+    manifests/monitoring does."""
     return [
         ScrapeJob(
             name=version,
             targets=[f"127.0.0.1:{port}"],
-            labels={"namespace": namespace, "model": model, "version": version},
+            labels={
+                "namespace": namespace,
+                "model": model,
+                "version": version,
+                "pod": f"{model}-{version}-0",
+            },
         )
         for version, port in ports.items()
     ]

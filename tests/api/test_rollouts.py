@@ -260,3 +260,40 @@ def test_a_first_deployment_keeps_the_eval_gates_floors(api: TestClient) -> None
     assert steps[0]["checks"][0]["at_least"] == 0.5
     assert steps[0]["checks"][0]["max_regression"] is None
     assert steps[1]["weight"] == 100
+
+
+def test_weights_replicas_routing_cannot_honor_are_named_with_the_ones_it_can(
+    api: TestClient, chat: str
+) -> None:
+    response = api.post("/v1/models/chat/rollouts", json={"version": "v2"})
+    assert response.status_code == 201, response.text
+    (warning,) = response.json()["warnings"]
+    assert "10% -> 33%" in warning
+    assert "25% -> 33%" in warning
+    assert "50% -> 33%" in warning
+    assert "33%, 50%" in warning, "the shares it can put in force"
+    events = api.get(f"/v1/rollouts/{response.json()['id']}/events").json()["items"]
+    assert events[-1]["kind"] == "created"
+    assert events[-1]["evidence"]["weights"]["in_force"] == [33, 33, 33, 100]
+
+
+def test_gateway_routing_honors_any_weight_and_warns_of_nothing(
+    api: TestClient, database: Database
+) -> None:
+    api.post(
+        "/v1/models",
+        json=model_body(name="gw", routing_mode="gateway-api", gateway="llm/inference"),
+    )
+    for version in ("v1", "v2"):
+        api.post("/v1/models/gw/versions", json=version_body(version=version))
+    with database.session() as session:
+        v1 = session.exec(
+            select(ModelVersion).where(ModelVersion.version == "v1", ModelVersion.model_id > 0)
+        ).all()
+        for row in v1:
+            row.status = VersionStatus.STABLE
+            session.add(row)
+        session.commit()
+    response = api.post("/v1/models/gw/rollouts", json={"version": "v2"})
+    assert response.status_code == 201, response.text
+    assert response.json()["warnings"] == []

@@ -7,18 +7,24 @@ register versions, list them, and see clear errors for duplicates and missing ri
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from controlplane.db import Database
+from controlplane.models import VersionStatus, utcnow
 from tests.support.postgres import free_port
+from tests.ui import live
 
 CLI = [sys.executable, "-m", "controlplane"]
 ADMIN = "serve-admin-token"
@@ -274,3 +280,60 @@ def test_rollout_commands_through_the_cli(server: Server) -> None:
     events = server.cli("rollout", "events", rid, "-o", "json")
     assert [e["kind"] for e in json.loads(events.stdout)] == ["created", "command"]
     assert server.cli("rollout", "abort", rid, "--reason", "test").returncode == 0
+
+
+def test_rollout_status_shows_the_evidence_so_far_at_an_analysis_step(
+    server: Server, database_url: str
+) -> None:
+    server.cli("models", "create", "chat", "--image", "vllm/vllm-openai:v0.11.0")
+    for version in ("v1", "v2"):
+        server.cli("versions", "register", "chat", version, "--artifact-uri", f"s3://m/{version}")
+    now = utcnow()
+    database = Database(database_url, pool_size=1)
+    try:
+        live.set_status(database, "chat", "v1", VersionStatus.STABLE)
+        analysing = live.at_analysis(
+            database,
+            model="chat",
+            version="v2",
+            plan=live.strategy(),
+            started=now - timedelta(seconds=140),
+            step_started_at=now - timedelta(seconds=130),
+        )
+        for ago, requests in ((70, 300), (10, 600)):
+            at = now - timedelta(seconds=ago)
+            look = live.sequential_look(at, elapsed=130 - ago, canary_requests=requests)
+            live.add_look(database, analysing.rollout_id, at, look)
+    finally:
+        database.dispose()
+    _, _, metrics = look
+    ttft = next(m for m in metrics if m["metric"] == "ttft")
+    assert ttft["verdict"] == "inconclusive"
+    assert ttft["needed"] > 0
+    rid = str(analysing.rollout_id)
+
+    status = server.cli("rollout", "status", rid)
+    assert status.returncode == 0, status.stderr
+    text = status.stdout
+    assert "phase:" in text, "the rollout's fields come first, as before"
+    assert re.search(
+        r"analysis, step 1 \(sequential judge, every 60s\): look 2 of at least 5, "
+        r"2m1\ds of at most 1h00m",
+        text,
+    ), text
+    line = next(" ".join(ln.split()) for ln in text.splitlines() if ln.startswith("  ttft"))
+    interval = f"{ttft['effect']:+.1%} [{ttft['effect_lower']:+.1%}, {ttft['effect_upper']:+.1%}]"
+    assert line.startswith(f"ttft p95 inconclusive {interval} margin 10% n=600/1800 pods 1/2")
+    assert f"needs ~{math.ceil(ttft['needed'])} more canary requests" in line
+    assert "error_rate" in text
+
+    shown = json.loads(server.cli("rollout", "status", rid, "-o", "json").stdout)
+    assert shown["phase"] == "progressing"
+    so_far = shown["analysis"]
+    assert (so_far["looks"], so_far["count"], so_far["judge"]) == (2, 5, "sequential")
+    assert so_far["max_duration_seconds"] == 3600
+    assert so_far["latest"]["metrics"] == metrics
+
+    assert server.cli("rollout", "abort", rid).returncode == 0
+    # the abort is only requested (no reconciler runs here): still live, still shown
+    assert "analysis" in json.loads(server.cli("rollout", "status", rid, "-o", "json").stdout)

@@ -31,11 +31,11 @@ def test_a_healthy_canary_walks_every_step_and_is_promoted(stack: Stack) -> None
     assert done["state"] == "succeeded", done["reason"]
     assert (stack.version_status("v2"), stack.version_status("v1")) == ("stable", "retired")
     messages = [e["message"] for e in stack.events(rollout_id)]
-    assert any("weight 50% in force" in m for m in messages)
-    assert any("analysis passed at 50%" in m for m in messages)
+    assert any("weight 33% in force" in m for m in messages)
+    assert any("analysis passed at 33%" in m for m in messages)
     measurements = stack.api.get(f"/v1/rollouts/{rollout_id}/measurements").json()["items"]
     # oldest last: the eval gate's (step 0, before any traffic), then the two analyses
-    assert [(m["step_index"], m["weight"]) for m in measurements] == [(2, 50), (2, 50), (0, 0)]
+    assert [(m["step_index"], m["weight"]) for m in measurements] == [(2, 33), (2, 33), (0, 0)]
     assert measurements[-1]["metrics"][0]["metric"] == "mmlu"
     assert all(m["verdict"] == "pass" for m in measurements)
 
@@ -52,7 +52,7 @@ def test_a_canary_with_doubled_ttft_is_rolled_back_with_the_evidence(stack: Stac
     assert ttft["verdict"] == "fail"
     assert ttft["canary_value"] > 1.5 * ttft["stable_value"]
     events = stack.events(rollout_id)
-    in_force = next(e for e in events if "weight 50% in force" in e["message"])
+    in_force = next(e for e in events if "weight 33% in force" in e["message"])
     decided = next(e for e in events if e["phase"] == "rolling_back")
     finished = next(e for e in events if e["phase"] == "rolled_back")
     # the figures for the note: from the canary taking traffic (the breach starts showing in

@@ -50,7 +50,9 @@ def start_rollout(
     )
     response.headers["Location"] = f"/v1/rollouts/{rollout.id}"
     _kick(request)
-    return RolloutPublic.of(rollout)
+    public = RolloutPublic.of(rollout)
+    public.warnings = service.rollout_warnings(session, rollout)
+    return public
 
 
 @router.get("/v1/models/{model}/rollouts", summary="A model's rollouts, newest first")

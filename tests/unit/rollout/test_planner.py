@@ -103,6 +103,22 @@ def test_set_weight_routes_once_the_needed_canary_replicas_are_ready() -> None:
     assert d.facts.step_started_at == T0
 
 
+def test_replicas_routing_reports_and_keeps_the_share_actually_in_force() -> None:
+    d = run(facts(replica_routing=True), seen(canary_ready=1))
+    assert d.facts.routed_weight == 33, "1 canary beside 2 stable replicas takes a third"
+    assert d.target is not None
+    assert d.target.weight == 33
+    assert d.event is not None
+    assert "weight 33% in force, 10% requested" in d.event.message
+    assert d.event.evidence["requested_weight"] == 10
+    full = run(
+        facts(replica_routing=True, phase=Phase.PROMOTING, routed_weight=33, step_index=7),
+        seen(canary_ready=2),
+    )
+    assert full.target is not None
+    assert full.target.weight == 100
+
+
 def test_unobserved_canary_spec_is_not_trusted() -> None:
     observed = Observed(canary=replace(state(1, 1), observed=False), stable=state(2, 2))
     d = run(facts(), observed)
