@@ -318,7 +318,7 @@ def test_rollout_status_shows_the_evidence_so_far_at_an_analysis_step(
     assert "phase:" in text, "the rollout's fields come first, as before"
     assert re.search(
         r"analysis, step 1 \(sequential judge, every 60s\): look 2 of at least 5, "
-        r"2m1\ds of at most 1h00m",
+        r"2m\d\ds of at most 1h00m",
         text,
     ), text
     line = next(" ".join(ln.split()) for ln in text.splitlines() if ln.startswith("  ttft"))
