@@ -12,6 +12,18 @@
   const SVG_NS = "http://www.w3.org/2000/svg";
   const BAD_PHASES = new Set(["rolling_back", "rolled_back", "aborted", "failed"]);
   const LIVE_PHASES = new Set(["pending", "progressing", "paused", "promoting"]);
+  const TERMINAL_PHASES = new Set(["succeeded", "rolled_back", "aborted"]);
+  // controlplane.strategy.DEFAULT_MAX_ANALYSIS_SECONDS: how long a sequential analysis
+  // step may look when its max_duration_seconds is not set (or count x interval, if longer)
+  const DEFAULT_MAX_ANALYSIS_SECONDS = 3600;
+  // metrics whose effect and margin are absolute shares (shown in percentage points)
+  const RATIO_METRICS = new Set(["error_rate", "request_failure"]);
+  const INCONCLUSIVE_WORDS = {
+    no_series: "the canary has no series: not scraped (check the selector)",
+    no_traffic: "the canary got no requests: check routing",
+    unresolvable: "the quantile is beyond the histogram's largest bucket",
+    too_few: "too few requests yet",
+  };
   // The judge's defaults for the built-in metrics (controlplane/analysis/metrics.py), used
   // when a measurement's message does not state its margin (an inconclusive one, say).
   // relative: fails above stable x (1 + margin); absolute: above stable + margin;
@@ -277,9 +289,10 @@
       all(`/v1/rollouts/${enc(id)}/measurements`),
     ]);
     crumbs([rollout.model, `#/models/${enc(rollout.model)}`], [`rollout #${rollout.id}`, null]);
+    const soFar = analysisSoFar(rollout, measurements, events, Date.now());
     events.reverse(); // oldest first: a timeline reads down
     measurements.reverse();
-    return [banner(rollout), summary(rollout),
+    return [banner(rollout), summary(rollout), ...(soFar ? [analysisPanel(soFar)] : []),
       h("div", { class: "columns" },
         h("section", { class: "card", id: "timeline" }, h("h2", {}, "Timeline"), timeline(events)),
         h("section", { class: "card", id: "analysis" }, h("h2", {}, "Analysis: canary vs stable"),
@@ -352,6 +365,180 @@
     }));
   }
 
+  // --- analysis so far: the evidence of a live analysis step ------------------------------
+
+  // When the current step (re)started, from the events (newest first): the step event that
+  // advanced into it (its evidence names the step it left), or a transition to progressing
+  // in it (the rollout started, or was resumed: a resumed step starts over).
+  function stepStartedAt(events, stepIndex) {
+    for (const e of events) {
+      if (e.step_index !== stepIndex) continue;
+      const kind = e.type || e.kind;
+      const evidence = e.evidence || {};
+      if ((kind === "step" && evidence.step === stepIndex - 1) ||
+        (kind === "transition" && evidence.to === "progressing")) return parseTime(e.at);
+    }
+    return null;
+  }
+
+  function maxDuration(step) {
+    if (step.max_duration_seconds !== null && step.max_duration_seconds !== undefined) return step.max_duration_seconds;
+    return Math.max(DEFAULT_MAX_ANALYSIS_SECONDS, step.count * step.interval_seconds);
+  }
+
+  // the current analysis step of a live rollout, its looks and its latest one (API lists,
+  // newest first); null when the rollout has ended or is not at an analysis step
+  function analysisSoFar(rollout, measurements, events, now) {
+    const step = rollout.current_step;
+    if (TERMINAL_PHASES.has(rollout.phase) || !step || step.kind !== "analysis") return null;
+    const index = rollout.step_index;
+    const mine = measurements.filter((m) => m.step_index === index);
+    let started = stepStartedAt(events, index);
+    if (!started && mine.length) started = parseTime(mine[mine.length - 1].at);
+    const since = mine.filter((m) => !started || (parseTime(m.at) || now) >= started);
+    const errors = since.filter((m) => m.verdict === "error").length;
+    return {
+      step, index, started, errors,
+      judge: step.judge || "fixed",
+      looks: since.length - errors,
+      elapsed: started ? Math.max(0, (now - started.getTime()) / 1000) : null,
+      latest: mine[0] || null,
+    };
+  }
+
+  // a duration as 45s, 4m10s or 1h05m; an estimate as the judge words it
+  function span(seconds) {
+    const whole = Math.round(seconds);
+    if (whole < 60) return `${whole}s`;
+    if (whole < 3600) return `${Math.floor(whole / 60)}m${pad(whole % 60)}s`;
+    return `${Math.floor(whole / 3600)}h${pad(Math.floor((whole % 3600) / 60))}m`;
+  }
+  function about(seconds) {
+    if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "time unknown at the current rate";
+    if (seconds < 90) return `~${seconds.toFixed(0)}s`;
+    if (seconds < 5400) return `~${(seconds / 60).toFixed(0)} min`;
+    return `~${(seconds / 3600).toFixed(1)} h`;
+  }
+
+  const isRatio = (m) => RATIO_METRICS.has(m.metric) || / pts/.test(m.message || "");
+  const signed = (text, v) => (v < 0 ? `-${text}` : `+${text}`);
+  function effectText(m, v) {
+    return isRatio(m) ? `${signed(Math.abs(v * 100).toFixed(2), v)} pts` : `${signed(Math.abs(v * 100).toFixed(1), v)}%`;
+  }
+  function marginText(m) {
+    if (num(m.margin) === null) return m.p_value === null || m.p_value === undefined ? "" : `p=${Number(m.p_value.toPrecision(3))}`;
+    return isRatio(m) ? `margin ${(m.margin * 100).toFixed(2)} pts` : `margin ${Number((m.margin * 100).toPrecision(6))}%`;
+  }
+  // the metric as the judge names it in its message ("ttft p95"), else its name
+  function metricLabel(m) {
+    const message = m.message || "";
+    const cut = message.indexOf(": ");
+    const head = cut < 0 ? "" : message.slice(0, cut);
+    return head && head.startsWith(m.metric) && head.length <= m.metric.length + 8 ? head : m.metric;
+  }
+  function messageTail(m) {
+    const text = (m.message || "").split(/\s+/).join(" ").trim();
+    const cut = text.indexOf(": ");
+    return cut < 0 ? text : text.slice(cut + 2);
+  }
+  // what the metric still needs before it can pass, or why it decided
+  function needsText(m) {
+    const reason = m.inconclusive || null;
+    if (m.verdict === "fail" || m.verdict === "error" || (m.verdict === "inconclusive" && !reason)) return messageTail(m);
+    if (m.verdict === "pass") return num(m.power) === null ? "" : `enough traffic (${Math.round(m.power * 100)}% chance to have caught it)`;
+    if (reason !== "too_few" || (num(m.needed) === null && num(m.effect) === null)) return INCONCLUSIVE_WORDS[reason] || reason;
+    if (num(m.needed) === null) return "can never pass: the margin and the pods' spread leave no room";
+    const unit = /canary intervals/.test(m.message || "") ? "intervals" : "requests";
+    return `needs ~${Math.ceil(m.needed)} more canary ${unit} (${about(num(m.eta_seconds))})`;
+  }
+
+  // the effect's interval against the margin: the failing side shaded, zero and the margin
+  // as vertical lines, the interval as a segment, the point estimate as a dot
+  function effectBar(m) {
+    const effect = num(m.effect), lower = num(m.effect_lower), upper = num(m.effect_upper), margin = num(m.margin);
+    if (effect === null) return h("span", { class: "muted" }, "—");
+    const W = 220, H = 26, P = 8, mid = 13;
+    const known = [0, effect, lower, upper, margin].filter((v) => v !== null);
+    let lo = Math.min(...known), hi = Math.max(...known);
+    const room = (hi - lo) * 0.08 || 0.01;
+    lo -= room; hi += room;
+    const xs = (v) => P + ((v - lo) / (hi - lo)) * (W - 2 * P);
+    const title = `effect ${effectText(m, effect)}` +
+      (lower !== null && upper !== null ? `, always-valid interval ${effectText(m, lower)} to ${effectText(m, upper)}` : "") +
+      (margin !== null ? `; fails when the interval lies wholly beyond ${effectText(m, margin)}` : "");
+    return svg("svg", {
+      viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: `effect-bar effect-bar-${m.verdict}`,
+      role: "img", "aria-label": title, "data-metric": m.metric,
+    },
+    svg("title", {}, title),
+    margin !== null ? svg("rect", { x: xs(margin), y: 2, width: Math.max(0, W - P - xs(margin)), height: H - 4, class: "bar-fail-zone" }) : null,
+    svg("line", { x1: P, x2: W - P, y1: mid, y2: mid, class: "bar-axis" }),
+    svg("line", { x1: xs(0), x2: xs(0), y1: 4, y2: H - 4, class: "bar-zero" }),
+    margin !== null ? svg("line", { x1: xs(margin), x2: xs(margin), y1: 1, y2: H - 1, class: "bar-margin", "data-margin": margin }) : null,
+    lower !== null && upper !== null
+      ? svg("g", { class: "bar-interval", "data-lower": lower, "data-upper": upper },
+        svg("line", { x1: xs(lower), x2: xs(upper), y1: mid, y2: mid }),
+        svg("line", { x1: xs(lower), x2: xs(lower), y1: mid - 5, y2: mid + 5 }),
+        svg("line", { x1: xs(upper), x2: xs(upper), y1: mid - 5, y2: mid + 5 }))
+      : null,
+    svg("circle", { cx: xs(effect), cy: mid, r: 4.5, class: "bar-effect", "data-effect": effect }));
+  }
+
+  function analysisPanel(so) {
+    const { step, latest } = so;
+    const looks = so.judge === "sequential"
+      ? `look ${so.looks} of at least ${step.count}`
+      : `look ${so.looks} of ${step.count}`;
+    const limit = so.judge === "sequential"
+      ? `of at most ${span(maxDuration(step))}`
+      : `of about ${span(step.count * step.interval_seconds)}`;
+    const progress = h("p", { class: "analysis-progress", id: "analysis-progress" },
+      `step ${so.index} · ${so.judge} judge, every ${step.interval_seconds}s · ${looks}`,
+      so.errors ? ` (${so.errors} could not be taken)` : "",
+      ` · ${so.elapsed === null ? "elapsed unknown" : span(so.elapsed)} ${limit}`);
+    if (!latest) {
+      return h("section", { class: "card analysis-live", id: "analysis-live" },
+        h("h2", {}, "Analysis so far"), progress, h("p", { class: "muted" }, "No look taken yet in this step."));
+    }
+    const earlier = so.started && parseTime(latest.at) < so.started ? " (before the step restarted)" : "";
+    const metrics = latest.metrics || [];
+    const rows = metrics.map((m) => {
+      const effect = num(m.effect);
+      const interval = num(m.effect_lower) !== null && num(m.effect_upper) !== null
+        ? ` [${effectText(m, m.effect_lower)}, ${effectText(m, m.effect_upper)}]` : "";
+      const values = num(m.canary_value) !== null && num(m.stable_value) !== null
+        ? `canary ${fmt(m.canary_value, isRatio(m) ? "%" : "")} vs stable ${fmt(m.stable_value, isRatio(m) ? "%" : "")}` : "—";
+      const pods = Array.isArray(m.pods) && m.pods.length === 2
+        ? `${m.pods[0]} / ${m.pods[1]}${num(m.pod_spread) === null ? "" : ` · spread ${(m.pod_spread * 100).toFixed(1)}%`}` : "—";
+      return h("tr", { "data-metric": m.metric, "data-judge": m.judge || "fixed", class: `verdict-${m.verdict}` },
+        h("td", { class: "mono strong" }, metricLabel(m)),
+        h("td", {}, badge(m.verdict)),
+        h("td", { class: "num effect" }, effect === null ? values : `${effectText(m, effect)}${interval}`),
+        h("td", { class: "bar" }, effectBar(m)),
+        h("td", { class: "num margin" }, marginText(m)),
+        h("td", { class: "num samples" }, [m.canary_samples, m.stable_samples].map((n) => (Number.isFinite(n) ? Math.round(n) : "—")).join(" / ")),
+        h("td", { class: "num pods" }, pods),
+        h("td", { class: `needs ${m.verdict === "fail" ? "error" : ""}` }, needsText(m)));
+    });
+    const decided = latest.verdict === "fail" || latest.verdict === "pass";
+    return h("section", { class: "card analysis-live", id: "analysis-live" },
+      h("h2", {}, "Analysis so far"),
+      progress,
+      h("p", { class: "muted small" },
+        "latest look ", timeNode(latest.at, true), `${earlier} at ${latest.weight}%: `, badge(latest.verdict),
+        so.judge === "sequential"
+          ? " · a metric fails when its always-valid interval lies wholly beyond the margin (the red line), and passes once the step has had the traffic to catch the regression it names"
+          : ""),
+      metrics.length
+        ? h("table", { class: "grid live-metrics", id: "live-metrics" },
+          h("thead", {}, h("tr", {}, ["metric", "verdict", "effect [interval]", "against the margin", "margin", "n canary / stable", "pods / spread", "still needs"].map((t) => h("th", {}, t)))),
+          h("tbody", {}, rows))
+        : h("p", { class: "muted" }, latest.summary),
+      decided
+        ? h("p", { class: latest.verdict === "fail" ? "verdict-fail-line" : "verdict-pass-line", id: "deciding" }, `deciding: ${latest.summary}`)
+        : null);
+  }
+
   // --- charts ----------------------------------------------------------------------------
 
   // the judge's rule for one metric, from a measurement's message when it states it
@@ -373,6 +560,16 @@
     else if (/canary -?\d[\d.e+-]*% vs stable/.test(text)) kind = "absolute";
     else kind = builtin ? builtin.kind : "relative";
     return { kind, margin, unit: kind === "absolute" ? "%" : builtin ? builtin.unit : "", from: "message" };
+  }
+
+  // the sequential judge records its margin: relative for latencies and scalars (lower for
+  // higher-is-better scalars), absolute for ratios
+  function recordedRule(metric) {
+    if (metric.judge !== "sequential" || num(metric.margin) === null) return null;
+    const builtin = BUILTIN_RULES[metric.metric] || {};
+    if (isRatio(metric)) return { kind: "absolute", margin: metric.margin, unit: "%", from: "record" };
+    const kind = /higher is better/.test(metric.message || "") ? "lower" : "relative";
+    return { kind, margin: metric.margin, unit: builtin.unit || "", from: "record" };
   }
 
   function thresholdOf(rule, stable) {
@@ -423,7 +620,9 @@
     return [
       h("p", { class: "muted small" },
         `${measurements.length} measurement(s); x = measurement (time, weight). `,
-        "A latency fails when the canary is over the threshold and the test says it is not chance (p < α)."),
+        measurements.some((m) => (m.metrics || []).some((x) => x.judge === "sequential"))
+          ? "Sequential judge: a metric fails when the always-valid interval on its effect lies wholly beyond the margin (the values' interval column)."
+          : "A latency fails when the canary is over the threshold and the test says it is not chance (p < α)."),
       failing.length
         ? h("p", { class: "verdict-fail-line" }, `failed: ${failing[failing.length - 1].summary}`)
         : null,
@@ -432,8 +631,9 @@
   }
 
   function chart(name, points, count) {
-    const rules = points.map((p) => ruleOf(name, p.metric.message));
-    const rule = rules.find((r) => r && r.from === "message") || rules.find(Boolean) || null;
+    const rules = points.map((p) => recordedRule(p.metric) || ruleOf(name, p.metric.message));
+    const stated = (r) => r && (r.from === "record" || r.from === "message");
+    const rule = rules.find(stated) || rules.find(Boolean) || null;
     const unit = rule ? rule.unit : (BUILTIN_RULES[name] || {}).unit || "";
     const rows = points.map((p, i) => ({
       x: p.index,
@@ -445,6 +645,10 @@
       // the judge's own line when it recorded one; else derived from the verdict's message
       threshold: num(p.metric.threshold) ?? thresholdOf(rules[i] || rule, num(p.metric.stable_value)),
       p: num(p.metric.p_value),
+      lower: num(p.metric.effect_lower),
+      upper: num(p.metric.effect_upper),
+      effect: num(p.metric.effect),
+      metric: p.metric,
       n: [p.metric.canary_samples, p.metric.stable_samples],
       message: p.metric.message,
     }));
@@ -521,11 +725,15 @@
     const worst = rows.find((r) => r.verdict === "fail") || last;
     const table = h("details", { class: "points" }, h("summary", {}, "values"),
       h("table", { class: "grid compact" },
-        h("thead", {}, h("tr", {}, ["#", "time", "weight", "verdict", "canary", "stable", "threshold", "p", "n canary/stable"].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ["#", "time", "weight", "verdict", "canary", "stable", "threshold", "interval", "p", "n canary/stable"].map((t) => h("th", {}, t)))),
         h("tbody", {}, rows.map((r) => h("tr", {},
           h("td", {}, `${r.x + 1}`), h("td", {}, clock(r.at)), h("td", { class: "num" }, `${r.weight}%`),
           h("td", {}, badge(r.verdict)), h("td", { class: "num" }, fmt(r.canary, unit)),
           h("td", { class: "num" }, fmt(r.stable, unit)), h("td", { class: "num" }, fmt(r.threshold, unit)),
+          h("td", {
+            class: "num interval",
+            title: r.effect === null ? null : `effect ${effectText(r.metric, r.effect)}`,
+          }, r.lower === null || r.upper === null ? "—" : `${effectText(r.metric, r.lower)} .. ${effectText(r.metric, r.upper)}`),
           h("td", { class: "num" }, r.p === null ? "—" : Number(r.p.toPrecision(3)).toString()),
           h("td", { class: "num" }, r.n.map((n) => (Number.isFinite(n) ? Math.round(n) : "—")).join(" / ")))))));
 
