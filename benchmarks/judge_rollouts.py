@@ -178,12 +178,15 @@ def run_rollout(
                 "at": now,
             }
             if step.judge == "sequential":
+                alpha, rollout_alpha = strategy.analysis_alphas(facts.step_index)
                 result = measure(
                     source,
                     sequential,
                     checks,
                     window=max(now - facts.step_started_at, timedelta(seconds=60)),
-                    alpha=strategy.step_alpha(facts.step_index),
+                    alpha=alpha,
+                    rollout_alpha=rollout_alpha,
+                    history=facts.analysis_windows,
                     interval=timedelta(seconds=step.interval_seconds),
                     **common,  # type: ignore[arg-type]
                 )

@@ -549,6 +549,14 @@ class Rollout(SQLModel, table=True):
     step_started_at: datetime = _time_field()
     routed_weight: int = 0
     stable_replicas: int = 0
+    # the passed analysis steps' windows ({"step", "start", "end", "weight"}): evidence the
+    # sequential judge carries over the rest of the rollout
+    analysis_windows: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=sa.Column(
+            "analysis_windows", JSONColumn, nullable=False, server_default=sa.text("'[]'")
+        ),
+    )
     problem_since: datetime | None = _time_field(nullable=True)
     outcome_on_rollback: Phase = _enum_field(Phase, default=Phase.ROLLED_BACK)
     reason: str = Field(default="", max_length=4000)

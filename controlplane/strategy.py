@@ -186,9 +186,12 @@ class Strategy(BaseModel):
         "steps and their metrics.",
     )
 
-    def step_alpha(self, step_index: int) -> float:
-        """The share of the false-rollback budget a sequential analysis step spends (to be
-        split again over its metrics): the budget over the sequential analysis steps."""
+    def analysis_alphas(self, step_index: int) -> tuple[float, float | None]:
+        """The shares of the false-rollback budget a sequential analysis step spends (to be
+        split again over its metrics): one for the step's own evidence, and one for the
+        rollout's evidence so far (None with a single analysis step). Half the budget goes
+        to each kind: ``budget / 2 / S`` to each of the S steps, ``budget / 2`` to the one
+        sequence that runs over the whole rollout."""
         sequential = [
             i
             for i, s in enumerate(self.steps)
@@ -196,7 +199,9 @@ class Strategy(BaseModel):
         ]
         if step_index not in sequential:
             raise ValueError(f"step {step_index} is not a sequential analysis step")
-        return self.false_rollback_budget / len(sequential)
+        if len(sequential) == 1:
+            return self.false_rollback_budget, None
+        return self.false_rollback_budget / 2 / len(sequential), self.false_rollback_budget / 2
 
     @model_validator(mode="after")
     def _weights_only_grow(self) -> Strategy:

@@ -125,7 +125,7 @@ class Check:
     min_samples: int = 50
     max_value: float | None = None  # absolute bound on the canary's value
     detect: float | None = None  # None: the metric kind's default (see sequential.py)
-    power: float = 0.8
+    power: float = 0.9
     pod_spread: float = 0.03
 
 
@@ -149,6 +149,7 @@ class MetricVerdict:
     # fail and the regression it must be able to catch to pass, the share of the
     # false-rollback budget it spends, and what it still needs
     judge: str = "fixed"
+    scope: str = "step"  # the evidence shown: this step's, or the rollout's analysis steps'
     effect: float | None = None
     effect_lower: float | None = None
     effect_upper: float | None = None

@@ -17,7 +17,14 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from controlplane.analysis.judge import Check, Judge, MetricVerdict, combine
+from controlplane.analysis.judge import (
+    Check,
+    Judge,
+    MetricVerdict,
+    PodHistograms,
+    Ratio,
+    combine,
+)
 from controlplane.analysis.metrics import (
     HistogramTemplate,
     MetricSource,
@@ -35,6 +42,7 @@ from controlplane.analysis.verdict import (
     Inconclusive,
     MeasurementOutcome,
     Verdict,
+    Window,
 )
 
 MAX_SUMMARY_MESSAGE = 1500  # the summary is stored (4000 characters at most) and logged
@@ -207,14 +215,18 @@ def measure(
     window: timedelta,
     at: datetime,
     alpha: float | None = None,
+    rollout_alpha: float | None = None,
+    history: Sequence[Window] = (),
     interval: timedelta | None = None,
     unit_label: str = "pod",
 ) -> Measurement:
     """Judge the canary against stable on every metric over ``window`` ending at ``at``.
 
     For the sequential judge, ``window`` is everything since the weight went into force,
-    ``alpha`` the step's share of the rollout's false-rollback budget (split equally over
-    the metrics here) and ``interval`` the look interval (scalars pair one value per
+    ``alpha`` and ``rollout_alpha`` the step's shares of the rollout's false-rollback budget
+    for this step's evidence and for the rollout's (split equally over the metrics here),
+    ``history`` the windows of the rollout's earlier passed analysis steps (read again, each
+    compared within itself) and ``interval`` the look interval (scalars pair one value per
     interval). After a temporary error (the source down or overloaded) the remaining
     metrics are not queried, so that an unreachable Prometheus costs one timeout per tick,
     not one per query; they are ``error`` with the same cause.
@@ -232,7 +244,12 @@ def measure(
     if isinstance(judge, SequentialJudge):
         if alpha is None:
             raise ValueError("the sequential judge needs the step's alpha")
-        look = Look(alpha=alpha / max(1, len(checks)), elapsed_seconds=window.total_seconds())
+        metrics = max(1, len(checks))
+        look = Look(
+            alpha=alpha / metrics,
+            elapsed_seconds=window.total_seconds(),
+            rollout_alpha=rollout_alpha / metrics if rollout_alpha is not None else None,
+        )
     for template in checks:
         if source_down is not None:
             verdicts.append(_error(template.name, f"not measured: {source_down.message}"))
@@ -250,6 +267,7 @@ def measure(
                     window=window,
                     interval=interval or window,
                     unit_label=unit_label,
+                    history=history if rollout_alpha is not None else (),
                 )
             else:
                 judged = _judge(judge, template, prometheus, selectors, duration, at)
@@ -273,21 +291,39 @@ def _judge_sequential(
     window: timedelta,
     interval: timedelta,
     unit_label: str,
+    history: Sequence[Window],
 ) -> MetricVerdict:
     duration = promql_duration(window)
     canary_selector, stable_selector = selectors
+    # each earlier analysis step read over its own window, at its end
+    past = [(promql_duration(w.end - w.start), w.end) for w in history if w.end > w.start]
     if isinstance(template, HistogramTemplate):
-        canary, stable = (
-            template.read_pods(source, selector=sel, window=duration, at=at, unit_label=unit_label)
-            for sel in selectors
+        histogram = template
+
+        def pods(sel: str, span: str, end: datetime) -> PodHistograms:
+            return histogram.read_pods(
+                source, selector=sel, window=span, at=end, unit_label=unit_label
+            )
+
+        verdict = judge.histogram(
+            template.check,
+            pods(canary_selector, duration, at),
+            pods(stable_selector, duration, at),
+            look,
+            [(pods(canary_selector, s, e), pods(stable_selector, s, e)) for s, e in past],
         )
-        verdict = judge.histogram(template.check, canary, stable, look)
     elif isinstance(template, RatioTemplate):
+        counts = template
+
+        def ratio(sel: str, span: str, end: datetime) -> Ratio:
+            return counts.read(source, selector=sel, window=span, at=end)
+
         verdict = judge.ratio(
             template.check,
-            template.read(source, selector=canary_selector, window=duration, at=at),
-            template.read(source, selector=stable_selector, window=duration, at=at),
+            ratio(canary_selector, duration, at),
+            ratio(stable_selector, duration, at),
             look,
+            [(ratio(canary_selector, s, e), ratio(stable_selector, s, e)) for s, e in past],
         )
     else:
         assert isinstance(template, ScalarTemplate)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controlplane.analysis.judge import Check, Histogram, MetricVerdict, PodHistograms, Ratio
 from controlplane.analysis.stats import counts, quantiles
@@ -59,11 +59,13 @@ MIN_INTERVALS = 3  # paired intervals before a scalar is judged
 @dataclass(frozen=True)
 class Look:
     """What one look knows besides the readings: the share of the rollout's
-    false-rollback budget this check spends at this step, and how long the weight has
-    been in force (for rates and the time still needed)."""
+    false-rollback budget this check spends on this step's own test (``alpha``) and on
+    the test of the whole rollout's evidence (``rollout_alpha``; None: no such test), and
+    how long the weight has been in force (for rates and the time still needed)."""
 
     alpha: float
     elapsed_seconds: float
+    rollout_alpha: float | None = None
 
 
 def _pct(value: float) -> str:
@@ -95,8 +97,15 @@ class SequentialJudge:
     # --- latency histograms -------------------------------------------------------------
 
     def histogram(
-        self, check: Check, canary: PodHistograms, stable: PodHistograms, look: Look
+        self,
+        check: Check,
+        canary: PodHistograms,
+        stable: PodHistograms,
+        look: Look,
+        history: Sequence[tuple[PodHistograms, PodHistograms]] = (),
     ) -> MetricVerdict:
+        """``history``: the readings of the rollout's earlier (passed) analysis steps, each
+        a stratum of its own: compared within itself, then combined."""
         q = check.quantile
         label = f"{check.name} p{q * 100:g}"
         detect = DEFAULT_DETECT["histogram"] if check.detect is None else check.detect
@@ -105,91 +114,76 @@ class SequentialJudge:
             return base.inconclusive(Inconclusive.NO_SERIES, "no series for the canary")
         if not stable.pods:
             return base.inconclusive(Inconclusive.NO_SERIES, "no series for stable")
-        try:
-            c_hist, s_hist = canary.pooled, stable.pooled
-        except ValueError:
-            return base.error("the pods of one version have different buckets")
-        if [b for b, _ in c_hist.buckets] != [b for b, _ in s_hist.buckets]:
-            return base.error(
-                "canary and stable histograms have different buckets; check the selectors"
-            )
-        n_c, n_s = c_hist.count, s_hist.count
-        c_q, s_q = c_hist.quantile_log(q), s_hist.quantile_log(q)
-        base = base.with_values(c_q, s_q, n_c, n_s)
-        if n_c <= 0:
-            return base.inconclusive(
-                Inconclusive.NO_TRAFFIC,
-                "the canary's series show no requests since the weight went into force: "
-                "traffic does not reach it",
-            )
-        if n_s <= 0:
-            return base.inconclusive(
-                Inconclusive.NO_TRAFFIC, "stable's series show no requests: nothing to compare"
-            )
-        # independent units behind the observations (requests, when there is one
-        # observation per generated token)
-        c_unit = min(1.0, canary.units / n_c) if canary.units else 1.0
-        s_unit = min(1.0, stable.units / n_s) if stable.units else 1.0
-        e_c, e_s = n_c * c_unit, n_s * s_unit
-        floor = MIN_TAIL / (1 - q)
-        if e_c < floor or e_s < floor:
-            short = max(floor - e_c, (floor - e_s) * e_c / e_s if e_s > 0 else 0.0)
-            return base.too_few(
-                f"{e_c:.0f} canary and {e_s:.0f} stable requests; a p{q * 100:g} needs "
-                f"{floor:.0f} on each side before it is estimated",
-                needed=short,
-                have=e_c,
-            )
-        if c_q is None or s_q is None:
-            top = _largest_finite(c_hist)
-            return base.inconclusive(
-                Inconclusive.UNRESOLVABLE,
-                f"the p{q * 100:g} lies beyond the largest finite bucket bound "
-                f"({top:g}): the histogram cannot resolve it; judge a lower quantile or add "
-                "buckets",
-            )
-        v_c = quantiles.log_quantile_variance(c_hist.buckets, q, e_c)
-        v_s = quantiles.log_quantile_variance(s_hist.buckets, q, e_s)
-        if v_c is None or v_s is None:
-            return base.inconclusive(
-                Inconclusive.UNRESOLVABLE,
-                f"the buckets around the p{q * 100:g} are too coarse to tell its noise",
-            )
-        spread = quantiles.pod_variance(
-            [_pod_quantiles(canary, q, c_unit, floor), _pod_quantiles(stable, q, s_unit, floor)],
-            prior_sd=check.pod_spread,
+        current = _latency_stratum(check, canary, stable)
+        if isinstance(current, _Problem) and current.kind is None:
+            return base.error(current.message)
+        if isinstance(current, _Problem) and current.kind is not Inconclusive.TOO_FEW:
+            base = base.with_values(*current.values)
+            assert current.kind is not None
+            return base.inconclusive(current.kind, current.message)
+        past = [
+            s
+            for c, st in history
+            if isinstance(s := _latency_stratum(check, c, st), _LatencyStratum)
+        ]
+        margin, d = math.log1p(check.margin), math.log1p(detect)
+        rollout = None
+        if past and look.rollout_alpha is not None:
+            strata = [*past, current] if isinstance(current, _LatencyStratum) else past
+            rollout = _combine(strata, margin, d, look.rollout_alpha, len(past))
+        if isinstance(current, _Problem):
+            base = base.with_values(*current.values)
+            if rollout is None or rollout.lower <= margin:
+                return base.too_few(current.message, needed=current.needed, have=current.have)
+            return base.with_scope("rollout").decide(
+                rollout, relative=True, counts=current.message, have=current.have, extra="",
+                bound=None, threshold=None,
+            )  # fmt: skip
+        base = base.with_values(current.canary_q, current.stable_q, current.n_c, current.n_s)
+        base = base.with_pods(current.pods[0], current.pods[1], current.spread)
+        # with no earlier step, the rollout's sequence is this step's: its (larger) alpha
+        step_alpha = _step_alpha(look, bool(history))
+        step = _NormalTest(
+            current.theta, current.information, current.pod_sd, margin, d, step_alpha
         )
-        share2 = _shares_squared(canary) + _shares_squared(stable)
-        pod_sd = spread.sd * math.sqrt(share2)
-        theta = math.log(c_q / s_q)
-        information = 1 / (v_c + v_s)
-        margin = math.log1p(check.margin)
-        d = math.log1p(detect)
-        test = _NormalTest(theta, information, pod_sd, margin, d, look.alpha)
-        base = base.with_pods(_served(canary), _served(stable), spread.sd)
         bound = None
         if check.max_value is not None:
             own = _NormalTest(
-                math.log(c_q), 1 / v_c, spread.sd * math.sqrt(_shares_squared(canary)),
-                0.0, d, look.alpha,
+                math.log(current.canary_q), current.canary_information,
+                current.canary_pod_sd, 0.0, d, step_alpha,
             )  # fmt: skip
             if math.exp(own.lower) > check.max_value:
-                bound = f"canary {c_q:.4g} is over the bound {check.max_value:.4g} (its lower "
-                bound += f"bound {math.exp(own.lower):.4g})"
-        return base.decide(
-            test,
+                bound = (
+                    f"canary {current.canary_q:.4g} is over the bound {check.max_value:.4g} "
+                    f"(its lower bound {math.exp(own.lower):.4g})"
+                )
+        chosen, scope = step, "step"
+        if rollout is not None and (rollout.lower > margin or step.lower <= margin):
+            chosen, scope = rollout, "rollout"
+        return base.with_scope(scope).decide(
+            chosen,
             relative=True,
-            counts=f"n={n_c:.0f}/{n_s:.0f}"
-            + (f" ({e_c:.0f}/{e_s:.0f} requests)" if c_unit < 1 or s_unit < 1 else ""),
-            have=e_c,
-            extra=f"pods {_served(canary)}/{_served(stable)}, pod spread {spread.sd:.1%}",
+            counts=current.counts,
+            have=current.e_c,
+            extra=f"pods {current.pods[0]}/{current.pods[1]}, pod spread {current.spread:.1%}",
             bound=bound,
-            threshold=s_q * (1 + check.margin),
+            threshold=current.stable_q * (1 + check.margin),
+            also_fails=step if scope == "rollout" and step.lower > margin else None,
         )
 
     # --- ratios ---------------------------------------------------------------------------
 
-    def ratio(self, check: Check, canary: Ratio, stable: Ratio, look: Look) -> MetricVerdict:
+    def ratio(
+        self,
+        check: Check,
+        canary: Ratio,
+        stable: Ratio,
+        look: Look,
+        history: Sequence[tuple[Ratio, Ratio]] = (),
+    ) -> MetricVerdict:
+        """``history`` as for :meth:`histogram`. Counts of earlier steps are pooled with
+        this step's only when the canary had the same share of requests in each (a weight
+        change would weigh shared error bursts differently for the two versions)."""
         detect = DEFAULT_DETECT["ratio"] if check.detect is None else check.detect
         base = _Base(check, check.name, detect, look)
         if canary.series == 0:
@@ -207,42 +201,36 @@ class SequentialJudge:
             return base.inconclusive(
                 Inconclusive.NO_TRAFFIC, "stable served no requests: nothing to compare"
             )
-        half = look.alpha / 2
-        c_low, c_high = counts.bounds(canary.events, canary.total, half)
-        s_low, s_high = counts.bounds(stable.events, stable.total, half)
-        c_rate = canary.events / canary.total
-        s_rate = stable.events / stable.total
-        lower, upper = c_low - s_high, c_high - s_low
-        # the chance of having caught +detect by now, with the canary's bound approximated
-        # by the normal mixture at the regressed rate (exact counts decide a fail)
-        alt = min(1.0, s_rate + detect)
-        alt_var = max(alt * (1 - alt), 1e-6)
-        tau = max(detect - check.margin, 1e-3)
-
-        def power_at(k: float) -> float:
-            n = canary.total * k
-            radius = one_sided_radius(n / alt_var, half, tau)
-            return normal_cdf((alt - radius - s_high - check.margin) / math.sqrt(alt_var / n))
-
-        power = power_at(1.0)
-        needed = _needed(power_at, check.power, canary.total)
+        pooled = _poolable(canary, stable, history) if look.rollout_alpha is not None else None
+        step_alpha = _step_alpha(look, bool(history))
+        step = _RatioTest(check, detect, canary, stable, step_alpha)
+        rollout = None
+        if pooled is not None:
+            assert look.rollout_alpha is not None
+            rollout = _RatioTest(check, detect, pooled[0], pooled[1], look.rollout_alpha)
         bound = None
-        if check.max_value is not None and c_low > check.max_value:
-            bound = f"canary {c_rate:.3%} is over the bound {check.max_value:.3%} (its lower "
-            bound += f"bound {c_low:.3%})"
-        return base.decide_interval(
-            effect=c_rate - s_rate,
-            lower=lower,
-            upper=upper,
-            power=power,
-            needed=needed,
+        if check.max_value is not None and step.c_low > check.max_value:
+            bound = (
+                f"canary {step.c_rate:.3%} is over the bound {check.max_value:.3%} (its lower "
+                f"bound {step.c_low:.3%})"
+            )
+        chosen, scope = step, "step"
+        if rollout is not None and (rollout.lower > check.margin or step.lower <= check.margin):
+            chosen, scope = rollout, "rollout"
+        return base.with_scope(scope).decide_interval(
+            effect=chosen.c_rate - chosen.s_rate,
+            lower=chosen.lower,
+            upper=chosen.upper,
+            power=chosen.power,
+            needed=chosen.needed(canary.total),
             have=canary.total,
             relative=False,
-            counts=f"{canary.events:.0f}/{canary.total:.0f} vs {stable.events:.0f}/"
-            f"{stable.total:.0f}",
+            counts=f"{chosen.canary.events:.0f}/{chosen.canary.total:.0f} vs "
+            f"{chosen.stable.events:.0f}/{chosen.stable.total:.0f}",
             extra="",
             bound=bound,
-            threshold=s_rate + check.margin,
+            threshold=stable.rate + check.margin if stable.rate is not None else None,
+            also_fails=step.lower > check.margin and scope == "rollout",
         )
 
     # --- scalars --------------------------------------------------------------------------
@@ -307,6 +295,196 @@ class SequentialJudge:
 # --- helpers ------------------------------------------------------------------------------
 
 
+def _step_alpha(look: Look, has_history: bool) -> float:
+    """The step's own test spends its alpha. In the first analysis step the step's data
+    are all the rollout's sequence has, so that sequence's (larger) alpha holds for both;
+    it goes on in the later steps with the alpha it was given."""
+    if has_history or look.rollout_alpha is None:
+        return look.alpha
+    return max(look.alpha, look.rollout_alpha)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """Why a stratum cannot be judged: an inconclusive kind (None: an error)."""
+
+    kind: Inconclusive | None
+    message: str
+    values: tuple[float | None, float | None, float, float] = (None, None, 0.0, 0.0)
+    needed: float | None = None
+    have: float = 0.0
+
+
+@dataclass(frozen=True)
+class _LatencyStratum:
+    """One window's comparison of a quantile: the log-ratio, its sampling information,
+    and the pods' share of its noise."""
+
+    theta: float
+    information: float
+    pod_sd: float
+    canary_q: float
+    stable_q: float
+    canary_information: float
+    canary_pod_sd: float
+    n_c: float
+    n_s: float
+    e_c: float
+    spread: float
+    pods: tuple[int, int]
+    counts: str
+
+
+def _latency_stratum(
+    check: Check, canary: PodHistograms, stable: PodHistograms
+) -> _LatencyStratum | _Problem:
+    q = check.quantile
+    if not canary.pods or not stable.pods:
+        return _Problem(Inconclusive.NO_SERIES, "no series")
+    try:
+        c_hist, s_hist = canary.pooled, stable.pooled
+    except ValueError:
+        return _Problem(None, "the pods of one version have different buckets")
+    if [b for b, _ in c_hist.buckets] != [b for b, _ in s_hist.buckets]:
+        return _Problem(
+            None, "canary and stable histograms have different buckets; check the selectors"
+        )
+    n_c, n_s = c_hist.count, s_hist.count
+    c_q, s_q = c_hist.quantile_log(q), s_hist.quantile_log(q)
+    values = (c_q, s_q, n_c, n_s)
+    if n_c <= 0:
+        return _Problem(
+            Inconclusive.NO_TRAFFIC,
+            "the canary's series show no requests since the weight went into force: traffic "
+            "does not reach it",
+            values,
+        )
+    if n_s <= 0:
+        return _Problem(
+            Inconclusive.NO_TRAFFIC, "stable's series show no requests: nothing to compare", values
+        )
+    # independent units behind the observations (requests, when there is one observation
+    # per generated token)
+    c_unit = min(1.0, canary.units / n_c) if canary.units else 1.0
+    s_unit = min(1.0, stable.units / n_s) if stable.units else 1.0
+    e_c, e_s = n_c * c_unit, n_s * s_unit
+    floor = MIN_TAIL / (1 - q)
+    if e_c < floor or e_s < floor:
+        short = max(floor - e_c, (floor - e_s) * e_c / e_s if e_s > 0 else 0.0)
+        return _Problem(
+            Inconclusive.TOO_FEW,
+            f"{e_c:.0f} canary and {e_s:.0f} stable requests; a p{q * 100:g} needs "
+            f"{floor:.0f} on each side before it is estimated",
+            values,
+            needed=short,
+            have=e_c,
+        )
+    if c_q is None or s_q is None:
+        top = _largest_finite(c_hist)
+        return _Problem(
+            Inconclusive.UNRESOLVABLE,
+            f"the p{q * 100:g} lies beyond the largest finite bucket bound ({top:g}): the "
+            "histogram cannot resolve it; judge a lower quantile or add buckets",
+            values,
+        )
+    v_c = quantiles.log_quantile_variance(c_hist.buckets, q, e_c)
+    v_s = quantiles.log_quantile_variance(s_hist.buckets, q, e_s)
+    if v_c is None or v_s is None:
+        return _Problem(
+            Inconclusive.UNRESOLVABLE,
+            f"the buckets around the p{q * 100:g} are too coarse to tell its noise",
+            values,
+        )
+    spread = quantiles.pod_variance(
+        [_pod_quantiles(canary, q, c_unit, floor), _pod_quantiles(stable, q, s_unit, floor)],
+        prior_sd=check.pod_spread,
+    )
+    c_share2, s_share2 = _shares_squared(canary), _shares_squared(stable)
+    units = f" ({e_c:.0f}/{e_s:.0f} requests)" if c_unit < 1 or s_unit < 1 else ""
+    return _LatencyStratum(
+        theta=math.log(c_q / s_q),
+        information=1 / (v_c + v_s),
+        pod_sd=spread.sd * math.sqrt(c_share2 + s_share2),
+        canary_q=c_q,
+        stable_q=s_q,
+        canary_information=1 / v_c,
+        canary_pod_sd=spread.sd * math.sqrt(c_share2),
+        n_c=n_c,
+        n_s=n_s,
+        e_c=e_c,
+        spread=spread.sd,
+        pods=(_served(canary), _served(stable)),
+        counts=f"n={n_c:.0f}/{n_s:.0f}{units}",
+    )
+
+
+def _combine(
+    strata: Sequence[_LatencyStratum], margin: float, detect: float, alpha: float, past: int
+) -> _NormalTest:
+    """The strata's log-ratios weighted by their information (each step compared within
+    itself, so a load level or weight that differs between steps cannot pass for an
+    effect); the pods' noise taken as the same pods throughout (fully correlated)."""
+    total = sum(s.information for s in strata)
+    theta = sum(s.theta * s.information for s in strata) / total
+    pod_sd = sum(s.pod_sd * s.information for s in strata) / total
+    grow = strata[-1].information if len(strata) > past else 0.0
+    return _NormalTest(theta, grow, pod_sd, margin, detect, alpha, fixed=total - grow)
+
+
+class _RatioTest:
+    """Exact confidence sequences for both versions' rates, half the alpha each."""
+
+    def __init__(
+        self, check: Check, detect: float, canary: Ratio, stable: Ratio, alpha: float
+    ) -> None:
+        self.check, self.detect, self.canary, self.stable = check, detect, canary, stable
+        self.half = alpha / 2
+        self.c_low, self.c_high = counts.bounds(canary.events, canary.total, self.half)
+        self.s_low, self.s_high = counts.bounds(stable.events, stable.total, self.half)
+        self.c_rate = canary.events / canary.total
+        self.s_rate = stable.events / stable.total
+        self.lower, self.upper = self.c_low - self.s_high, self.c_high - self.s_low
+        self.power = self.power_at(1.0)
+
+    def power_at(self, k: float) -> float:
+        """The chance of having caught +detect by now (times ``k`` the canary's requests),
+        the canary's bound approximated by the normal mixture at the regressed rate (exact
+        counts decide a fail)."""
+        alt = min(1.0, self.s_rate + self.detect)
+        alt_var = max(alt * (1 - alt), 1e-6)
+        tau = max(self.detect - self.check.margin, 1e-3)
+        n = self.canary.total * k
+        radius = one_sided_radius(n / alt_var, self.half, tau)
+        gap = alt - radius - self.s_high - self.check.margin
+        return normal_cdf(gap / math.sqrt(alt_var / n))
+
+    def needed(self, current: float) -> float | None:
+        """More canary requests (in the current step) before the power is reached."""
+        more = _needed(self.power_at, self.check.power, self.canary.total)
+        return more if more is None else more * min(1.0, current / self.canary.total)
+
+
+def _poolable(
+    canary: Ratio, stable: Ratio, history: Sequence[tuple[Ratio, Ratio]]
+) -> tuple[Ratio, Ratio] | None:
+    """This step's counts and the earlier steps', pooled, when the canary had the same
+    share of requests throughout (within sampling noise); None otherwise."""
+    usable = [(c, s) for c, s in history if c.total > 0 and s.total > 0]
+    if not usable:
+        return None
+    share = canary.total / (canary.total + stable.total)
+    for c, s in usable:
+        n = c.total + s.total
+        past = c.total / n
+        if abs(past - share) > max(0.03, 3 * math.sqrt(share * (1 - share) / n)):
+            return None
+    strata = [*usable, (canary, stable)]
+    return (
+        Ratio(sum(c.events for c, _ in strata), sum(c.total for c, _ in strata), 1),
+        Ratio(sum(s.events for _, s in strata), sum(s.total for _, s in strata), 1),
+    )
+
+
 def _largest_finite(histogram: Histogram) -> float:
     finite = [b for b, _ in histogram.buckets if math.isfinite(b)]
     return finite[-1] if finite else math.inf
@@ -348,7 +526,7 @@ def _needed(power_at: Callable[[float], float], target: float, have: float) -> f
     low, high = 1.0, 2.0
     while power_at(high) < target:
         low, high = high, high * 2
-    for _ in range(40):
+    while high - low > 0.005 * low:  # half a percent of the traffic is precise enough
         mid = (low + high) / 2
         if power_at(mid) >= target:
             high = mid
@@ -364,18 +542,22 @@ class _NormalTest:
     (every look) and the pods (once)."""
 
     estimate: float
-    information: float
+    information: float  # what grows with more traffic (this step's)
     pod_sd: float
     margin: float
     detect: float
     alpha: float
+    fixed: float = 0.0  # information that does not grow any more (earlier steps')
 
     @property
     def tau(self) -> float:
         return max(self.detect - self.margin, 0.05)
 
+    def total(self, k: float = 1.0) -> float:
+        return self.fixed + self.information * k
+
     def radius(self, k: float = 1.0) -> float:
-        sampling = one_sided_radius(self.information * k, self.alpha / 2, self.tau)
+        sampling = one_sided_radius(self.total(k), self.alpha / 2, self.tau)
         pods = normal_quantile(1 - self.alpha / 2) * self.pod_sd if self.pod_sd > 0 else 0.0
         return sampling + pods
 
@@ -392,7 +574,7 @@ class _NormalTest:
         ``detect`` if the pods were alike: what more traffic can buy. The pods' spread
         widens what counts as a failure (:meth:`radius`), and it does not shrink with
         traffic, so it is reported, not waited for."""
-        information = self.information * k
+        information = self.total(k)
         sampling = one_sided_radius(information, self.alpha / 2, self.tau)
         return normal_cdf((self.detect - self.margin - sampling) * math.sqrt(information))
 
@@ -411,19 +593,20 @@ class _Base:
     stable_n: float = 0.0
     pods: tuple[int, int] | None = None
     pod_spread: float | None = None
+    scope: str = "step"
+
+    def with_scope(self, scope: str) -> _Base:
+        return replace(self, scope=scope)
 
     def with_values(
         self, canary: float | None, stable: float | None, canary_n: float, stable_n: float
     ) -> _Base:
-        return _Base(
-            self.check, self.label, self.detect, self.look, canary, stable, canary_n, stable_n
+        return replace(
+            self, canary_value=canary, stable_value=stable, canary_n=canary_n, stable_n=stable_n
         )
 
     def with_pods(self, canary: int, stable: int, spread: float) -> _Base:
-        return _Base(
-            self.check, self.label, self.detect, self.look, self.canary_value,
-            self.stable_value, self.canary_n, self.stable_n, (canary, stable), spread,
-        )  # fmt: skip
+        return replace(self, pods=(canary, stable), pod_spread=spread)
 
     def _verdict(self, verdict: Verdict, message: str, **fields: object) -> MetricVerdict:
         return MetricVerdict(
@@ -437,6 +620,7 @@ class _Base:
             p_value=None,
             message=f"{self.label}: {message}",
             judge="sequential",
+            scope=self.scope,
             margin=self.check.margin,
             detect=self.detect,
             alpha=self.look.alpha,
@@ -479,9 +663,10 @@ class _Base:
         bound: str | None,
         threshold: float | None,
         unit: str = "requests",
+        also_fails: _NormalTest | None = None,
     ) -> MetricVerdict:
         power = test.power_at(1.0)
-        needed = _needed(test.power_at, self.check.power, have)
+        needed = _needed(test.power_at, self.check.power, have) if test.information > 0 else None
         to_effect = math.expm1 if relative else (lambda x: x)
         return self.decide_interval(
             effect=to_effect(test.estimate),
@@ -496,6 +681,7 @@ class _Base:
             bound=bound,
             threshold=threshold,
             unit=unit,
+            also_fails=also_fails is not None,
         )
 
     def decide_interval(
@@ -513,6 +699,7 @@ class _Base:
         bound: str | None,
         threshold: float | None,
         unit: str = "requests",
+        also_fails: bool = False,
     ) -> MetricVerdict:
         show = _pct if relative else (lambda x: f"{x * 100:+.2f} pts")
         margin = _pct(self.check.margin) if relative else f"{self.check.margin * 100:.2f} pts"
@@ -524,8 +711,10 @@ class _Base:
                 f"canary {fmt.format(self.canary_value)} vs stable "
                 f"{fmt.format(self.stable_value)}, "
             )
+        where = "over the rollout's analysis steps, " if self.scope == "rollout" else ""
         facts = (
-            f"{values}{show(effect)} (always-valid interval {show(lower)} to {show(upper)}, "
+            f"{values}{where}{show(effect)} (always-valid interval {show(lower)} to "
+            f"{show(upper)}, "
             f"alpha {self.look.alpha:.2g}); margin {margin}; {counts}"
             + (f"; {extra}" if extra else "")
         )
@@ -538,10 +727,11 @@ class _Base:
         }
         if bound is not None:
             return self._verdict(Verdict.FAIL, f"{facts}; {bound}", **evidence)
-        if lower > self.check.margin:
+        if lower > self.check.margin or also_fails:
             return self._verdict(
                 Verdict.FAIL,
-                f"worse than stable by more than the margin: {facts}",
+                f"worse than stable by more than the margin: {facts}"
+                + ("; this step's own evidence agrees" if also_fails else ""),
                 **evidence,
             )
         if power >= self.check.power:

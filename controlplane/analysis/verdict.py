@@ -32,6 +32,34 @@ INCONCLUSIVE_ORDER = tuple(Inconclusive)
 
 
 @dataclass(frozen=True)
+class Window:
+    """A passed analysis step's time range and the weight in force during it: evidence
+    the sequential judge carries over the rest of the rollout."""
+
+    step: int
+    start: datetime
+    end: datetime
+    weight: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "step": self.step,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "weight": self.weight,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, object]) -> Window:
+        return cls(
+            step=int(str(value["step"])),
+            start=datetime.fromisoformat(str(value["start"])),
+            end=datetime.fromisoformat(str(value["end"])),
+            weight=int(str(value["weight"])),
+        )
+
+
+@dataclass(frozen=True)
 class MeasurementOutcome:
     """One analysis measurement across all its metrics: the worst metric's verdict."""
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from controlplane.analysis.verdict import MeasurementOutcome, Verdict
+from controlplane.analysis.verdict import MeasurementOutcome, Verdict, Window
 from controlplane.kube.budget import BudgetError, plan_replicas
 from controlplane.kube.observe import ProblemKind, VersionState
 from controlplane.kube.render import Track
@@ -61,6 +61,8 @@ class Facts:
     # replicas routing: one Service over both versions, so the weight in force is the
     # canary's share of the ready replicas, whatever the step asked for
     replica_routing: bool = False
+    # the passed sequential analysis steps so far: their evidence counts for the rest
+    analysis_windows: tuple[Window, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -374,8 +376,9 @@ def _sequential_outcome(
     last = counted[-1]
     minutes = elapsed.total_seconds() / 60
     if last.verdict is Verdict.PASS:
+        window = Window(facts.step_index, facts.step_started_at, now, facts.routed_weight)
         return _advance(
-            facts,
+            replace(facts, analysis_windows=(*facts.analysis_windows, window)),
             now,
             f"analysis passed at {facts.routed_weight}% ({len(counted)} looks over "
             f"{minutes:.0f} min)",

@@ -13,7 +13,7 @@ from controlplane.analysis.judge import FixedSampleJudge, Judge
 from controlplane.analysis.measure import measure
 from controlplane.analysis.metrics import Catalog, MetricSource
 from controlplane.analysis.sequential import SequentialJudge
-from controlplane.analysis.verdict import Verdict
+from controlplane.analysis.verdict import Verdict, Window
 from controlplane.models import Model, Rollout
 from controlplane.rollout.reconciler import ProbeResult
 from controlplane.rollout.strategy import Analysis, Strategy
@@ -54,12 +54,15 @@ class PrometheusProber:
             strategy = Strategy.model_validate(rollout.strategy)
             # everything since the weight went into force, at least one scrape's worth
             window = max(now - rollout.step_started_at, self.min_window)
+            alpha, rollout_alpha = strategy.analysis_alphas(rollout.step_index)
             result = measure(
                 self.source,
                 self.sequential,
                 checks,
                 window=window,
-                alpha=strategy.step_alpha(rollout.step_index),
+                alpha=alpha,
+                rollout_alpha=rollout_alpha,
+                history=[Window.from_json(w) for w in rollout.analysis_windows],
                 interval=interval,
                 unit_label=self.unit_label,
                 **common,  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from controlplane.analysis.verdict import (
     Inconclusive,
     MeasurementOutcome,
     Verdict,
+    Window,
 )
 from controlplane.db import Database
 from controlplane.kube import KubeDriver, KubeError, PermanentKubeError, TemporaryKubeError
@@ -108,6 +109,7 @@ def facts_of(rollout: Rollout, model: Model) -> Facts:
         command_by=rollout.command_by,
         command_reason=rollout.command_reason,
         replica_routing=model.routing_mode is RoutingMode.REPLICAS,
+        analysis_windows=tuple(Window.from_json(w) for w in rollout.analysis_windows),
     )
 
 
@@ -405,6 +407,7 @@ class Reconciler:
         rollout.step_started_at = new.step_started_at
         rollout.routed_weight = new.routed_weight
         rollout.stable_replicas = new.stable_replicas
+        rollout.analysis_windows = [w.to_json() for w in new.analysis_windows]
         rollout.problem_since = new.problem_since
         rollout.outcome_on_rollback = new.outcome_on_rollback
         rollout.reason = new.reason

@@ -49,16 +49,19 @@ def one_sided_radius(information: float, alpha: float, tau: float) -> float:
     if information <= 0 or not math.isfinite(information):
         return math.inf if information <= 0 else 0.0
     target = math.log(1 / alpha)
-    # the two-sided mixture's closed form bounds the one-sided crossing from above
+    # the one-sided crossing lies between the two-sided mixture's at alpha and at 2 alpha
+    # (its mixture is at least the two-sided one and at most twice it): bisect in between
     v = 1 + tau * tau * information
-    high = math.sqrt(v * (math.log(v) + 2 * target) / (tau * tau)) + 1.0
-    low = 0.0
-    for _ in range(60):
+    high = math.sqrt(v * (math.log(v) + 2 * target) / (tau * tau)) * (1 + 1e-9)
+    low = math.sqrt(max(0.0, v * (math.log(v) + 2 * (target - math.log(2)))) / (tau * tau))
+    for _ in range(40):
         mid = (low + high) / 2
         if log_mixture(mid, information, tau) >= target:
             high = mid
         else:
             low = mid
+        if high - low <= 1e-9 * high:
+            break
     return high / information
 
 
