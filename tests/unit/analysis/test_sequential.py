@@ -73,8 +73,8 @@ def test_a_canary_exactly_at_the_margin_fails_at_most_alpha_of_the_time_over_man
         stable = [np.zeros(len(TTFT_B)), np.zeros(len(TTFT_B))]
         for _look in range(15):
             canary += rng.multinomial(400, p_canary)
-            for pod in stable:
-                pod += rng.multinomial(400, p_stable)
+            for i in range(len(stable)):
+                stable[i] = stable[i] + rng.multinomial(400, p_stable)
             v = JUDGE.histogram(
                 Check("ttft", margin=0.10, pod_spread=0.001),
                 PodHistograms((("c", histogram(canary)),)),
