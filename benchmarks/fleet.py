@@ -101,6 +101,9 @@ class Scenario:
     error_points: float = 0.0
     slow_tail: bool = False
     pod_offset_sd: float = 0.05
+    # "lognormal" (the sigma 0.6), or "mixture": 70% short prompts (median 0.12 s,
+    # sigma 0.45) and 30% long ones (0.45 s, sigma 0.5), a shape no interpolation is exact on
+    ttft_shape: str = "lognormal"
 
     @property
     def regressed(self) -> bool:
@@ -176,7 +179,13 @@ class Fleet:
             bounds, sigma = {"ttft": (TTFT_B, TTFT_SIGMA), "e2e": (E2E_B, E2E_SIGMA)}.get(
                 kind, (ITL_B, ITL_TOKEN_SIGMA)
             )
-            p = bucket_probabilities(bounds, median, sigma)
+            if kind == "ttft" and self.scenario.ttft_shape == "mixture":
+                scale = median / TTFT_MEDIAN
+                p = 0.7 * bucket_probabilities(bounds, 0.12 * scale, 0.45) + 0.3 * (
+                    bucket_probabilities(bounds, 0.45 * scale, 0.5)
+                )
+            else:
+                p = bucket_probabilities(bounds, median, sigma)
             if len(self._probs) < 20000:
                 self._probs[key] = p
         return p

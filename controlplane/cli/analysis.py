@@ -140,7 +140,8 @@ def assess(
         return None
     index = int(rollout["step_index"])
     mine = [m for m in measurements if m["step_index"] == index]
-    started = step_started_at(events, index)
+    # the API says when the step began; older servers do not: then the events tell
+    started = parse_time(rollout.get("step_started_at")) or step_started_at(events, index)
     if started is None and mine:  # no event says: from the step's first look
         started = parse_time(mine[-1]["at"])
     since = [m for m in mine if started is None or (parse_time(m["at"]) or now) >= started]
@@ -182,11 +183,12 @@ def fetch(api: Reader, rollout: dict[str, Any], now: datetime) -> StepAnalysis |
         if measurement["step_index"] < index:
             break
         measurements.append(measurement)
-    events = []
-    for event in _newest(api, f"{base}/events"):
-        events.append(event)
-        if event["step_index"] < index or step_started_at([event], index) is not None:
-            break
+    events: list[dict[str, Any]] = []
+    if not rollout.get("step_started_at"):
+        for event in _newest(api, f"{base}/events"):
+            events.append(event)
+            if event["step_index"] < index or step_started_at([event], index) is not None:
+                break
     return assess(rollout, measurements, events, now)
 
 

@@ -51,6 +51,9 @@ class RolloutPublic(BaseModel):
     steps: list[Step]
     current_step: Step | None
     weight: int = Field(description="The canary's share of traffic in force, percent.")
+    step_started_at: datetime = Field(
+        description="When the current step began (an analysis' evidence counts from then)."
+    )
     reason: str
     pending_command: Command | None
     created_at: datetime
@@ -81,6 +84,7 @@ class RolloutPublic(BaseModel):
             steps=steps,
             current_step=current,
             weight=rollout.routed_weight,
+            step_started_at=rollout.step_started_at,
             reason=rollout.reason,
             pending_command=rollout.command,
             created_at=rollout.created_at,

@@ -148,23 +148,33 @@ class Traffic:
                     )
             time.sleep(0.5)
 
-    def start(self, stable_url: str, canary_url: str, rollout_id: int) -> None:
+    def start(
+        self,
+        stable_url: str,
+        canary_url: str,
+        rollout_id: int,
+        *,
+        requests_per_second: float = 200,
+    ) -> None:
         self.stop()
         self.stopping.clear()
         self.rollout_id, self.weight = rollout_id, 0.0
+        chunk = max(1, round(requests_per_second * 2))
 
         def send() -> None:
-            while not self.stopping.is_set():  # at most 400 requests / 2 s per chunk
+            while not self.stopping.is_set():  # at most `chunk` requests per 2 s
+                began = time.monotonic()
                 report = load.run(
                     stable_url,
                     canary_url,
                     lambda: self.weight,
-                    requests=400,
+                    requests=chunk,
                     seconds=2,
                     concurrency=8,
                     model="chat",
                 )
                 self.sent += report.total
+                self.stopping.wait(max(0.0, 2 - (time.monotonic() - began)))
 
         self._threads = [threading.Thread(target=t, daemon=True) for t in (self._follow, send)]
         for thread in self._threads:

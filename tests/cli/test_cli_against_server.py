@@ -244,7 +244,7 @@ def test_db_upgrade_command_migrates_without_an_admin_token(tmp_path: Path) -> N
     current = subprocess.run(
         [*CLI, "db", "current"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
-    assert current.stdout.strip() == "0006"
+    assert current.stdout.strip() == "0007"
 
 
 def test_rollout_commands_through_the_cli(server: Server) -> None:

@@ -56,13 +56,22 @@ class Stack:
     namespace: str
     token: str
 
-    def start_v2(self) -> int:
+    def start_v2(
+        self, strategy: dict[str, Any] | None = None, *, requests_per_second: float = 200
+    ) -> int:
+        """Start the rollout of v2 (the stack's strategy unless another is given) with load
+        that follows its weight in force, at most ``requests_per_second`` in all."""
         response = self.api.post(
-            "/v1/models/chat/rollouts", json={"version": "v2", "strategy": STRATEGY}
+            "/v1/models/chat/rollouts", json={"version": "v2", "strategy": strategy or STRATEGY}
         )
         assert response.status_code == 201, response.text
         rollout_id: int = response.json()["id"]
-        self.traffic.start(self.servers["v1"].url, self.servers["v2"].url, rollout_id)
+        self.traffic.start(
+            self.servers["v1"].url,
+            self.servers["v2"].url,
+            rollout_id,
+            requests_per_second=requests_per_second,
+        )
         return rollout_id
 
     def wait(self, rollout_id: int, *states: str, timeout: float = 180) -> dict[str, Any]:

@@ -393,7 +393,7 @@
     if (TERMINAL_PHASES.has(rollout.phase) || !step || step.kind !== "analysis") return null;
     const index = rollout.step_index;
     const mine = measurements.filter((m) => m.step_index === index);
-    let started = stepStartedAt(events, index);
+    let started = (rollout.step_started_at && parseTime(rollout.step_started_at)) || stepStartedAt(events, index);
     if (!started && mine.length) started = parseTime(mine[mine.length - 1].at);
     const since = mine.filter((m) => !started || (parseTime(m.at) || now) >= started);
     const errors = since.filter((m) => m.verdict === "error").length;
