@@ -38,6 +38,56 @@ class Pause(_Step):
     )
 
 
+class CheckSettings(BaseModel):
+    """How one metric is judged, where the built-in check is not what the team wants."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    margin: float | None = Field(
+        default=None,
+        ge=0,
+        le=10,
+        allow_inf_nan=False,
+        description="How much worse than stable the canary may be before it fails: relative "
+        "for latencies and scalars (0.10 = 10% slower), absolute for ratios (0.005 = half a "
+        "point more errors).",
+    )
+    detect: float | None = Field(
+        default=None,
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="The regression (same units) the step must have had the traffic to catch "
+        "before it may pass.",
+    )
+    power: float | None = Field(
+        default=None, ge=0.5, le=0.999, description="The chance to catch `detect`."
+    )
+    quantile: float | None = Field(default=None, gt=0, lt=1, description="Latency quantile.")
+    pod_spread: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Prior sd of a pod's speed factor over a step (0.03 = 3%).",
+    )
+    max_value: float | None = Field(
+        default=None, allow_inf_nan=False, description="An absolute bound on the canary."
+    )
+
+    @model_validator(mode="after")
+    def _detect_beyond_margin(self) -> CheckSettings:
+        if self.margin is not None and self.detect is not None and self.detect <= self.margin:
+            raise ValueError(
+                f"detect {self.detect} must be beyond the margin {self.margin}: a regression "
+                "within the margin is not one to catch"
+            )
+        return self
+
+    def overrides(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class Analysis(_Step):
     """Judge the canary against stable, looking every ``interval_seconds``.
 
@@ -58,6 +108,11 @@ class Analysis(_Step):
     kind: Literal["analysis"] = "analysis"
     metrics: tuple[str, ...] | None = Field(
         default=None, description="Metric names to judge; the model's defaults when omitted."
+    )
+    checks: dict[str, CheckSettings] | None = Field(
+        default=None,
+        description="Per metric name, how to judge it where the built-in check will not do, "
+        'e.g. {"ttft": {"margin": 0.2, "detect": 0.3}, "error_rate": {"detect": 0.02}}.',
     )
     judge: Literal["sequential", "fixed"] = Field(
         default="sequential",
@@ -97,6 +152,11 @@ class Analysis(_Step):
                 f"interval_seconds ({minimum}): the step could never run its course"
             )
         return self
+
+    def check_overrides(self) -> dict[str, dict[str, float]] | None:
+        if not self.checks:
+            return None
+        return {name: settings.overrides() for name, settings in self.checks.items()}
 
     @property
     def max_duration(self) -> int:

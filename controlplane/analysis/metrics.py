@@ -491,6 +491,12 @@ class Catalog:
                 f"unknown metric(s) {', '.join(sorted(set(missing)))}; "
                 f"known: {', '.join(sorted(known))}"
             )
+        idle = sorted(set(overrides or {}) - set(wanted))
+        if idle:
+            raise ValueError(
+                f"checks for {', '.join(idle)}, which the step does not judge (it judges "
+                f"{', '.join(wanted)}): add them to its metrics"
+            )
         templates: list[MetricTemplate] = []
         for name in dict.fromkeys(wanted):
             template = known[name]

@@ -42,7 +42,7 @@ class PrometheusProber:
         if rollout.stable_version is None:
             return ProbeResult(Verdict.INCONCLUSIVE, "no stable version to compare with")
         interval = timedelta(seconds=step.interval_seconds)
-        checks = self.catalog.resolve(step.metrics)
+        checks = self.catalog.resolve(step.metrics, step.check_overrides())
         common = {
             "namespace": model.namespace,
             "model": model.name,

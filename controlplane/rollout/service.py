@@ -232,9 +232,9 @@ def rollout_warnings(session: Session, rollout: Rollout) -> list[str]:
 def _check_metrics(strategy: Strategy | None) -> None:
     """Unknown metric names are a 400 now, not an error verdict minutes into the rollout."""
     for index, step in enumerate(strategy.steps if strategy else ()):
-        if isinstance(step, Analysis) and step.metrics is not None:
+        if isinstance(step, Analysis) and (step.metrics is not None or step.checks):
             try:
-                Catalog().resolve(step.metrics)
+                Catalog().resolve(step.metrics, step.check_overrides())
             except ValueError as error:
                 raise InvalidRequestError(
                     f"step {index}: {error}",

@@ -297,3 +297,35 @@ def test_gateway_routing_honors_any_weight_and_warns_of_nothing(
     response = api.post("/v1/models/gw/rollouts", json={"version": "v2"})
     assert response.status_code == 201, response.text
     assert response.json()["warnings"] == []
+
+
+def test_an_analysis_step_can_set_how_each_metric_is_judged(api: TestClient, chat: str) -> None:
+    step = {
+        "kind": "analysis",
+        "metrics": ["ttft", "error_rate"],
+        "checks": {"ttft": {"margin": 0.2, "detect": 0.4}, "error_rate": {"detect": 0.02}},
+    }
+    strategy = {"steps": [{"kind": "set_weight", "weight": 50}, step]}
+    ok = api.post("/v1/models/chat/rollouts", json={"version": "v2", "strategy": strategy})
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["steps"][1]["checks"]["ttft"]["detect"] == 0.4
+    api.post(f"/v1/rollouts/{ok.json()['id']}/abort")
+
+
+@pytest.mark.parametrize(
+    ("checks", "says"),
+    [
+        ({"e2e_latency": {"margin": 0.2}}, "does not judge"),
+        ({"nope": {"margin": 0.2}}, "unknown metric"),
+        ({"ttft": {"margin": 0.3, "detect": 0.2}}, "must be beyond the margin"),
+        ({"ttft": {"power": 1.5}}, "power"),
+    ],
+)
+def test_check_settings_that_cannot_work_are_refused(
+    api: TestClient, chat: str, checks: dict[str, object], says: str
+) -> None:
+    step = {"kind": "analysis", "metrics": ["ttft"], "checks": checks}
+    strategy = {"steps": [{"kind": "set_weight", "weight": 50}, step]}
+    bad = api.post("/v1/models/chat/rollouts", json={"version": "v2", "strategy": strategy})
+    assert bad.status_code in (400, 422), bad.text
+    assert says in bad.text
