@@ -9,6 +9,7 @@ manager) will not go away by retrying. The server's own message is kept, truncat
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MAX_MESSAGE = 1000
@@ -47,11 +48,24 @@ class InvalidObjectError(PermanentKubeError):
 
 
 class FieldConflictError(PermanentKubeError):
-    """Server-side apply refused: another field manager owns fields we tried to set."""
+    """Server-side apply refused: another field manager owns fields we tried to set.
+    ``managers`` names who (``kubectl-patch``, ``kubectl-edit``, an HPA, another
+    controller), read from the causes' messages (``conflict with "kubectl-patch" ...``)."""
 
-    def __init__(self, message: str, *, fields: list[str], status: int | None = 409) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        fields: list[str],
+        managers: list[str] | None = None,
+        status: int | None = 409,
+    ) -> None:
         super().__init__(message, status=status, reason="Conflict")
         self.fields = fields
+        self.managers = managers or []
+
+
+_MANAGER = re.compile(r'conflict with "([^"]+)"')
 
 
 def _truncate(text: str) -> str:
@@ -79,10 +93,18 @@ def translate(  # noqa: PLR0911 - one return per kind of answer
     if status in (401, 403):
         return ForbiddenError(message, status=status, reason=reason or "Forbidden")
     if status == 409:
-        conflicts = [c for c in causes if c.get("type") == "FieldManagerConflict"]
+        # the API server names the cause in `reason` (`type` in older clients' docs)
+        conflicts = [
+            c
+            for c in causes
+            if isinstance(c, dict) and "FieldManagerConflict" in (c.get("reason"), c.get("type"))
+        ]
         if conflicts:
             fields = [str(c.get("field", "")) for c in conflicts]
-            return FieldConflictError(message, fields=fields)
+            managers = _MANAGER.findall(" ".join(str(c.get("message", "")) for c in conflicts))
+            return FieldConflictError(
+                message, fields=fields, managers=list(dict.fromkeys(managers))
+            )
         if reason == "AlreadyExists":
             return PermanentKubeError(message, status=status, reason=reason)
         return TemporaryKubeError(message, status=status, reason=reason or "Conflict", delay=1.0)

@@ -16,7 +16,7 @@ from controlplane.kube import (
     Workload,
 )
 from controlplane.kube.client import DEPLOYMENT, HTTPROUTE, POD, SERVICE, KubeApi
-from controlplane.kube.errors import NotFoundError
+from controlplane.kube.errors import FieldConflictError, NotFoundError
 from controlplane.kube.render import Backend, render_deployment
 from controlplane.models import RoutingMode
 from tests.support.cluster import wait_for
@@ -340,3 +340,36 @@ def test_gateway_api_and_inference_extension_crds_are_served(kube_api: KubeApi) 
     assert "httproutes" in {r["name"] for r in routes["resources"]}
     pools = kube_api.request("GET", "/apis/inference.networking.k8s.io/v1", action="discover")
     assert "inferencepools" in {r["name"] for r in pools["resources"]}
+
+
+def test_a_hand_edited_route_is_a_field_manager_conflict_naming_the_editor(
+    driver: KubeDriver, namespace: str
+) -> None:
+    """The 409 is the real API server's, not a body written by hand: someone runs
+    `kubectl patch httproute chat --type=json ...` and our next apply conflicts with them."""
+    route = {
+        "routing_mode": RoutingMode.GATEWAY_API,
+        "model": "chat",
+        "namespace": namespace,
+        "port": 8000,
+        "gateway": "gw",
+    }
+    driver.apply_routing(**route, backends=[Backend("v1", 50), Backend("v2", 50)])  # type: ignore[arg-type]
+    driver.api.request(
+        "PATCH",
+        HTTPROUTE.path(namespace, "chat"),
+        action="kubectl patch",
+        query=[("fieldManager", "kubectl-patch")],
+        body=[
+            {"op": "replace", "path": "/spec/rules/0/backendRefs/0/weight", "value": 90},
+            {"op": "replace", "path": "/spec/rules/0/backendRefs/1/weight", "value": 10},
+        ],
+        content_type="application/json-patch+json",
+    )
+    with pytest.raises(FieldConflictError) as caught:
+        driver.apply_routing(**route, backends=[Backend("v1", 50), Backend("v2", 50)])  # type: ignore[arg-type]
+    conflict = caught.value
+    assert conflict.status == 409
+    assert conflict.managers == ["kubectl-patch"]
+    assert any(".spec.rules" in field for field in conflict.fields), conflict.fields
+    assert isinstance(conflict, PermanentKubeError), "retrying the same apply will never work"

@@ -95,7 +95,7 @@ def _set_status(database: Database, version: str, status: VersionStatus, at: dat
         session.commit()
 
 
-def _step(
+def record_step(
     database: Database,
     rollout_id: int,
     at: datetime,
@@ -156,7 +156,7 @@ def write(database: Database, *, model: str = "chat", actor: str = "admin") -> H
         )
         assert first.id is not None
         first_id = first.id
-    _step(
+    record_step(
         database,
         first_id,
         t0 + tick,
@@ -165,7 +165,7 @@ def write(database: Database, *, model: str = "chat", actor: str = "admin") -> H
         weight=100,
         message="weight 100% in force (2 canary, 0 stable replicas)",
     )
-    _step(
+    record_step(
         database,
         first_id,
         t0 + 2 * tick,
@@ -184,7 +184,7 @@ def write(database: Database, *, model: str = "chat", actor: str = "admin") -> H
         )
         assert promoted.id is not None
         promoted_id = promoted.id
-    _step(
+    record_step(
         database,
         promoted_id,
         t1 + tick,
@@ -195,7 +195,7 @@ def write(database: Database, *, model: str = "chat", actor: str = "admin") -> H
         message="weight 25% in force (1 canary, 2 stable replicas)",
     )
     for i in range(3):
-        _step(
+        record_step(
             database,
             promoted_id,
             t1 + (2 + i) * tick * 2,
@@ -203,7 +203,7 @@ def write(database: Database, *, model: str = "chat", actor: str = "admin") -> H
             message=f"measurement {i + 1} of 3 at 25%",
             measurement=measured(t1 + (2 + i) * tick * 2, 0.43 + 0.005 * i, 3, seed=10 + i),
         )
-    _step(
+    record_step(
         database,
         promoted_id,
         t1 + 10 * tick,
@@ -211,7 +211,7 @@ def write(database: Database, *, model: str = "chat", actor: str = "admin") -> H
         step_index=2,
         message="analysis passed at 25% (3 measurements)",
     )
-    _step(
+    record_step(
         database,
         promoted_id,
         t1 + 11 * tick,
@@ -220,7 +220,7 @@ def write(database: Database, *, model: str = "chat", actor: str = "admin") -> H
         weight=100,
         message="weight 100% in force (2 canary, 0 stable replicas)",
     )
-    _step(
+    record_step(
         database,
         promoted_id,
         t1 + 12 * tick,
@@ -240,7 +240,7 @@ def write(database: Database, *, model: str = "chat", actor: str = "admin") -> H
         )
         assert rolled.id is not None
         rolled_id = rolled.id
-    _step(
+    record_step(
         database,
         rolled_id,
         t2 + tick,
@@ -250,7 +250,7 @@ def write(database: Database, *, model: str = "chat", actor: str = "admin") -> H
         step_index=1,
         message="weight 25% in force (1 canary, 2 stable replicas)",
     )
-    _step(
+    record_step(
         database,
         rolled_id,
         t2 + 3 * tick,
@@ -261,7 +261,7 @@ def write(database: Database, *, model: str = "chat", actor: str = "admin") -> H
     failing = measured(t2 + 5 * tick, 0.68, 5, seed=21)
     assert failing[0] == "fail", failing[1]
     reason = f"analysis failed at 25% (1 failed measurements, limit 0): {failing[1]}"
-    _step(
+    record_step(
         database,
         rolled_id,
         t2 + 5 * tick,
@@ -272,7 +272,7 @@ def write(database: Database, *, model: str = "chat", actor: str = "admin") -> H
         measurement=failing,
         evidence={"failed": 1, "limit": 0, "summary": failing[1]},
     )
-    _step(
+    record_step(
         database,
         rolled_id,
         t2 + 6 * tick,
@@ -280,7 +280,7 @@ def write(database: Database, *, model: str = "chat", actor: str = "admin") -> H
         weight=0,
         message="weight 0% in force: all traffic back on stable v2",
     )
-    _step(
+    record_step(
         database,
         rolled_id,
         t2 + 7 * tick,

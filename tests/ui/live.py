@@ -27,6 +27,7 @@ from controlplane.db import Database
 from controlplane.models import Measurement, Model, ModelVersion, Phase, Rollout, VersionStatus
 from controlplane.rollout import service
 from controlplane.rollout.strategy import Strategy
+from tests.ui import history
 
 JUDGE = SequentialJudge()
 # ttft must have had the traffic to catch +25% before it passes (the default is +50%), so
@@ -159,39 +160,8 @@ def at_analysis(
     return Analysing(rollout_id, step_started_at)
 
 
-def record(
-    database: Database,
-    rollout_id: int,
-    at: datetime,
-    *,
-    kind: str,
-    message: str,
-    evidence: dict[str, Any] | None = None,
-    phase: Phase | None = None,
-    step_index: int | None = None,
-    weight: int | None = None,
-    reason: str | None = None,
-) -> None:
-    """One reconcile pass that decided something: the new facts and their event."""
-    with database.session() as session:
-        rollout = session.get(Rollout, rollout_id)
-        assert rollout is not None
-        if phase is not None:
-            rollout.phase = phase
-        if step_index is not None:
-            rollout.step_index, rollout.step_started_at = step_index, at
-        if weight is not None:
-            rollout.routed_weight = weight
-        if reason is not None:
-            rollout.reason = reason
-        if rollout.phase.is_terminal:
-            rollout.live_model_id, rollout.finished_at = None, at
-        rollout.updated_at = at
-        session.add(rollout)
-        service.add_event(
-            session, rollout, at=at, actor="system", kind=kind, message=message, evidence=evidence
-        )
-        session.commit()
+# one reconcile pass that decided something: the new facts and their event
+record = history.record_step
 
 
 def add_look(database: Database, rollout_id: int, at: datetime, look: Stored) -> None:

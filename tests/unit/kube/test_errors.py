@@ -59,7 +59,8 @@ def test_field_manager_conflict_is_permanent_and_names_fields() -> None:
         'Apply failed with 1 conflict: conflict with "hpa"',
         [
             {
-                "type": "FieldManagerConflict",
+                # where the API server puts it (tests/kube/test_driver.py captures a real one)
+                "reason": "FieldManagerConflict",
                 "message": 'conflict with "hpa"',
                 "field": ".spec.replicas",
             }
@@ -68,6 +69,7 @@ def test_field_manager_conflict_is_permanent_and_names_fields() -> None:
     error = translate(409, body, action="apply")
     assert isinstance(error, FieldConflictError)
     assert error.fields == [".spec.replicas"]
+    assert error.managers == ["hpa"]
 
 
 def test_retry_after_sets_the_delay() -> None:
