@@ -460,6 +460,7 @@ class Reconciler:
                     "version": rollout.canary_version,
                 },
             )
+        _due_now_if_commanded(session, rollout, now)
         session.commit()
 
     def _version_statuses(
@@ -487,7 +488,23 @@ class Reconciler:
         session.add(rollout)
         log.warning("rollout %s: %s", rollout.id, message, extra={"rollout_id": rollout.id})
         add_event(session, rollout, at=now, actor="system", kind="hold", message=message)
+        _due_now_if_commanded(session, rollout, now)
         session.commit()
+
+
+def _due_now_if_commanded(session: Session, rollout: Rollout, now: datetime) -> None:
+    """A person's command written while this pass ran (after the rollout was read) must not
+    wait for the rescheduling this pass decided: the UPDATE makes the rollout due at once
+    whenever a command is pending in the row as it is when the UPDATE runs (PostgreSQL
+    re-reads a row another transaction changed; SQLite serializes writers), so the command
+    takes effect on the next tick, never a check period later."""
+    session.flush()
+    session.execute(
+        sa.update(Rollout)
+        .where(col(Rollout.id) == rollout.id, col(Rollout.command).is_not(None))
+        .values(next_check_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _inconclusive_of(row: Measurement) -> Inconclusive | None:

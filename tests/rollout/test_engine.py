@@ -8,6 +8,7 @@ ready in real time.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -397,3 +398,63 @@ def test_a_held_lease_keeps_other_replicas_off(
     with database.session() as session:
         model = session.exec(select(Model)).one()
         assert model.name == "chat"
+
+
+@dataclass
+class SlowProber:
+    """A check that takes its time: it waits until the test lets it finish."""
+
+    entered: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def measure(self, **_: Any) -> ProbeResult:
+        self.entered.set()
+        assert self.release.wait(30), "the test never let the check finish"
+        return ProbeResult(Verdict.INCONCLUSIVE, "slow check: too few requests yet")
+
+
+def test_a_command_written_during_a_slow_check_takes_effect_on_the_next_tick(
+    database: Database, kube_api: KubeApi, namespace: str
+) -> None:
+    setup_model(database, namespace)
+    clock = Clock()
+    quick = Reconciler(database, KubeDriver(kube_api), ScriptedProber(), clock=clock)
+    deploy_v1(database, quick, clock)
+    rollout_id = start_v2(database, clock, STRATEGY)
+    drive(quick, clock, database, rollout_id, until={Phase.PROGRESSING})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # up to the analysis step, before its first look
+        quick.run_due()
+        with database.session() as session:
+            rollout = session.get(Rollout, rollout_id)
+            assert rollout is not None
+            if rollout.step_index == 1:
+                break
+        clock.now += timedelta(seconds=5)
+        time.sleep(0.3)
+    assert rollout.step_index == 1, rollout.reason
+    clock.now += timedelta(seconds=61)  # the first look is due
+    slow = SlowProber()
+    reconciler = Reconciler(database, KubeDriver(kube_api), slow, clock=clock)
+    check = threading.Thread(target=reconciler.reconcile, args=(rollout_id,))
+    check.start()
+    assert slow.entered.wait(30)
+    with database.session() as session:  # a person pauses while the check runs
+        service.request_command(
+            session, rollout_id=rollout_id, command=Command.PAUSE, actor="bob", now=clock()
+        )
+    slow.release.set()
+    check.join(30)
+    with database.session() as session:
+        rollout = session.get(Rollout, rollout_id)
+        assert rollout is not None
+        assert rollout.command is Command.PAUSE
+        assert rollout.next_check_at <= clock(), (
+            "the check rescheduled itself 60 s out over the pending command"
+        )
+    reconciler.run_due()  # the next tick, at the same moment
+    with database.session() as session:
+        rollout = session.get(Rollout, rollout_id)
+        assert rollout is not None
+        assert rollout.phase is Phase.PAUSED
+        assert rollout.reason == "paused by bob"
