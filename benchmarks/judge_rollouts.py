@@ -20,7 +20,10 @@ gateway-api``. Three judges, each on its own copy of the same fleets (same seeds
   with four metrics) and pauses when a metric has too little data.
 
 Per scenario and traffic level it prints: rolled back, promoted with no person, paused,
-and the median minutes from the start to that decision.
+the median minutes from the start to the decision that matters (the rollback of a
+regression, the promotion of a healthy canary), the share rolled back by the target time,
+and the issue's target with the best any judge held to the same two promises (at most 1%
+of healthy canaries and of canaries exactly at the margin failed) could catch by then.
 
     python -m benchmarks.judge_rollouts [--rollouts 1000] [--rates 2,20,200] [--jobs 2]
 """
@@ -360,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print(
         f"{'scenario':<32} {'R':>5} {'judge':<11} {'rolled back':>11} {'promoted':>9} "
-        f"{'paused':>7} {'median min':>11}   target (limit)"
+        f"{'paused':>7} {'median min':>11} {'by target':>9}   target (limit)"
     )
     for key, rate in wanted:
         for judge in judges:
@@ -370,10 +373,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             decisive = "rolled_back" if SCENARIOS[key].regressed else "promoted"
             times = [r.minutes for r in batch if r.outcome == decisive]
             median = f"{statistics.median(times):.0f}" if times else "-"
+            target = TARGETS.get((key, rate))
+            by_target = (
+                f"{sum(1 for t in times if t <= target[1]) / n:.1%}" if target is not None else ""
+            )
             print(
                 f"{SCENARIOS[key].name:<32} {rate:>5g} {judge:<11} "
                 f"{tally['rolled_back'] / n:>11.1%} {tally['promoted'] / n:>9.1%} "
-                f"{tally['paused'] / n:>7.1%} {median:>11}   "
+                f"{tally['paused'] / n:>7.1%} {median:>11} {by_target:>9}   "
                 + (_target(key, rate) if judge == judges[0] else "")
             )
     print(f"({time.monotonic() - started:.0f}s)", file=sys.stderr)

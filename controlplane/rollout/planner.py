@@ -375,13 +375,13 @@ def _sequential_outcome(
         return None
     last = counted[-1]
     minutes = elapsed.total_seconds() / 60
+    took = f"{minutes:.0f} min" if minutes >= 2 else f"{elapsed.total_seconds():.0f}s"
     if last.verdict is Verdict.PASS:
         window = Window(facts.step_index, facts.step_started_at, now, facts.routed_weight)
         return _advance(
             replace(facts, analysis_windows=(*facts.analysis_windows, window)),
             now,
-            f"analysis passed at {facts.routed_weight}% ({len(counted)} looks over "
-            f"{minutes:.0f} min)",
+            f"analysis passed at {facts.routed_weight}% ({len(counted)} looks over {took})",
             evidence,
         )
     kind = last.inconclusive
@@ -493,7 +493,7 @@ def _stable_needed(facts: Facts, weight: int) -> int:
 def _in_force(facts: Facts, weight: int, canary: int, stable: int) -> int:
     """The canary's share of traffic once ``weight`` is applied: the weight itself behind a
     gateway, the canary's share of the replicas when one Service spans both versions."""
-    if not facts.replica_routing or weight in (0, 100):
+    if not facts.replica_routing:
         return weight
     total = canary + stable
     return round(100 * canary / total) if total else 0
