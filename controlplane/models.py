@@ -549,6 +549,11 @@ class Rollout(SQLModel, table=True):
     step_started_at: datetime = _time_field()
     routed_weight: int = 0
     stable_replicas: int = 0
+    canary_replicas: int = 0  # what the canary Deployment was last asked to run
+    # how often someone else's change to what we own (route weights, replicas) was undone
+    # in this rollout: the second time, the rollout pauses for a person
+    drift_count: int = 0
+    stable_short_since: datetime | None = _time_field(nullable=True)
     # the passed analysis steps' windows ({"step", "start", "end", "weight"}): evidence the
     # sequential judge carries over the rest of the rollout
     analysis_windows: list[dict[str, Any]] = Field(
@@ -603,6 +608,9 @@ class Measurement(SQLModel, table=True):
     verdict: str = Field(max_length=16)
     summary: str = Field(max_length=4000)
     metrics: list[dict[str, Any]] = _json_field(default=list)
+    # set when the look stopped counting as evidence, and why (taken while someone else's
+    # change to the route was in force, or while stable was short of ready replicas)
+    discarded: str | None = Field(default=None, max_length=1000)
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,15 +6,14 @@ changes nothing, so a reconciler that crashed half-way can simply call it again.
 
 from __future__ import annotations
 
-import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controlplane.kube import observe
 from controlplane.kube.client import DEPLOYMENT, HTTPROUTE, NODE, POD, SERVICE, KubeApi
 from controlplane.kube.errors import KubeError, PermanentKubeError, TemporaryKubeError
-from controlplane.kube.observe import VersionState
+from controlplane.kube.observe import VersionState, WeightReading
 from controlplane.kube.render import (
     MANAGER,
     Backend,
@@ -37,15 +36,6 @@ class AppliedVersion:
     replicas_owned_elsewhere: bool
 
 
-@dataclass(frozen=True)
-class WeightReading:
-    """The canary's share of traffic actually in force, and where it was read from."""
-
-    canary: int
-    stable: int
-    source: str
-
-
 def _owned_by_other_manager(
     obj: dict[str, Any] | None, path: tuple[str, ...], manager: str
 ) -> str | None:
@@ -55,13 +45,38 @@ def _owned_by_other_manager(
     for entry in (obj.get("metadata") or {}).get("managedFields") or []:
         if entry.get("manager") == manager:
             continue
-        fields = entry.get("fieldsV1") or {}
-        for part in path:
-            fields = fields.get(f"f:{part}")
-            if fields is None:
-                break
-        else:
+        if _has_path(entry, path):
             return str(entry.get("manager"))
+    return None
+
+
+def _has_path(entry: dict[str, Any], path: tuple[str, ...]) -> bool:
+    fields = entry.get("fieldsV1") or {}
+    for part in path:
+        fields = fields.get(f"f:{part}")
+        if fields is None:
+            return False
+    return True
+
+
+UNRECORDED = "someone else (no field manager recorded: `kubectl scale` leaves none)"
+
+
+def _last_writer(obj: dict[str, Any] | None, path: tuple[str, ...], manager: str) -> str | None:
+    """Who other than ``manager`` last set ``path``: the field manager that owns it, or,
+    when ``manager`` no longer owns it and nobody is recorded (an update through the scale
+    subresource leaves no entry), :data:`UNRECORDED`. None while ``manager`` owns it."""
+    if obj is None:
+        return None
+    other = _owned_by_other_manager(obj, path, manager)
+    if other is not None:
+        return other
+    entries = (obj.get("metadata") or {}).get("managedFields") or []
+    if not entries:
+        return None  # nothing is tracked at all (an old or odd server): say nothing
+    ours = [e for e in entries if e.get("manager") == manager and e.get("operation") == "Apply"]
+    if ours and not any(_has_path(e, path) for e in ours):
+        return UNRECORDED
     return None
 
 
@@ -75,19 +90,22 @@ class KubeDriver:
     def apply_version(self, workload: Workload, *, dry_run: bool = False) -> AppliedVersion:
         """Create or update a version's Deployment and Service (server-side apply).
 
-        When another field manager (an HPA, ``kubectl scale``) owns the Deployment's
-        replicas, we leave them out rather than fight over them.
+        The control plane owns what it renders, replicas included (a GPU version's size is
+        the rollout's decision): it applies with ``force``, as controllers should, taking
+        back fields someone else changed. The rollout engine reads back first and says
+        who changed them (a ``drift`` event), and stops fighting when it happens again.
         """
         deployment = render_deployment(workload)
         existing = self.api.get(DEPLOYMENT, workload.namespace, workload.name)
         owner = _owned_by_other_manager(existing, ("spec", "replicas"), self.field_manager)
-        if owner is not None:
-            log.info("replicas of %s are owned by %s: not setting them", workload.name, owner)
-            deployment = copy.deepcopy(deployment)
-            del deployment["spec"]["replicas"]
-        applied = self.api.apply(deployment, field_manager=self.field_manager, dry_run=dry_run)
+        applied = self.api.apply(
+            deployment, field_manager=self.field_manager, force=True, dry_run=dry_run
+        )
         service = self.api.apply(
-            render_version_service(workload), field_manager=self.field_manager, dry_run=dry_run
+            render_version_service(workload),
+            field_manager=self.field_manager,
+            force=True,
+            dry_run=dry_run,
         )
         return AppliedVersion(applied, service, owner is not None)
 
@@ -110,7 +128,7 @@ class KubeDriver:
             gateway=gateway,
             backends=backends,
         ):
-            self.api.apply(obj, field_manager=self.field_manager)
+            self.api.apply(obj, field_manager=self.field_manager, force=True)
 
     def set_weight(
         self,
@@ -163,6 +181,7 @@ class KubeDriver:
         deployment = self.api.get(DEPLOYMENT, namespace, name)
         if deployment is None:
             return VersionState(name=name, exists=False)
+        owner = _last_writer(deployment, ("spec", "replicas"), self.field_manager)
         selector = ",".join(f"{k}={v}" for k, v in selector_labels(model, version).items())
         pods = self.api.list(POD, namespace, label_selector=selector)
         free = None
@@ -176,7 +195,8 @@ class KubeDriver:
         ]
         if with_free_gpus and unschedulable:
             free = self.free_gpus(gpu_resource, for_pod=unschedulable[0])
-        return observe.classify(name, deployment, pods, gpu_resource=gpu_resource, free=free)
+        state = observe.classify(name, deployment, pods, gpu_resource=gpu_resource, free=free)
+        return replace(state, replicas_owner=owner)
 
     def free_gpus(
         self, gpu_resource: str, *, for_pod: dict[str, Any] | None = None
@@ -217,8 +237,9 @@ class KubeDriver:
             total = sum(weights.values())
             canary = weights[workload_name(model, canary_version)]
             percent = round(100 * canary / total) if total else 0
+            owner = _last_writer(route, ("spec", "rules"), self.field_manager)
             return WeightReading(
-                percent, 100 - percent if total else 0, f"HTTPRoute {namespace}/{model}"
+                percent, 100 - percent if total else 0, f"HTTPRoute {namespace}/{model}", owner
             )
         stable_state = self.observe_version(namespace, model, stable_version, with_free_gpus=False)
         canary_state = self.observe_version(namespace, model, canary_version, with_free_gpus=False)

@@ -41,6 +41,17 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class WeightReading:
+    """The canary's share of traffic actually in force, where it was read from, and the
+    field manager other than the control plane that last wrote the weights, if any."""
+
+    canary: int
+    stable: int
+    source: str
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
 class VersionState:
     """A version's Deployment and pods as last seen. ``exists`` is False when there is none."""
 
@@ -53,6 +64,9 @@ class VersionState:
     track: str | None = None
     observed: bool = True  # the Deployment controller has seen the latest spec
     problems: tuple[Problem, ...] = field(default=())
+    # the field manager other than the control plane that last set spec.replicas (a person
+    # with `kubectl scale`, an HPA), when there is one: who to name in a drift event
+    replicas_owner: str | None = None
 
     @property
     def is_ready(self) -> bool:

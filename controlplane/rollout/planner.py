@@ -25,9 +25,10 @@ from typing import Any
 
 from controlplane.analysis.verdict import MeasurementOutcome, Verdict, Window
 from controlplane.kube.budget import BudgetError, plan_replicas
-from controlplane.kube.observe import ProblemKind, VersionState
+from controlplane.kube.observe import ProblemKind, VersionState, WeightReading
 from controlplane.kube.render import Track
 from controlplane.models import Command, Phase
+from controlplane.rollout.drift import Drift, drifts
 from controlplane.rollout.strategy import Analysis, EvalGate, Pause, SetWeight, Step
 
 
@@ -36,6 +37,9 @@ class Limits:
     unschedulable_grace: timedelta = timedelta(minutes=5)
     poll: timedelta = timedelta(seconds=5)
     paused_poll: timedelta = timedelta(seconds=30)
+    # the longest a live rollout goes without reading back what it owns (a long timed pause
+    # or analysis interval included)
+    observe_every: timedelta = timedelta(seconds=15)
 
 
 @dataclass(frozen=True)
@@ -63,12 +67,16 @@ class Facts:
     replica_routing: bool = False
     # the passed sequential analysis steps so far: their evidence counts for the rest
     analysis_windows: tuple[Window, ...] = ()
+    canary_replicas: int = 0  # what the canary Deployment was last asked to run
+    drift_count: int = 0  # someone else's changes undone in this rollout
+    stable_short_since: datetime | None = None  # stable below what its share needs
 
 
 @dataclass(frozen=True)
 class Observed:
     canary: VersionState
     stable: VersionState | None
+    route: WeightReading | None = None  # the route's weights read back (gateway-api)
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,9 @@ class Decision:
     measure: bool = False
     event: Event | None = None
     actor: str = "system"
+    # the current step's measurements are no longer evidence (taken on a changed cluster):
+    # the executor marks them with this reason
+    discard: str | None = None
 
 
 def _target(facts: Facts, weight: int, *, track: Track = Track.CANARY) -> Target:
@@ -444,8 +455,12 @@ def plan(
     if commanded is not None:
         return commanded
 
+    drift = drifts(facts, observed) if facts.phase is not Phase.PENDING else []
     if facts.phase is Phase.ROLLING_BACK:
-        return _planrollback(facts, observed, now, limits)
+        decision = _planrollback(facts, observed, now, limits)
+        if drift and decision.event is None:  # the rollback's own apply undoes it
+            decision = replace(decision, event=_drift_event(drift, "; the rollback goes on"))
+        return decision
 
     failed = _canary_failure(facts, observed, now, limits)
     if failed is not None:
@@ -457,6 +472,8 @@ def plan(
         return _transition(
             facts, Phase.PROGRESSING, "rollout started", now=now, step_index=0, step_started_at=now
         )
+    if drift:
+        return _on_drift(facts, drift, measurements, now, limits)
     if facts.phase is Phase.PROMOTING:
         return _plan_promotion(facts, observed, now, limits)
 
@@ -464,6 +481,11 @@ def plan(
         current = _target(facts, facts.routed_weight)
     except BudgetError as error:
         return rollback(facts, f"GPU budget: {error}", now=now)
+    guarded = _guard_stable(facts, observed, measurements, now, limits, current)
+    if guarded is not None:
+        return guarded
+    if facts.stable_short_since is not None:
+        facts = replace(facts, stable_short_since=None)
     if facts.phase is Phase.PAUSED:
         return _hold(facts, current, limits.paused_poll)
 
@@ -477,10 +499,130 @@ def plan(
         until = facts.step_started_at + timedelta(seconds=step.duration_seconds)
         if now >= until:
             return _advance(facts, now, f"paused {step.duration_seconds}s")
-        return _hold(facts, current, until - now)
+        return _hold(facts, current, min(until - now, limits.observe_every))
     if isinstance(step, EvalGate):
         return _eval_gate(facts, measurements, now, current)
-    return _analysis(facts, step, measurements, now, current)
+    decision = _analysis(facts, step, measurements, now, current)
+    if decision.target is not None and decision.requeue_after > limits.observe_every:
+        decision = replace(decision, requeue_after=limits.observe_every)
+    return decision
+
+
+def _drift_event(drift: list[Drift], then: str) -> Event:
+    text = "; ".join(d.describe() for d in drift)
+    evidence = {"drift": [d.evidence() for d in drift]}
+    return Event("drift", f"drift: {text}: restored{then}", evidence)
+
+
+def _restore(facts: Facts) -> Target:
+    """What the control plane last decided, to apply again over someone else's change."""
+    return Target(
+        canary_replicas=facts.canary_replicas,
+        stable_replicas=facts.stable_replicas if facts.has_stable else 0,
+        weight=facts.routed_weight,
+    )
+
+
+def _on_drift(
+    facts: Facts,
+    drift: list[Drift],
+    measurements: list[MeasurementOutcome],
+    now: datetime,
+    limits: Limits,
+) -> Decision:
+    """Someone else changed what we own: restore our decision and say who changed what.
+    The second time in a rollout, stop fighting: restore once more and wait for a person.
+    An analysis under way starts its evidence again: what it saw since the step began ran
+    on a cluster that was not the one it was judging."""
+    counted = replace(facts, drift_count=facts.drift_count + 1)
+    if facts.drift_count >= 1 and facts.phase is not Phase.PAUSED:
+        text = "; ".join(d.describe() for d in drift)
+        reason = (
+            f"drift came back: {text}; the control plane restored its decision again and "
+            "pauses: stop the other writer (or make its change part of the strategy), then "
+            "resume, promote or abort"
+        )
+        paused = _pause(counted, reason, now, {"drift": [d.evidence() for d in drift]})
+        return replace(paused, target=_restore(facts))
+    step = facts.steps[facts.step_index] if facts.step_index < len(facts.steps) else None
+    analysing = facts.phase is Phase.PROGRESSING and isinstance(step, Analysis)
+    then = ""
+    discard = None
+    if analysing:
+        taken = len(_this_step(facts, measurements))
+        then = f"; the analysis starts its evidence again ({taken} looks set aside)"
+        discard = f"taken while {drift[0].describe()}"
+        counted = replace(counted, step_started_at=now)
+    return Decision(
+        facts=counted,
+        target=_restore(facts),
+        requeue_after=limits.poll,
+        event=_drift_event(drift, then),
+        discard=discard,
+    )
+
+
+def _guard_stable(
+    facts: Facts,
+    observed: Observed,
+    measurements: list[MeasurementOutcome],
+    now: datetime,
+    limits: Limits,
+    current: Target,
+) -> Decision | None:
+    """Stable must be able to take its traffic back at any moment: below the ready replicas
+    its share needs, the rollout holds its weight (no step advances, no look is taken),
+    keeps asking for stable's size, and says why; when stable is back, an analysis under
+    way starts its evidence again."""
+    stable = observed.stable
+    if not facts.has_stable or stable is None or facts.phase not in (
+        Phase.PROGRESSING,
+        Phase.PAUSED,
+    ):
+        return None
+    # what its share needs, or what the rollout itself left it (a stable shrunk on purpose
+    # to make GPU room is the planner's move, not a loss)
+    needed = min(_stable_needed(facts, facts.routed_weight), facts.stable_replicas)
+    if stable.ready >= needed:
+        if facts.stable_short_since is None:
+            return None
+        step = facts.steps[facts.step_index] if facts.step_index < len(facts.steps) else None
+        restart = facts.phase is Phase.PROGRESSING and isinstance(step, Analysis)
+        back = replace(
+            facts,
+            stable_short_since=None,
+            step_started_at=now if restart else facts.step_started_at,
+        )
+        recovered = Event(
+            "hold",
+            f"stable is back: {stable.ready} of {needed} ready replicas its share needs"
+            + ("; the analysis starts its evidence again" if restart else ""),
+            {"stable_ready": stable.ready, "stable_needed": needed, "weight": facts.routed_weight},
+        )
+        return Decision(
+            back,
+            current,
+            timedelta(0),
+            event=recovered,
+            discard="taken while stable was short of ready replicas" if restart else None,
+        )
+    event: Event | None = None
+    if facts.stable_short_since is None:
+        event = Event(
+            "hold",
+            f"stable has {stable.ready} of the {needed} ready replicas its share needs: "
+            f"holding at {facts.routed_weight}%, no step advances until stable is back "
+            f"({stable.summary()})",
+            {
+                "stable_ready": stable.ready,
+                "stable_desired": stable.desired,
+                "stable_needed": needed,
+                "weight": facts.routed_weight,
+            },
+        )
+    held = replace(facts, stable_short_since=facts.stable_short_since or now)
+    restore = replace(current, stable_replicas=max(current.stable_replicas, facts.stable_replicas))
+    return Decision(held, restore, limits.poll, event=event)
 
 
 def _stable_needed(facts: Facts, weight: int) -> int:

@@ -110,6 +110,9 @@ def facts_of(rollout: Rollout, model: Model) -> Facts:
         command_reason=rollout.command_reason,
         replica_routing=model.routing_mode is RoutingMode.REPLICAS,
         analysis_windows=tuple(Window.from_json(w) for w in rollout.analysis_windows),
+        canary_replicas=rollout.canary_replicas,
+        drift_count=rollout.drift_count,
+        stable_short_since=rollout.stable_short_since,
     )
 
 
@@ -218,7 +221,16 @@ class Reconciler:
                 gpu_resource=model.gpu_resource,
                 with_free_gpus=False,
             )
-        return Observed(canary=canary, stable=stable)
+        route = None
+        if model.routing_mode is RoutingMode.GATEWAY_API and rollout.stable_version is not None:
+            route = self.driver.read_weight(
+                routing_mode=model.routing_mode,
+                model=model.name,
+                namespace=model.namespace,
+                stable_version=rollout.stable_version,
+                canary_version=rollout.canary_version,
+            )
+        return Observed(canary=canary, stable=stable, route=route)
 
     def _measurements(self, session: Session, rollout: Rollout) -> list[MeasurementOutcome]:
         rows = session.exec(
@@ -227,6 +239,7 @@ class Reconciler:
                 Measurement.rollout_id == rollout.id,
                 Measurement.step_index == rollout.step_index,
                 Measurement.at >= rollout.step_started_at,
+                col(Measurement.discarded).is_(None),
             )
             .order_by(col(Measurement.id))
         ).all()
@@ -401,13 +414,25 @@ class Reconciler:
         self, session: Session, rollout: Rollout, model: Model, decision: Decision, now: datetime
     ) -> None:
         before, step_before = rollout.phase, rollout.step_index
+        started_before = rollout.step_started_at
         new = decision.facts
         rollout.phase = new.phase
         rollout.step_index = new.step_index
         rollout.step_started_at = new.step_started_at
         rollout.routed_weight = new.routed_weight
         rollout.stable_replicas = new.stable_replicas
+        rollout.canary_replicas = new.canary_replicas
+        if decision.target is not None:  # what was just applied is what we now own
+            rollout.canary_replicas = decision.target.canary_replicas
+            if rollout.stable_version is not None:
+                rollout.stable_replicas = (
+                    0 if decision.target.retire_stable else decision.target.stable_replicas
+                )
         rollout.analysis_windows = [w.to_json() for w in new.analysis_windows]
+        rollout.drift_count = new.drift_count
+        rollout.stable_short_since = new.stable_short_since
+        if decision.discard is not None:
+            _discard(session, rollout, decision.discard, step=step_before, since=started_before)
         rollout.problem_since = new.problem_since
         rollout.outcome_on_rollback = new.outcome_on_rollback
         rollout.reason = new.reason
@@ -490,6 +515,24 @@ class Reconciler:
         add_event(session, rollout, at=now, actor="system", kind="hold", message=message)
         _due_now_if_commanded(session, rollout, now)
         session.commit()
+
+
+def _discard(
+    session: Session, rollout: Rollout, reason: str, *, step: int, since: datetime
+) -> None:
+    """Mark the current step's looks since ``since`` (its start, before this decision
+    restarts it) as no longer evidence, with the reason."""
+    session.execute(
+        sa.update(Measurement)
+        .where(
+            col(Measurement.rollout_id) == rollout.id,
+            col(Measurement.step_index) == step,
+            col(Measurement.at) >= since,
+            col(Measurement.discarded).is_(None),
+        )
+        .values(discarded=reason[:1000])
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _due_now_if_commanded(session: Session, rollout: Rollout, now: datetime) -> None:

@@ -134,6 +134,10 @@ class MeasurementPublic(BaseModel):
     verdict: str
     summary: str
     metrics: list[dict[str, Any]]
+    discarded: str | None = Field(
+        default=None,
+        description="Why this look stopped counting as evidence (taken on a changed cluster).",
+    )
 
     @classmethod
     def of(cls, measurement: Measurement) -> MeasurementPublic:

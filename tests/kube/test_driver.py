@@ -17,7 +17,7 @@ from controlplane.kube import (
 )
 from controlplane.kube.client import DEPLOYMENT, HTTPROUTE, POD, SERVICE, KubeApi
 from controlplane.kube.errors import FieldConflictError, NotFoundError
-from controlplane.kube.render import Backend, render_deployment
+from controlplane.kube.render import Backend, render_deployment, routing_objects
 from controlplane.models import RoutingMode
 from tests.support.cluster import wait_for
 
@@ -240,12 +240,13 @@ def test_promotion_relabels_the_track_without_restarting_pods(
     assert pods_after == pods_before
 
 
-def test_replicas_owned_by_another_manager_are_not_fought_over(
+def test_replicas_someone_else_set_are_named_then_taken_back(
     driver: KubeDriver, kube_api: KubeApi, namespace: str
 ) -> None:
     w = workload(namespace, "v1", gpus=0, replicas=1)
     driver.apply_version(w)
-    # an HPA (or `kubectl scale`) takes over replicas with its own field manager
+    assert observed(driver, namespace, "v1").replicas_owner is None, "ours alone"
+    # an HPA (or any controller) takes over replicas with its own field manager
     kube_api.apply(
         {
             "apiVersion": "apps/v1",
@@ -256,9 +257,30 @@ def test_replicas_owned_by_another_manager_are_not_fought_over(
         field_manager="autoscaler",
         force=True,
     )
+    state = observed(driver, namespace, "v1")
+    assert (state.desired, state.replicas_owner) == (3, "autoscaler")
     applied = driver.apply_version(w.with_replicas(1))
-    assert applied.replicas_owned_elsewhere
-    assert applied.deployment["spec"]["replicas"] == 3
+    assert applied.replicas_owned_elsewhere, "it was someone else's when we applied"
+    assert applied.deployment["spec"]["replicas"] == 1, "the rollout's decision stands"
+    assert observed(driver, namespace, "v1").replicas_owner is None
+
+
+def test_kubectl_scale_leaves_no_manager_but_is_still_told_apart(
+    driver: KubeDriver, kube_api: KubeApi, namespace: str
+) -> None:
+    driver.apply_version(workload(namespace, "v1", gpus=0, replicas=2))
+    kube_api.request(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/chat-v1/scale",
+        action="kubectl scale",
+        query=[("fieldManager", "kubectl-scale")],
+        body={"spec": {"replicas": 0}},
+        content_type="application/merge-patch+json",
+    )
+    state = observed(driver, namespace, "v1")
+    assert state.desired == 0
+    assert state.replicas_owner is not None
+    assert state.replicas_owner.startswith("someone else")
 
 
 def test_scale_down_and_delete_an_old_version(driver: KubeDriver, namespace: str) -> None:
@@ -366,10 +388,29 @@ def test_a_hand_edited_route_is_a_field_manager_conflict_naming_the_editor(
         ],
         content_type="application/json-patch+json",
     )
-    with pytest.raises(FieldConflictError) as caught:
-        driver.apply_routing(**route, backends=[Backend("v1", 50), Backend("v2", 50)])  # type: ignore[arg-type]
+    ours = routing_objects(**route, backends=[Backend("v1", 50), Backend("v2", 50)])  # type: ignore[arg-type]
+    with pytest.raises(FieldConflictError) as caught:  # an apply that does not force
+        driver.api.apply(ours[0], field_manager=driver.field_manager)
     conflict = caught.value
     assert conflict.status == 409
     assert conflict.managers == ["kubectl-patch"]
     assert any(".spec.rules" in field for field in conflict.fields), conflict.fields
     assert isinstance(conflict, PermanentKubeError), "retrying the same apply will never work"
+    # the driver, as a controller should, forces: the route is the rollout's again
+    reading = driver.read_weight(
+        routing_mode=RoutingMode.GATEWAY_API,
+        model="chat",
+        namespace=namespace,
+        stable_version="v1",
+        canary_version="v2",
+    )
+    assert (reading.canary, reading.owner) == (10, "kubectl-patch")
+    driver.apply_routing(**route, backends=[Backend("v1", 50), Backend("v2", 50)])  # type: ignore[arg-type]
+    reading = driver.read_weight(
+        routing_mode=RoutingMode.GATEWAY_API,
+        model="chat",
+        namespace=namespace,
+        stable_version="v1",
+        canary_version="v2",
+    )
+    assert (reading.canary, reading.owner) == (50, None)

@@ -40,7 +40,14 @@ from controlplane.registry import models as model_service
 from controlplane.registry import versions as version_service
 from controlplane.rollout import service
 from controlplane.rollout.reconciler import ProbeResult, Reconciler
-from controlplane.rollout.strategy import Analysis, EvalCheck, EvalGate, SetWeight, Strategy
+from controlplane.rollout.strategy import (
+    Analysis,
+    EvalCheck,
+    EvalGate,
+    Pause,
+    SetWeight,
+    Strategy,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -458,3 +465,126 @@ def test_a_command_written_during_a_slow_check_takes_effect_on_the_next_tick(
         assert rollout is not None
         assert rollout.phase is Phase.PAUSED
         assert rollout.reason == "paused by bob"
+
+
+PAUSED_AT_50 = Strategy(
+    steps=(SetWeight(weight=50), Pause(duration_seconds=600), SetWeight(weight=100))
+)
+
+
+def tick(reconciler: Reconciler, clock: Clock, seconds: float = 16) -> None:
+    """One reconcile tick, the clock a little past the longest wait between read-backs."""
+    clock.now += timedelta(seconds=seconds)
+    reconciler.run_due()
+
+
+def rollout_row(database: Database, rollout_id: int) -> Rollout:
+    with database.session() as session:
+        rollout = session.get(Rollout, rollout_id)
+        assert rollout is not None
+        return rollout
+
+
+def until_step(
+    reconciler: Reconciler, clock: Clock, database: Database, rollout_id: int, step: int
+) -> Rollout:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        tick(reconciler, clock, 5)
+        rollout = rollout_row(database, rollout_id)
+        if rollout.step_index == step:
+            return rollout
+        time.sleep(0.3)
+    pytest.fail(f"rollout {rollout_id} never reached step {step}")
+
+
+def route_weights(kube_api: KubeApi, namespace: str) -> dict[str, int]:
+    route = kube_api.get(HTTPROUTE, namespace, "chat")
+    assert route is not None
+    return {r["name"]: r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]}
+
+
+def test_a_hand_edited_route_is_restored_within_two_ticks_with_a_drift_event(
+    database: Database, kube_api: KubeApi, namespace: str
+) -> None:
+    setup_model(database, namespace, routing=RoutingMode.GATEWAY_API)
+    clock = Clock()
+    reconciler = Reconciler(database, KubeDriver(kube_api), ScriptedProber(), clock=clock)
+    deploy_v1(database, reconciler, clock)
+    rollout_id = start_v2(database, clock, PAUSED_AT_50)
+    until_step(reconciler, clock, database, rollout_id, 1)
+    assert route_weights(kube_api, namespace) == {"chat-v1": 50, "chat-v2": 50}
+    # someone runs `kubectl patch httproute chat --type=json -p '[...weight 90, 10]'`
+    kube_api.request(
+        "PATCH",
+        HTTPROUTE.path(namespace, "chat"),
+        action="kubectl patch",
+        query=[("fieldManager", "kubectl-patch")],
+        body=[
+            {"op": "replace", "path": "/spec/rules/0/backendRefs/0/weight", "value": 90},
+            {"op": "replace", "path": "/spec/rules/0/backendRefs/1/weight", "value": 10},
+        ],
+        content_type="application/json-patch+json",
+    )
+    tick(reconciler, clock)
+    tick(reconciler, clock)
+    assert route_weights(kube_api, namespace) == {"chat-v1": 50, "chat-v2": 50}
+    drift = [e for e in events(database, rollout_id) if e.kind == "drift"]
+    assert len(drift) == 1
+    assert "route weight 10% instead of 50% (changed by kubectl-patch)" in drift[0].message
+    assert drift[0].evidence["drift"][0]["manager"] == "kubectl-patch"
+    assert rollout_row(database, rollout_id).phase is Phase.PROGRESSING
+    # the same edit again: the control plane stops fighting and asks a person
+    kube_api.request(
+        "PATCH",
+        HTTPROUTE.path(namespace, "chat"),
+        action="kubectl patch",
+        query=[("fieldManager", "kubectl-patch")],
+        body=[{"op": "replace", "path": "/spec/rules/0/backendRefs/0/weight", "value": 90}],
+        content_type="application/json-patch+json",
+    )
+    tick(reconciler, clock)
+    paused = rollout_row(database, rollout_id)
+    assert paused.phase is Phase.PAUSED
+    assert paused.reason.startswith("drift came back")
+    assert route_weights(kube_api, namespace) == {"chat-v1": 50, "chat-v2": 50}
+
+
+def test_stable_scaled_to_zero_mid_pause_is_restored_and_no_weight_moves_meanwhile(
+    database: Database, kube_api: KubeApi, namespace: str
+) -> None:
+    setup_model(database, namespace)
+    clock = Clock()
+    reconciler = Reconciler(database, KubeDriver(kube_api), ScriptedProber(), clock=clock)
+    deploy_v1(database, reconciler, clock)
+    rollout_id = start_v2(database, clock, PAUSED_AT_50)
+    held = until_step(reconciler, clock, database, rollout_id, 1)
+    weight = held.routed_weight
+    # `kubectl scale deployment chat-v1 --replicas=0`
+    kube_api.request(
+        "PATCH",
+        "/apis/apps/v1/namespaces/" + namespace + "/deployments/chat-v1/scale",
+        action="kubectl scale",
+        query=[("fieldManager", "kubectl-scale")],
+        body={"spec": {"replicas": 0}},
+        content_type="application/merge-patch+json",
+    )
+    seen_weights = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        tick(reconciler, clock, 5)
+        rollout = rollout_row(database, rollout_id)
+        seen_weights.append(rollout.routed_weight)
+        v1 = kube_api.get(DEPLOYMENT, namespace, "chat-v1")
+        assert v1 is not None
+        ready = (v1.get("status") or {}).get("readyReplicas", 0)
+        if v1["spec"]["replicas"] == 2 and ready == 2 and rollout.stable_short_since is None:
+            break
+        time.sleep(0.3)
+    assert set(seen_weights) == {weight}, "no weight increase while stable was short"
+    assert rollout_row(database, rollout_id).step_index == 1
+    messages = [e.message for e in events(database, rollout_id)]
+    # the scale subresource records no field manager: the event says so
+    assert any("stable replicas 0 instead of 2 (changed by someone else" in m for m in messages), (
+        messages
+    )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controlplane.analysis.verdict import Inconclusive, MeasurementOutcome, Verdict
-from controlplane.kube.observe import Problem, ProblemKind, VersionState
+from controlplane.kube.observe import Problem, ProblemKind, VersionState, WeightReading
 from controlplane.kube.render import Track
 from controlplane.models import Command, Phase
 from controlplane.rollout.planner import Decision, Facts, Limits, Observed, plan
@@ -179,7 +179,7 @@ def test_timed_pause_waits_then_advances() -> None:
     )
     early = run(f, seen(canary_ready=1), now=T0 + timedelta(seconds=30))
     assert early.facts.step_index == 1
-    assert early.requeue_after == timedelta(seconds=30)
+    assert early.requeue_after == timedelta(seconds=15), "it reads the cluster back meanwhile"
     late = run(f, seen(canary_ready=1), now=T0 + timedelta(seconds=60))
     assert late.facts.step_index == 2
 
@@ -261,7 +261,7 @@ def test_sequential_keeps_looking_while_only_traffic_is_missing_then_pauses() ->
     thin = looks(*[Inconclusive.TOO_FEW] * 5)
     d = run(sequential_facts(), seen(canary_ready=1), thin, now=T0 + timedelta(minutes=5))
     assert d.facts.phase is Phase.PROGRESSING, "too few requests extends the step"
-    assert d.requeue_after == timedelta(seconds=60) or d.measure
+    assert d.requeue_after == timedelta(seconds=15) or d.measure
     out = looks(*[Inconclusive.TOO_FEW] * 10)
     d = run(sequential_facts(), seen(canary_ready=1), out, now=T0 + timedelta(minutes=10))
     assert d.facts.phase is Phase.PAUSED, "past max_duration_seconds a person decides"
@@ -294,7 +294,7 @@ def test_sequential_rolls_back_at_the_first_failed_look() -> None:
 def test_first_measurement_waits_one_interval_at_the_new_weight() -> None:
     early = run(analysis_facts(), seen(canary_ready=1), now=T0 + timedelta(seconds=10))
     assert not early.measure
-    assert early.requeue_after == timedelta(seconds=50)
+    assert early.requeue_after == timedelta(seconds=15), "at most 15 s without reading back"
     due = run(analysis_facts(), seen(canary_ready=1), now=T0 + timedelta(seconds=60))
     assert due.measure
 
@@ -657,3 +657,88 @@ def test_a_gate_right_after_an_analysis_does_not_take_its_last_measurement() -> 
     assert advanced.facts.step_index == 1
     assert advanced.facts.step_started_at == T0  # the same instant as the measurement
     assert run(advanced.facts, seen(), [passed]).measure, "the gate judges its own scores"
+
+
+# --- the world moves: drift and a stable that lost replicas ----------------------------------
+
+
+def route(canary: int, owner: str | None = "kubectl-patch") -> WeightReading:
+    return WeightReading(canary, 100 - canary, "HTTPRoute llm/chat", owner)
+
+
+def gateway_seen(canary_weight: int, owner: str | None = "kubectl-patch") -> Observed:
+    return replace(seen(canary_ready=1), route=route(canary_weight, owner))
+
+
+def test_a_hand_edited_route_is_restored_with_a_drift_event_naming_who() -> None:
+    f = replace(analysis_facts(), canary_replicas=1, routed_weight=10)
+    d = run(f, gateway_seen(90), now=T0 + timedelta(minutes=2))
+    assert d.event is not None
+    assert d.event.kind == "drift"
+    assert "HTTPRoute llm/chat route weight 90% instead of 10%" in d.event.message
+    assert "kubectl-patch" in d.event.message
+    assert d.event.evidence["drift"][0]["manager"] == "kubectl-patch"
+    assert d.target is not None
+    assert (d.target.weight, d.target.canary_replicas) == (10, 1), "our decision, again"
+    assert d.facts.drift_count == 1
+    assert d.facts.phase is Phase.PROGRESSING
+    # the analysis' evidence ran on a route that was not ours: it starts again
+    assert d.facts.step_started_at == T0 + timedelta(minutes=2)
+    assert d.discard is not None
+    assert "90%" in d.discard
+
+
+def test_drift_that_comes_back_pauses_for_a_person() -> None:
+    f = replace(analysis_facts(), canary_replicas=1, routed_weight=10, drift_count=1)
+    d = run(f, gateway_seen(90), now=T0 + timedelta(minutes=3))
+    assert d.facts.phase is Phase.PAUSED
+    assert d.facts.reason.startswith("drift came back")
+    assert d.target is not None
+    assert d.target.weight == 10, "restored once more, then a person decides"
+
+
+def test_a_difference_the_control_plane_left_itself_is_no_drift() -> None:
+    f = replace(analysis_facts(), canary_replicas=1, routed_weight=10)
+    d = run(f, gateway_seen(0, owner=None), now=T0 + timedelta(minutes=2))
+    assert d.event is None or d.event.kind != "drift"
+    assert d.facts.drift_count == 0
+
+
+def test_stable_scaled_by_hand_is_drift_and_restored() -> None:
+    f = replace(analysis_facts(), canary_replicas=1)
+    stable = VersionState("chat-v1", True, desired=0, ready=2, replicas_owner="kubectl-scale")
+    d = run(f, Observed(canary=state(1, 1), stable=stable), now=T0 + timedelta(minutes=1))
+    assert d.event is not None
+    assert d.event.kind == "drift"
+    assert "Deployment chat-v1 stable replicas 0 instead of 2" in d.event.message
+    assert d.target is not None
+    assert d.target.stable_replicas == 2
+
+
+def test_a_stable_short_of_ready_replicas_holds_the_weight_and_says_so_once() -> None:
+    f = replace(facts(steps=(SetWeight(weight=10), SetWeight(weight=50))), step_index=1)
+    f = replace(f, routed_weight=10, canary_replicas=1)
+    short = Observed(canary=state(1, 1), stable=state(0, 2))
+    d = run(f, short)
+    assert d.facts.routed_weight == 10, "no weight increase while stable could not take it back"
+    assert d.facts.step_index == 1
+    assert d.event is not None
+    assert "stable has 0 of the 2 ready replicas its share needs" in d.event.message
+    assert d.target is not None
+    assert d.target.stable_replicas == 2, "stable is asked for its size"
+    again = run(d.facts, short, now=T0 + timedelta(seconds=5))
+    assert again.event is None, "said once"
+    back = run(again.facts, seen(canary_ready=1), now=T0 + timedelta(seconds=10))
+    assert back.event is not None
+    assert "stable is back" in back.event.message
+    assert back.facts.stable_short_since is None
+
+
+def test_drift_during_a_rollback_is_undone_by_the_rollback_and_reported() -> None:
+    f = facts(phase=Phase.ROLLING_BACK, routed_weight=0, canary_replicas=1, reason="bad")
+    d = run(f, replace(seen(canary_ready=1), route=route(30)))
+    assert d.facts.phase is Phase.ROLLING_BACK
+    assert d.target is not None
+    assert d.target.weight == 0
+    assert d.event is not None
+    assert d.event.kind == "drift"
