@@ -743,17 +743,68 @@ def _plan_promotion(facts: Facts, observed: Observed, now: datetime, limits: Lim
 
 
 def _planrollback(facts: Facts, observed: Observed, now: datetime, limits: Limits) -> Decision:
-    # weight 0 first (the executor routes before it scales when the weight goes down),
-    # then the canary goes away and stable comes back to full size
-    target = Target(
-        canary_replicas=0, stable_replicas=facts.replicas if facts.has_stable else 0, weight=0
+    """Traffic back on stable without ever asking a version to carry more than its ready
+    replicas can, in either direction.
+
+    Stable is asked for its full size at once (within the GPU budget beside what the canary
+    still holds). The canary keeps only the share stable's *ready* replicas cannot carry
+    yet (all of it goes at once when stable is whole, the usual case), and only the replicas
+    that share needs; as stable's pods become ready its share falls to zero and the canary
+    goes. With no GPU room for stable beside the canary, the canary gives up one replica at a
+    time, stable takes its traffic (over its ready capacity until the freed GPU's replica is
+    ready: the one moment the budget forces) and grows into the freed GPUs. Each traffic
+    move is an event with the weight routed and the ready replicas on both sides."""
+    if not facts.has_stable:  # a first deployment has nothing to go back to
+        target = Target(canary_replicas=0, stable_replicas=0, weight=0)
+        rolled = replace(facts, routed_weight=0, stable_replicas=0, canary_replicas=0)
+        if not observed.canary.exists or observed.canary.ready == 0:
+            decision = _transition(
+                rolled,
+                facts.outcome_on_rollback,
+                f"{facts.outcome_on_rollback.value}: {facts.reason}",
+                now=now,
+            )
+            return replace(decision, target=target)
+        return _hold(rolled, target, limits.poll)
+    replicas = facts.replicas
+    canary = observed.canary
+    stable = observed.stable
+    canary_ready = canary.ready if canary.exists else 0
+    stable_ready = stable.ready if stable is not None and stable.exists else 0
+    canary_held = max(facts.canary_replicas, canary.desired if canary.exists else 0)
+    weight = _rollback_weight(replicas, canary_ready, stable_ready)
+    canary_keep = min(canary_held, -(-replicas * weight // 100)) if weight > 0 else 0
+    fits = (
+        facts.gpu_budget // facts.gpus_per_replica
+        if facts.gpu_budget is not None and facts.gpus_per_replica
+        else None
     )
-    rolled = replace(facts, routed_weight=0, stable_replicas=target.stable_replicas)
-    stable_ok = not facts.has_stable or (
-        observed.stable is not None and observed.stable.ready >= facts.replicas
+    stable_target = replicas if fits is None else max(0, min(replicas, fits - canary_keep))
+    squeezed = False
+    if (
+        fits is not None
+        and canary_keep > 0
+        and stable_target < replicas
+        and stable_ready >= stable_target
+    ):
+        # no room to grow stable beside the canary: the canary gives up one replica
+        squeezed = True
+        canary_keep -= 1
+        weight = min(weight, 100 * canary_keep // replicas) if canary_keep else 0
+        stable_target = min(replicas, fits - canary_keep)
+    in_force = weight
+    if facts.replica_routing:
+        total = canary_keep + stable_ready
+        in_force = round(100 * min(canary_keep, canary_ready) / total) if total else 0
+    target = Target(canary_replicas=canary_keep, stable_replicas=stable_target, weight=weight)
+    rolled = replace(
+        facts,
+        routed_weight=in_force,
+        stable_replicas=stable_target,
+        canary_replicas=canary_keep,
     )
-    canary_gone = not observed.canary.exists or observed.canary.ready == 0
-    if canary_gone and stable_ok and facts.routed_weight == 0:
+    done = (not canary.exists or canary_ready == 0) and stable_ready >= replicas and weight == 0
+    if done and canary_keep == 0:
         decision = _transition(
             rolled,
             facts.outcome_on_rollback,
@@ -761,4 +812,40 @@ def _planrollback(facts: Facts, observed: Observed, now: datetime, limits: Limit
             now=now,
         )
         return replace(decision, target=target)
-    return _hold(rolled, target, limits.poll)
+    event = None
+    if in_force != facts.routed_weight or squeezed:
+        why = (
+            "no GPU room beside the canary: it gives up a replica, stable takes its traffic "
+            "and grows into the freed GPU"
+            if squeezed
+            else "the canary keeps only what stable's ready replicas cannot carry yet"
+            if in_force
+            else "stable's ready replicas carry it all"
+        )
+        event = Event(
+            "step",
+            f"rollback: {in_force}% on the canary ({canary_ready} ready, keeping "
+            f"{canary_keep}), stable {stable_ready} of {replicas} ready: {why}",
+            {
+                "weight": in_force,
+                "canary_ready": canary_ready,
+                "canary_replicas": canary_keep,
+                "stable_ready": stable_ready,
+                "stable_replicas": stable_target,
+            },
+        )
+    return _hold(rolled, target, limits.poll, event)
+
+
+def _rollback_weight(replicas: int, canary_ready: int, stable_ready: int) -> int:
+    """The canary's share while rolling back: what stable's ready replicas cannot carry (a
+    version with k of its ``replicas`` ready carries k / replicas of the traffic); when
+    neither can carry its part, traffic is split by what each can carry."""
+    stable_can = min(100, 100 * stable_ready // replicas)
+    if stable_can >= 100 or canary_ready == 0:
+        return 0
+    canary_can = min(100, 100 * canary_ready // replicas)
+    needed = 100 - stable_can
+    if canary_can >= needed:
+        return needed
+    return round(100 * canary_can / (canary_can + stable_can)) if canary_can + stable_can else 0

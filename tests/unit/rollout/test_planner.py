@@ -565,7 +565,17 @@ def test_invariants_over_simulated_rollouts(seed: int) -> None:
                     "routed to canary replicas that are not ready"
                 )
             if f.phase is Phase.ROLLING_BACK:
-                assert t.weight == 0, "rollback routes everything to stable"
+                # stable never carries more than its ready replicas can while the canary
+                # could still carry it, but where the GPU budget leaves no room
+                stable_can = min(100, 100 * stable_ready // replicas)
+                canary_can = min(100, 100 * canary_ready // replicas)
+                squeezed = budget is not None and (t.canary_replicas + replicas) * gpus > budget
+                assert 100 - t.weight <= stable_can or t.weight >= canary_can or squeezed, (
+                    "stable asked to carry more than its ready replicas while the canary could"
+                )
+                assert t.canary_replicas <= max(f.canary_replicas, canary_ready), (
+                    "a rollback never grows the canary"
+                )
             # the toy cluster moves part of the way toward the target
             if rng.random() < 0.7:
                 canary_ready = t.canary_replicas
@@ -742,3 +752,57 @@ def test_drift_during_a_rollback_is_undone_by_the_rollback_and_reported() -> Non
     assert d.target.weight == 0
     assert d.event is not None
     assert d.event.kind == "drift"
+
+
+# --- rolling back without overloading anyone --------------------------------------------
+
+
+def rolling(**overrides: object) -> Facts:
+    return facts(phase=Phase.ROLLING_BACK, reason="aborted", **overrides)  # type: ignore[arg-type]
+
+
+def test_an_abort_with_stable_whole_moves_all_traffic_and_removes_the_canary_at_once() -> None:
+    d = run(rolling(routed_weight=50, canary_replicas=1, stable_replicas=2), seen(1, 2))
+    assert d.target is not None
+    assert (d.target.weight, d.target.canary_replicas, d.target.stable_replicas) == (0, 0, 2)
+    assert d.event is not None
+    assert "stable's ready replicas carry it all" in d.event.message
+
+
+def test_an_abort_with_stable_short_keeps_on_the_canary_what_stable_cannot_carry() -> None:
+    f = rolling(routed_weight=50, canary_replicas=1, stable_replicas=1, gpu_budget=None)
+    d = run(f, seen(canary_ready=1, stable_ready=1))
+    assert d.target is not None
+    assert d.target.stable_replicas == 2, "stable grows first"
+    assert d.target.weight == 50, "stable's one ready replica carries half, not all"
+    assert d.target.canary_replicas == 1
+    assert d.event is None or "50%" in d.event.message
+    d = run(d.facts, seen(canary_ready=1, stable_ready=2))
+    assert d.target is not None
+    assert (d.target.weight, d.target.canary_replicas) == (0, 0), "traffic follows stable"
+
+
+def test_an_abort_with_stable_lost_never_routes_to_an_empty_stable() -> None:
+    d = run(rolling(routed_weight=10, canary_replicas=1), seen(canary_ready=1, stable_ready=0))
+    assert d.target is not None
+    assert d.target.weight == 100, "the only ready replicas left take the traffic"
+    assert d.target.stable_replicas == 2
+    assert d.facts.phase is Phase.ROLLING_BACK
+
+
+def test_an_abort_without_gpu_room_gives_up_the_canary_a_replica_at_a_time() -> None:
+    # budget 4, 4 replicas x 1 GPU; at 50%: canary 2, stable 2
+    f = rolling(routed_weight=50, canary_replicas=2, stable_replicas=2, replicas=4, gpu_budget=4)
+    d = run(f, seen(canary_ready=2, stable_ready=2))
+    assert d.target is not None
+    assert d.target.canary_replicas == 1, "one replica at a time"
+    assert d.target.stable_replicas == 3, "stable takes the freed GPU"
+    assert d.target.canary_replicas + d.target.stable_replicas <= 4
+    assert d.target.weight == 25, "the canary keeps what its remaining replica carries"
+    assert d.event is not None
+    assert "no GPU room" in d.event.message
+    d = run(d.facts, seen(canary_ready=1, stable_ready=3))
+    assert d.target is not None
+    assert (d.target.canary_replicas, d.target.stable_replicas, d.target.weight) == (0, 4, 0)
+    done = run(d.facts, seen(canary_ready=0, stable_ready=4))
+    assert done.facts.phase is Phase.ROLLED_BACK
