@@ -230,7 +230,46 @@ class EvalGate(_Step):
         return self
 
 
-Step = Annotated[SetWeight | Pause | Analysis | EvalGate, Field(discriminator="kind")]
+class Bake(_Step):
+    """A watch after promotion: with the canary taking all the traffic, the old stable is
+    kept warm (at its size while the GPU budget allows, at what is left beside the canary
+    otherwise) and the new version is judged against the old version's own metrics from
+    before the rollout (``baseline_seconds`` of them) and against the checks' absolute
+    bounds (``max_value``), every ``interval_seconds`` for ``duration_seconds``. A breach
+    routes traffic back to the old version at once (capacity allowing) and ends the rollout
+    rolled back after promotion; at the end, the old version is retired. Last step only,
+    after ``set_weight`` 100. The comparison spans time, so load that differs between then
+    and now counts against the canary: judge it on margins that allow for it."""
+
+    kind: Literal["bake"] = "bake"
+    duration_seconds: int = Field(ge=60, le=7 * 24 * 3600)
+    interval_seconds: int = Field(default=60, ge=1, le=3600)
+    baseline_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=24 * 3600,
+        description="How much of the old version's history before the rollout to compare "
+        "with; the bake's duration (at most a day) when omitted.",
+    )
+    metrics: tuple[str, ...] | None = Field(
+        default=None, description="Metric names to judge; the model's defaults when omitted."
+    )
+    checks: dict[str, CheckSettings] | None = Field(
+        default=None, description="Per metric name, how to judge it (margin, max_value, ...)."
+    )
+    consecutive_error_limit: int = Field(default=4, ge=0)
+
+    @property
+    def baseline(self) -> int:
+        return self.baseline_seconds or min(self.duration_seconds, 24 * 3600)
+
+    def check_overrides(self) -> dict[str, dict[str, float]] | None:
+        if not self.checks:
+            return None
+        return {name: settings.overrides() for name, settings in self.checks.items()}
+
+
+Step = Annotated[SetWeight | Pause | Analysis | EvalGate | Bake, Field(discriminator="kind")]
 
 
 class Strategy(BaseModel):
@@ -271,7 +310,18 @@ class Strategy(BaseModel):
                 f"set_weight steps must not decrease ({weights}): a canary that should get "
                 "less traffic should be aborted or rolled back instead"
             )
+        bakes = [i for i, s in enumerate(self.steps) if isinstance(s, Bake)]
+        if bakes and (bakes != [len(self.steps) - 1] or not weights or weights[-1] != 100):
+            raise ValueError(
+                "a bake watches the new version after promotion: it must be the last step, "
+                "after set_weight 100"
+            )
         return self
+
+    @property
+    def bakes(self) -> bool:
+        """The strategy ends with a watch after promotion (the old stable stays warm)."""
+        return bool(self.steps) and isinstance(self.steps[-1], Bake)
 
 
 def default_strategy() -> Strategy:

@@ -219,6 +219,7 @@ def measure(
     history: Sequence[Window] = (),
     interval: timedelta | None = None,
     unit_label: str = "pod",
+    baseline: tuple[datetime, timedelta] | None = None,
 ) -> Measurement:
     """Judge the canary against stable on every metric over ``window`` ending at ``at``.
 
@@ -227,7 +228,9 @@ def measure(
     for this step's evidence and for the rollout's (split equally over the metrics here),
     ``history`` the windows of the rollout's earlier passed analysis steps (read again, each
     compared within itself) and ``interval`` the look interval (scalars pair one value per
-    interval). After a temporary error (the source down or overloaded) the remaining
+    interval). ``baseline`` (end, length) reads stable over another window than the
+    canary: the old version before the rollout, for the watch after promotion. After a
+    temporary error (the source down or overloaded) the remaining
     metrics are not queried, so that an unreachable Prometheus costs one timeout per tick,
     not one per query; they are ``error`` with the same cause.
     """
@@ -268,6 +271,7 @@ def measure(
                     interval=interval or window,
                     unit_label=unit_label,
                     history=history if rollout_alpha is not None else (),
+                    baseline=baseline,
                 )
             else:
                 judged = _judge(judge, template, prometheus, selectors, duration, at)
@@ -292,9 +296,13 @@ def _judge_sequential(
     interval: timedelta,
     unit_label: str,
     history: Sequence[Window],
+    baseline: tuple[datetime, timedelta] | None = None,
 ) -> MetricVerdict:
     duration = promql_duration(window)
     canary_selector, stable_selector = selectors
+    stable_at, stable_span = at, duration
+    if baseline is not None:
+        stable_at, stable_span = baseline[0], promql_duration(baseline[1])
     # each earlier analysis step read over its own window, at its end
     past = [(promql_duration(w.end - w.start), w.end) for w in history if w.end > w.start]
     if isinstance(template, HistogramTemplate):
@@ -308,7 +316,7 @@ def _judge_sequential(
         verdict = judge.histogram(
             template.check,
             pods(canary_selector, duration, at),
-            pods(stable_selector, duration, at),
+            pods(stable_selector, stable_span, stable_at),
             look,
             [(pods(canary_selector, s, e), pods(stable_selector, s, e)) for s, e in past],
         )
@@ -321,7 +329,7 @@ def _judge_sequential(
         verdict = judge.ratio(
             template.check,
             ratio(canary_selector, duration, at),
-            ratio(stable_selector, duration, at),
+            ratio(stable_selector, stable_span, stable_at),
             look,
             [(ratio(canary_selector, s, e), ratio(stable_selector, s, e)) for s, e in past],
         )

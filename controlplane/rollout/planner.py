@@ -29,7 +29,7 @@ from controlplane.kube.observe import ProblemKind, VersionState, WeightReading
 from controlplane.kube.render import Track
 from controlplane.models import Command, Phase
 from controlplane.rollout.drift import Drift, drifts
-from controlplane.rollout.strategy import Analysis, EvalGate, Pause, SetWeight, Step
+from controlplane.rollout.strategy import Analysis, Bake, EvalGate, Pause, SetWeight, Step
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,24 @@ def _target(facts: Facts, weight: int, *, track: Track = Track.CANARY) -> Target
         gpu_budget=facts.gpu_budget,
     )
     stable = plan.stable if facts.has_stable else 0
+    if weight == 100 and facts.has_stable and _bakes(facts):
+        stable = _warm(facts, plan.canary)
     return Target(
         canary_replicas=plan.canary, stable_replicas=stable, weight=weight, canary_track=track
     )
+
+
+def _bakes(facts: Facts) -> bool:
+    """The strategy ends with a watch after promotion: the old stable stays warm at 100%."""
+    return bool(facts.steps) and isinstance(facts.steps[-1], Bake)
+
+
+def _warm(facts: Facts, canary: int) -> int:
+    """The old stable's size while the new version carries everything: all of it while the
+    GPU budget allows, what is left beside the canary otherwise."""
+    if facts.gpu_budget is None or not facts.gpus_per_replica:
+        return facts.replicas
+    return max(0, min(facts.replicas, facts.gpu_budget // facts.gpus_per_replica - canary))
 
 
 def _transition(
@@ -411,6 +426,64 @@ def _sequential_outcome(
     return None
 
 
+def _bake(
+    facts: Facts,
+    step: Bake,
+    measurements: list[MeasurementOutcome],
+    now: datetime,
+    target: Target,
+) -> Decision:
+    """The watch after promotion: a fail (the new version worse than the old one was before
+    the rollout, or over an absolute bound) rolls back to the warm old version at once;
+    metrics that stay unreadable roll back too (no watch is no promotion); at the end of
+    the duration the rollout is promoted and the old version retired."""
+    taken = _this_step(facts, measurements)
+    failed = [m for m in taken if m.verdict is Verdict.FAIL]
+    trailing_errors = 0
+    for m in reversed(taken):
+        if m.verdict is not Verdict.ERROR:
+            break
+        trailing_errors += 1
+    elapsed = now - facts.step_started_at
+    evidence: dict[str, Any] = {
+        "measurements": len(taken),
+        "failed": len(failed),
+        "consecutive_errors": trailing_errors,
+        "elapsed_seconds": int(elapsed.total_seconds()),
+        "after_promotion": True,
+        "last": taken[-1].summary if taken else None,
+    }
+    if failed:
+        return rollback(
+            facts,
+            f"rolled back after promotion: the bake found {failed[-1].summary}",
+            now=now,
+            evidence=evidence,
+        )
+    if trailing_errors > step.consecutive_error_limit:
+        return rollback(
+            facts,
+            f"rolled back after promotion: metrics unavailable during the bake "
+            f"({trailing_errors} looks in a row): {taken[-1].summary}",
+            now=now,
+            evidence=evidence,
+        )
+    if elapsed.total_seconds() >= step.duration_seconds:
+        return _advance(
+            facts,
+            now,
+            f"bake passed: {len(taken)} looks over {elapsed.total_seconds() / 60:.0f} min at "
+            "100%, no breach",
+            evidence,
+        )
+    interval = timedelta(seconds=step.interval_seconds)
+    due = (taken[-1].at if taken else facts.step_started_at) + interval
+    if now >= due:
+        return Decision(facts=facts, target=target, requeue_after=interval, measure=True)
+    end = facts.step_started_at + timedelta(seconds=step.duration_seconds)
+    return _hold(facts, target, min(due, end) - now)
+
+
 def _pause(facts: Facts, reason: str, now: datetime, evidence: dict[str, Any]) -> Decision:
     """Wait for a person, saying why, with the evidence on the event."""
     decision = _transition(facts, Phase.PAUSED, reason, now=now, reason=reason)
@@ -502,7 +575,10 @@ def plan(
         return _hold(facts, current, min(until - now, limits.observe_every))
     if isinstance(step, EvalGate):
         return _eval_gate(facts, measurements, now, current)
-    decision = _analysis(facts, step, measurements, now, current)
+    if isinstance(step, Bake):
+        decision = _bake(facts, step, measurements, now, current)
+    else:
+        decision = _analysis(facts, step, measurements, now, current)
     if decision.target is not None and decision.requeue_after > limits.observe_every:
         decision = replace(decision, requeue_after=limits.observe_every)
     return decision

@@ -16,7 +16,7 @@ from controlplane.analysis.sequential import SequentialJudge
 from controlplane.analysis.verdict import Verdict, Window
 from controlplane.models import Model, Rollout
 from controlplane.rollout.reconciler import ProbeResult
-from controlplane.rollout.strategy import Analysis, Strategy
+from controlplane.rollout.strategy import Analysis, Bake, Strategy
 
 
 class PrometheusProber:
@@ -37,7 +37,7 @@ class PrometheusProber:
         self.unit_label = unit_label
 
     def measure(
-        self, *, model: Model, rollout: Rollout, step: Analysis, now: datetime
+        self, *, model: Model, rollout: Rollout, step: Analysis | Bake, now: datetime
     ) -> ProbeResult:
         if rollout.stable_version is None:
             return ProbeResult(Verdict.INCONCLUSIVE, "no stable version to compare with")
@@ -50,7 +50,24 @@ class PrometheusProber:
             "stable_version": rollout.stable_version,
             "at": now,
         }
-        if step.judge == "sequential":
+        if isinstance(step, Bake):
+            # the new version (all the traffic, since the bake began) against the old one
+            # over the same length of time before the rollout started
+            alpha, _ = Strategy.model_validate(rollout.strategy).analysis_alphas(
+                rollout.step_index
+            )
+            result = measure(
+                self.source,
+                self.sequential,
+                checks,
+                window=max(now - rollout.step_started_at, self.min_window),
+                alpha=alpha,
+                interval=interval,
+                unit_label=self.unit_label,
+                baseline=(rollout.created_at, timedelta(seconds=step.baseline)),
+                **common,  # type: ignore[arg-type]
+            )
+        elif step.judge == "sequential":
             strategy = Strategy.model_validate(rollout.strategy)
             # everything since the weight went into force, at least one scrape's worth
             window = max(now - rollout.step_started_at, self.min_window)

@@ -55,7 +55,7 @@ from controlplane.rollout.planner import (
     rollback,
 )
 from controlplane.rollout.service import add_event
-from controlplane.rollout.strategy import Analysis, EvalGate, Strategy
+from controlplane.rollout.strategy import Analysis, Bake, EvalGate, Strategy
 from controlplane.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class Prober(Protocol):
     """Takes one analysis measurement of a rollout's canary against its stable version."""
 
     def measure(
-        self, *, model: Model, rollout: Rollout, step: Analysis, now: datetime
+        self, *, model: Model, rollout: Rollout, step: Analysis | Bake, now: datetime
     ) -> ProbeResult: ...
 
 
@@ -82,7 +82,7 @@ class NoMetricsProber:
     so analysis steps pause for a person instead of passing blindly."""
 
     def measure(
-        self, *, model: Model, rollout: Rollout, step: Analysis, now: datetime
+        self, *, model: Model, rollout: Rollout, step: Analysis | Bake, now: datetime
     ) -> ProbeResult:
         return ProbeResult(
             Verdict.INCONCLUSIVE,
@@ -290,7 +290,7 @@ class Reconciler:
             if isinstance(step, EvalGate):
                 result = self._judge_evals(session, model, rollout, step, now)
             else:
-                assert isinstance(step, Analysis)
+                assert isinstance(step, Analysis | Bake)
                 result = self.prober.measure(model=model, rollout=rollout, step=step, now=now)
             assert rollout.id is not None
             session.add(

@@ -34,6 +34,7 @@ from controlplane.registry.models import get_model
 from controlplane.registry.versions import get_version
 from controlplane.rollout.strategy import (
     Analysis,
+    Bake,
     SetWeight,
     Strategy,
     default_strategy,
@@ -232,7 +233,7 @@ def rollout_warnings(session: Session, rollout: Rollout) -> list[str]:
 def _check_metrics(strategy: Strategy | None) -> None:
     """Unknown metric names are a 400 now, not an error verdict minutes into the rollout."""
     for index, step in enumerate(strategy.steps if strategy else ()):
-        if isinstance(step, Analysis) and (step.metrics is not None or step.checks):
+        if isinstance(step, Analysis | Bake) and (step.metrics is not None or step.checks):
             try:
                 Catalog().resolve(step.metrics, step.check_overrides())
             except ValueError as error:

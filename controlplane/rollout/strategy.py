@@ -3,6 +3,7 @@ the schema sits below the registry); this module keeps the rollout package's nam
 
 from controlplane.strategy import (
     Analysis,
+    Bake,
     EvalCheck,
     EvalGate,
     Pause,
@@ -15,6 +16,7 @@ from controlplane.strategy import (
 
 __all__ = [
     "Analysis",
+    "Bake",
     "EvalCheck",
     "EvalGate",
     "Pause",

@@ -14,6 +14,7 @@ from controlplane.models import Command, Phase
 from controlplane.rollout.planner import Decision, Facts, Limits, Observed, plan
 from controlplane.rollout.strategy import (
     Analysis,
+    Bake,
     EvalCheck,
     EvalGate,
     Pause,
@@ -806,3 +807,59 @@ def test_an_abort_without_gpu_room_gives_up_the_canary_a_replica_at_a_time() -> 
     assert (d.target.canary_replicas, d.target.stable_replicas, d.target.weight) == (0, 4, 0)
     done = run(d.facts, seen(canary_ready=0, stable_ready=4))
     assert done.facts.phase is Phase.ROLLED_BACK
+
+
+# --- the watch after promotion -----------------------------------------------------------
+
+BAKED = (SetWeight(weight=50), SetWeight(weight=100), Bake(duration_seconds=600))
+
+
+def test_a_bake_must_be_the_last_step_after_full_weight() -> None:
+    from pydantic import ValidationError
+
+    from controlplane.rollout.strategy import Strategy
+
+    with pytest.raises(ValidationError, match="after set_weight 100"):
+        Strategy(steps=(SetWeight(weight=50), Bake(duration_seconds=600)))
+    with pytest.raises(ValidationError, match="last step"):
+        Strategy(steps=(SetWeight(weight=100), Bake(duration_seconds=600), Pause()))
+    assert Strategy(steps=BAKED).bakes
+
+
+def test_full_weight_before_a_bake_keeps_the_old_stable_warm() -> None:
+    f = facts(steps=BAKED, step_index=1, routed_weight=50, gpu_budget=None)
+    d = run(f, seen(canary_ready=2, stable_ready=2))
+    assert d.target is not None
+    assert (d.target.weight, d.target.canary_replicas, d.target.stable_replicas) == (100, 2, 2)
+    assert d.facts.step_index == 2, "on to the bake"
+    tight = run(replace(f, gpu_budget=3), seen(canary_ready=2, stable_ready=1))
+    assert tight.target is not None
+    assert tight.target.stable_replicas == 1, "what the budget leaves beside the canary"
+
+
+def test_a_breach_during_the_bake_rolls_back_after_promotion() -> None:
+    f = facts(steps=BAKED, step_index=2, routed_weight=100, canary_replicas=2, gpu_budget=None)
+    looks = [m(T0 + timedelta(minutes=1), Verdict.FAIL, "ttft p95 +40% over the old version")]
+    d = run(f, seen(canary_ready=2, stable_ready=2), looks, now=T0 + timedelta(minutes=1))
+    assert d.facts.phase is Phase.ROLLING_BACK
+    assert d.facts.reason.startswith("rolled back after promotion")
+    assert d.event is not None
+    assert d.event.evidence["after_promotion"] is True
+    back = run(d.facts, seen(canary_ready=2, stable_ready=2), now=T0 + timedelta(minutes=1))
+    assert back.target is not None
+    assert back.target.weight == 0, "the warm old version takes it all back at once"
+
+
+def test_a_quiet_bake_promotes_and_retires_the_old_version() -> None:
+    f = facts(steps=BAKED, step_index=2, routed_weight=100, canary_replicas=2, gpu_budget=None)
+    looks = [m(T0 + timedelta(minutes=i), Verdict.PASS) for i in range(1, 11)]
+    early = run(f, seen(2, 2), looks[:3], now=T0 + timedelta(minutes=3, seconds=30))
+    assert early.facts.phase is Phase.PROGRESSING
+    done = run(f, seen(2, 2), looks, now=T0 + timedelta(minutes=10))
+    assert done.facts.phase is Phase.PROMOTING
+    assert done.event is not None
+    assert "bake passed" in done.event.message
+    final = run(done.facts, seen(2, 2), now=T0 + timedelta(minutes=10))
+    assert final.facts.phase is Phase.SUCCEEDED
+    assert final.target is not None
+    assert final.target.retire_stable
