@@ -612,6 +612,8 @@ def _step_text(step: dict[str, Any] | None) -> str:
         )
     if kind == "eval_gate":
         return "eval_gate " + ", ".join(c["score"] for c in step.get("checks", []))
+    if kind == "bake":
+        return f"bake {step['duration_seconds']}s at 100%, old version warm"
     return f"analysis x{step['count']} every {step['interval_seconds']}s"
 
 

@@ -22,6 +22,7 @@ class WebhookEvent(StrEnum):
     PROMOTED = "promoted"  # succeeded: the canary is the stable version
     ROLLED_BACK = "rolled_back"  # rolled back by the engine, or aborted by a person
     FAILED = "failed"  # reserved: a rollout that could not roll back
+    DRIFT = "drift"  # someone else changed what the rollout owns; it was undone
 
 
 PING = "ping"  # a test delivery (POST /v1/webhooks/{name}/test); never subscribed to

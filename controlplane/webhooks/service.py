@@ -66,6 +66,8 @@ def event_for(
         if before is Phase.PENDING and after in (Phase.PROGRESSING, Phase.PROMOTING):
             return WebhookEvent.STARTED
         return _ENTERED.get(after)
+    if event_kind == "drift":
+        return WebhookEvent.DRIFT
     if event_kind == "step" and (
         step_before is None or step_after is None or step_after > step_before
     ):

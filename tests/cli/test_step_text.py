@@ -24,12 +24,14 @@ STEPS: list[tuple[dict[str, Any], str]] = [
         },
         "eval_gate mmlu, toxicity",
     ),
+    ({"kind": "bake", "duration_seconds": 900}, "bake 900s at 100%, old version warm"),
 ]
 
 
 @pytest.mark.parametrize(("step", "text"), STEPS)
 def test_each_step_kind_reads_as_one_phrase(step: dict[str, Any], text: str) -> None:
     # as the API returns it: the validated step, dumped
-    dumped = Strategy.model_validate({"steps": [step]}).model_dump(mode="json")["steps"][0]
+    steps = [{"kind": "set_weight", "weight": 100}, step] if step["kind"] == "bake" else [step]
+    dumped = Strategy.model_validate({"steps": steps}).model_dump(mode="json")["steps"][-1]
     assert _step_text(dumped) == text
     assert _step_text(None) == "-"

@@ -20,6 +20,8 @@ E = WebhookEvent
     [
         (P.PENDING, P.PROGRESSING, "transition", (0, 0), E.STARTED),
         (P.PROGRESSING, P.PROGRESSING, "step", (0, 1), E.STEP_PASSED),
+        (P.PROGRESSING, P.PROGRESSING, "drift", (1, 1), E.DRIFT),
+        (P.ROLLING_BACK, P.ROLLING_BACK, "step", (1, 1), None),
         (P.PROGRESSING, P.PROGRESSING, "step", (1, 1), None),  # part of the way to a weight
         (P.PROGRESSING, P.PROGRESSING, "step", (None, None), E.STEP_PASSED),
         (P.PROGRESSING, P.PAUSED, "transition", (1, 1), E.PAUSED),

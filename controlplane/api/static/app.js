@@ -321,6 +321,7 @@
       const label = step.kind === "set_weight" ? `weight ${step.weight}%`
         : step.kind === "analysis" ? `analysis ×${step.count ?? "?"}`
         : step.kind === "eval_gate" ? `eval gate (${(step.checks || []).map((c) => c.score).join(", ")})`
+        : step.kind === "bake" ? `bake ${step.duration_seconds}s at 100%`
           : step.kind === "pause" ? (step.duration_seconds ? `pause ${step.duration_seconds}s` : "pause") : step.kind;
       const state = i < r.step_index ? "done" : i === r.step_index ? "current" : "todo";
       return h("li", { class: `step step-${state}`, title: JSON.stringify(step) }, label);
