@@ -48,6 +48,7 @@ from controlplane.rollout.strategy import (
     SetWeight,
     Strategy,
 )
+from tests.support.cluster import wait_for, watch_events
 
 pytestmark = pytest.mark.cluster
 
@@ -588,3 +589,167 @@ def test_stable_scaled_to_zero_mid_pause_is_restored_and_no_weight_moves_meanwhi
     assert any("stable replicas 0 instead of 2 (changed by someone else" in m for m in messages), (
         messages
     )
+
+
+def gpu_model(
+    database: Database, namespace: str, gpu_node: dict[str, Any], *, budget: int | None
+) -> None:
+    """chat on 2 replicas x 1 GPU (the fake GPU node), gateway-api routing."""
+    with database.session() as session:
+        model_service.create_model(
+            session,
+            data=ModelCreate(
+                name="chat",
+                namespace=namespace,
+                image="vllm/vllm-openai:v0.11.0",
+                gpus_per_replica=1,
+                replicas=2,
+                gpu_budget=budget,
+                routing_mode=RoutingMode.GATEWAY_API,
+                gateway="gw",
+                node_selector=gpu_node["node_selector"],
+                tolerations=gpu_node["tolerations"],
+            ),
+            actor="test",
+        )
+        for version in ("v1", "v2"):
+            version_service.register_version(
+                session,
+                model_name="chat",
+                data=VersionCreate(version=version, artifact_uri=f"s3://models/chat/{version}"),
+                actor="test",
+            )
+
+
+def replay(
+    changes: list[dict[str, Any]], start: list[dict[str, Any]]
+) -> list[tuple[dict[str, int], dict[str, int]]]:
+    """The route's weights and each Deployment's ready replicas right after every change of
+    the route the API server recorded (each a traffic move the control plane made), in
+    resourceVersion order, from the objects as they were at the start."""
+    weights: dict[str, int] = {}
+    ready: dict[str, int] = {}
+    states = []
+    changes = [{"type": "START", "object": obj} for obj in start] + [
+        c for c in changes if c.get("type") in ("ADDED", "MODIFIED", "DELETED")
+    ]
+    for change in sorted(
+        changes,
+        key=lambda c: (c["type"] != "START", int(c["object"]["metadata"]["resourceVersion"])),
+    ):
+        obj = change["object"]
+        if obj["kind"] == "HTTPRoute":
+            weights = {
+                r["name"]: r.get("weight", 1) for r in obj["spec"]["rules"][0]["backendRefs"]
+            }
+            if change["type"] != "START":
+                states.append((dict(weights), dict(ready)))
+        elif obj["kind"] == "Deployment":
+            name = obj["metadata"]["name"]
+            ready[name] = (
+                0 if change["type"] == "DELETED" else obj["status"].get("readyReplicas", 0)
+            )
+    states.append((dict(weights), dict(ready)))  # and how it all ended
+    return states
+
+
+def abort_at_half_and_watch(
+    database: Database,
+    kube_api: KubeApi,
+    namespace: str,
+    *,
+    before_abort: Any = None,
+) -> tuple[list[tuple[dict[str, int], dict[str, int]]], list[str]]:
+    """v2 at 50% (paused there), then an abort, with the API server watched throughout:
+    the states after every change, and the rollout's event messages."""
+    clock = Clock()
+    reconciler = Reconciler(database, KubeDriver(kube_api), ScriptedProber(), clock=clock)
+    deploy_v1(database, reconciler, clock)
+    strategy = Strategy(steps=(SetWeight(weight=50), Pause(), SetWeight(weight=100)))
+    rollout_id = start_v2(database, clock, strategy)
+    drive(reconciler, clock, database, rollout_id, until={Phase.PAUSED})
+    assert route_weights(kube_api, namespace) == {"chat-v1": 50, "chat-v2": 50}
+    listed = kube_api.request("GET", DEPLOYMENT.path(namespace), action="list")
+    since = str(listed["metadata"]["resourceVersion"])
+    route = kube_api.get(HTTPROUTE, namespace, "chat")
+    assert route is not None
+    start = [{**d, "kind": "Deployment"} for d in listed["items"]]
+    start.append({**route, "kind": "HTTPRoute"})
+    recorded: list[dict[str, Any]] = []
+
+    def watch(path: str) -> None:
+        recorded.extend(watch_events(kube_api, path, resource_version=since, seconds=20))
+
+    watchers = [
+        threading.Thread(target=watch, args=(path,))
+        for path in (DEPLOYMENT.path(namespace), HTTPROUTE.path(namespace))
+    ]
+    for watcher in watchers:
+        watcher.start()
+    time.sleep(1)
+    if before_abort is not None:
+        before_abort()
+    with database.session() as session:
+        service.request_command(
+            session, rollout_id=rollout_id, command=Command.ABORT, actor="ops", now=clock()
+        )
+    drive(reconciler, clock, database, rollout_id, until={Phase.ABORTED})
+    for watcher in watchers:
+        watcher.join(40)
+    states = replay(recorded, start)
+    assert states, "the watch saw the abort"
+    final_weights, final_ready = states[-1]
+    assert final_weights.get("chat-v1") == 100
+    assert final_weights.get("chat-v2", 0) == 0
+    assert final_ready.get("chat-v1") == 2
+    return states, [e.message for e in events(database, rollout_id)]
+
+
+def test_an_abort_without_gpu_room_never_sends_traffic_where_no_replica_can_take_it(
+    database: Database, kube_api: KubeApi, namespace: str, gpu_node: dict[str, Any]
+) -> None:
+    gpu_model(database, namespace, gpu_node, budget=2)  # 2 x 1 GPU, budget 2: no room
+    states, messages = abort_at_half_and_watch(database, kube_api, namespace)
+    for weights, ready in states:
+        for version, weight in weights.items():
+            if weight > 0:
+                # never a share on a version with no ready replica, and never a version more
+                # than the one replica the budget forces short of its share
+                assert ready.get(version, 0) >= max(1, -(-2 * weight // 100) - 1), (
+                    weights,
+                    ready,
+                )
+    assert any("no GPU room beside the canary" in m for m in messages), messages
+
+
+def test_an_abort_after_stable_was_lost_never_routes_to_the_empty_stable(
+    database: Database, kube_api: KubeApi, namespace: str, gpu_node: dict[str, Any]
+) -> None:
+    gpu_model(database, namespace, gpu_node, budget=None)
+
+    def lose_stable() -> None:  # `kubectl scale deployment chat-v1 --replicas=0`
+        kube_api.request(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/chat-v1/scale",
+            action="kubectl scale",
+            body={"spec": {"replicas": 0}},
+            content_type="application/merge-patch+json",
+        )
+        wait_for(
+            "chat-v1 to have no ready replica",
+            lambda: (
+                not (kube_api.get(DEPLOYMENT, namespace, "chat-v1") or {})
+                .get("status", {})
+                .get("readyReplicas")
+            ),
+            timeout=30,
+        )
+
+    states, messages = abort_at_half_and_watch(
+        database, kube_api, namespace, before_abort=lose_stable
+    )
+    for weights, ready in states:
+        for version, weight in weights.items():
+            if weight > 0:  # the canary keeps what the lost stable cannot carry
+                assert ready.get(version, 0) >= 1, ("to a version with none ready", weights, ready)
+    assert any("100% on the canary" in m for m in messages), messages

@@ -147,3 +147,29 @@ def gpu_node(kube_api: KubeApi, namespace: str) -> Iterator[dict[str, Any]]:
         ],
     }
     kube_api.delete(NODE, None, name)
+
+
+def watch_events(
+    api: KubeApi, path: str, *, resource_version: str, seconds: int
+) -> list[dict[str, Any]]:
+    """Every watch event of ``path`` (a namespaced collection) after ``resource_version``,
+    for ``seconds``: the API server's own record of each change, in order. Blocks."""
+    import json
+
+    method, url, headers, body, post = api.api_client.param_serialize(
+        "GET",
+        path,
+        query_params=[
+            ("watch", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", str(seconds)),
+            ("allowWatchBookmarks", "false"),
+        ],
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    response = api.api_client.call_api(
+        method, url, headers, body, post, _request_timeout=(5.0, seconds + 10.0)
+    )
+    raw = response.read().decode()
+    return [json.loads(line) for line in raw.splitlines() if line.strip()]
