@@ -286,21 +286,27 @@ class Strategy(BaseModel):
     )
 
     def analysis_alphas(self, step_index: int) -> tuple[float, float | None]:
-        """The shares of the false-rollback budget a sequential analysis step spends (to be
-        split again over its metrics): one for the step's own evidence, and one for the
-        rollout's evidence so far (None with a single analysis step). Half the budget goes
-        to each kind: ``budget / 2 / S`` to each of the S steps, ``budget / 2`` to the one
-        sequence that runs over the whole rollout."""
+        """The shares of the false-rollback budget a sequential analysis step (or the bake)
+        spends, to be split again over its metrics: one for the step's own evidence, and
+        one for the rollout's evidence so far (None with a single analysis step, and for the
+        bake, which compares with the past). The bake takes its share as one more step;
+        of the analysis steps' part, ``1/2`` goes to the S steps equally and ``1/2`` to the
+        one sequence that runs over them all."""
         sequential = [
             i
             for i, s in enumerate(self.steps)
             if isinstance(s, Analysis) and s.judge == "sequential"
         ]
-        if step_index not in sequential:
-            raise ValueError(f"step {step_index} is not a sequential analysis step")
+        bakes = [i for i, s in enumerate(self.steps) if isinstance(s, Bake)]
+        if step_index not in sequential + bakes:
+            raise ValueError(f"step {step_index} is not a sequential analysis step or a bake")
+        total = len(sequential) + len(bakes)
+        if step_index in bakes:
+            return self.false_rollback_budget / total, None
+        analyses = self.false_rollback_budget * len(sequential) / total
         if len(sequential) == 1:
-            return self.false_rollback_budget, None
-        return self.false_rollback_budget / 2 / len(sequential), self.false_rollback_budget / 2
+            return analyses, None
+        return analyses / 2 / len(sequential), analyses / 2
 
     @model_validator(mode="after")
     def _weights_only_grow(self) -> Strategy:

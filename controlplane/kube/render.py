@@ -264,8 +264,14 @@ def render_version_service(w: Workload) -> dict[str, Any]:
     }
 
 
-def render_model_service(*, model: str, namespace: str, port: int) -> dict[str, Any]:
-    """``replicas`` routing: one Service over every version's ready pods."""
+def render_model_service(
+    *, model: str, namespace: str, port: int, only_version: str | None = None
+) -> dict[str, Any]:
+    """``replicas`` routing: one Service over every version's ready pods, or over one
+    version's alone (a warm old stable out of rotation during a bake)."""
+    selector = {LABEL_NAME: model}
+    if only_version is not None:
+        selector[LABEL_VERSION] = only_version
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -275,7 +281,7 @@ def render_model_service(*, model: str, namespace: str, port: int) -> dict[str, 
             "labels": {LABEL_NAME: model, LABEL_MANAGED_BY: MANAGER, LABEL_MODEL: model},
         },
         "spec": {
-            "selector": {LABEL_NAME: model},
+            "selector": selector,
             "ports": [
                 {"name": PORT_NAME, "port": port, "targetPort": PORT_NAME, "protocol": "TCP"}
             ],
@@ -348,4 +354,5 @@ def routing_objects(
                 model=model, namespace=namespace, port=port, gateway=gateway, backends=backends
             )
         ]
-    return [render_model_service(model=model, namespace=namespace, port=port)]
+    only = backends[0].version if len(backends) == 1 and backends[0].weight == 100 else None
+    return [render_model_service(model=model, namespace=namespace, port=port, only_version=only)]

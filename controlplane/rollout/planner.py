@@ -651,9 +651,14 @@ def _guard_stable(
     keeps asking for stable's size, and says why; when stable is back, an analysis under
     way starts its evidence again."""
     stable = observed.stable
-    if not facts.has_stable or stable is None or facts.phase not in (
-        Phase.PROGRESSING,
-        Phase.PAUSED,
+    if (
+        not facts.has_stable
+        or stable is None
+        or facts.phase
+        not in (
+            Phase.PROGRESSING,
+            Phase.PAUSED,
+        )
     ):
         return None
     # what its share needs, or what the rollout itself left it (a stable shrunk on purpose
@@ -711,7 +716,9 @@ def _stable_needed(facts: Facts, weight: int) -> int:
 def _in_force(facts: Facts, weight: int, canary: int, stable: int) -> int:
     """The canary's share of traffic once ``weight`` is applied: the weight itself behind a
     gateway, the canary's share of the replicas when one Service spans both versions."""
-    if not facts.replica_routing:
+    if not facts.replica_routing or weight in (0, 100):
+        # at 100% the model's Service selects the canary alone (a warm old stable waits
+        # out of rotation); at 0% there is no canary replica in it
         return weight
     total = canary + stable
     return round(100 * canary / total) if total else 0
@@ -744,8 +751,8 @@ def _toward(facts: Facts, weight: int, observed: Observed) -> tuple[Facts, Targe
             True,
         )
     carry = min(weight, 100 * ready // facts.replicas)
-    if facts.replica_routing:
-        carry = _in_force(facts, weight, ready, stable)
+    if facts.replica_routing:  # the Service spans both: the ready replicas' share
+        carry = round(100 * ready / (ready + stable)) if ready + stable else 0
     routed = max(facts.routed_weight, carry)
     # with more traffic on the canary, stable may shrink to make room: next tick
     stable_after = min(stable, max(wanted.stable_replicas, _stable_needed(facts, routed)))

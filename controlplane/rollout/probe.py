@@ -53,9 +53,7 @@ class PrometheusProber:
         if isinstance(step, Bake):
             # the new version (all the traffic, since the bake began) against the old one
             # over the same length of time before the rollout started
-            alpha, _ = Strategy.model_validate(rollout.strategy).analysis_alphas(
-                rollout.step_index
-            )
+            alpha, _ = Strategy.model_validate(rollout.strategy).analysis_alphas(rollout.step_index)
             result = measure(
                 self.source,
                 self.sequential,

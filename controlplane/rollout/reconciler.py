@@ -366,13 +366,17 @@ class Reconciler:
 
         def route(weight: int) -> None:
             if not gateway:
+                # all the traffic on the canary with the old stable still warm (a bake): the
+                # model's Service selects the canary alone; otherwise every ready pod
+                warm = stable is not None and target.stable_replicas > 0
+                alone = weight == 100 and warm and not target.retire_stable
                 self.driver.apply_routing(
                     routing_mode=RoutingMode.REPLICAS,
                     model=model.name,
                     namespace=model.namespace,
                     port=model.port,
                     gateway=None,
-                    backends=[],
+                    backends=[Backend(canary.version, 100)] if alone else [],
                 )
             elif stable is None or target.retire_stable:
                 self.driver.apply_routing(

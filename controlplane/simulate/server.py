@@ -11,6 +11,7 @@ test gets realistic histograms without waiting real seconds. It never calls out 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -277,6 +278,23 @@ def create_app(config: ServerConfig) -> FastAPI:
                 }
             ],
         }
+
+    @app.post("/sim/faults")
+    async def faults(changes: dict[str, float]) -> dict[str, Any]:
+        """Change the simulated behavior while serving (tests: a regression that starts
+        only after promotion). Only the latency and error knobs may change."""
+        allowed = {"ttft_median", "ttft_spread", "itl_median", "error_rate", "latency_offset"}
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            return JSONResponse(  # type: ignore[return-value]
+                {"error": f"cannot change {', '.join(unknown)}; only {sorted(allowed)}"},
+                status_code=400,
+            )
+        try:
+            simulator.config = dataclasses.replace(simulator.config, **changes)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as error:
+            return JSONResponse({"error": str(error)}, status_code=400)  # type: ignore[return-value]
+        return {k: getattr(simulator.config, k) for k in sorted(allowed)}
 
     @app.get("/health")
     async def health() -> dict[str, str]:

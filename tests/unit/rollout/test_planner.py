@@ -863,3 +863,20 @@ def test_a_quiet_bake_promotes_and_retires_the_old_version() -> None:
     assert final.facts.phase is Phase.SUCCEEDED
     assert final.target is not None
     assert final.target.retire_stable
+
+
+def test_the_budget_is_split_over_the_analysis_steps_the_rollout_and_the_bake() -> None:
+    from controlplane.rollout.strategy import Strategy
+
+    plain = Strategy(steps=default_strategy().steps)
+    step, rollout = plain.analysis_alphas(1)
+    assert rollout is not None
+    assert 3 * step + rollout == pytest.approx(0.01)
+    baked = Strategy(steps=(*default_strategy().steps, Bake(duration_seconds=600)))
+    step, rollout = baked.analysis_alphas(1)
+    bake, none = baked.analysis_alphas(7)
+    assert none is None
+    assert rollout is not None
+    assert 3 * step + rollout + bake == pytest.approx(0.01), "one budget for the rollout"
+    with pytest.raises(ValueError, match="not a sequential analysis step"):
+        baked.analysis_alphas(0)
