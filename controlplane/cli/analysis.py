@@ -46,11 +46,21 @@ class Reader(Protocol):
     def get(self, path: str, **params: Any) -> Any: ...
 
 
+BAKE_OR_ANALYSIS = ("analysis", "bake")
+
+
 def analysis_step(rollout: dict[str, Any]) -> dict[str, Any] | None:
     """The rollout's current step when it is live and the step is an analysis."""
     step = rollout.get("current_step")
-    if rollout.get("phase") in TERMINAL or not step or step.get("kind") != "analysis":
+    if rollout.get("phase") in TERMINAL or not step or step.get("kind") not in BAKE_OR_ANALYSIS:
         return None
+    if step["kind"] == "bake":  # the watch after promotion looks like a sequential analysis
+        return {
+            **step,
+            "judge": "sequential",
+            "count": 1,
+            "max_duration_seconds": step["duration_seconds"],
+        }
     return dict(step)
 
 

@@ -390,8 +390,10 @@
   // the current analysis step of a live rollout, its looks and its latest one (API lists,
   // newest first); null when the rollout has ended or is not at an analysis step
   function analysisSoFar(rollout, measurements, events, now) {
-    const step = rollout.current_step;
-    if (TERMINAL_PHASES.has(rollout.phase) || !step || step.kind !== "analysis") return null;
+    let step = rollout.current_step;
+    if (TERMINAL_PHASES.has(rollout.phase) || !step || (step.kind !== "analysis" && step.kind !== "bake")) return null;
+    // the watch after promotion reads like a sequential analysis of its duration
+    if (step.kind === "bake") step = { ...step, judge: "sequential", count: 1, max_duration_seconds: step.duration_seconds };
     const index = rollout.step_index;
     const mine = measurements.filter((m) => m.step_index === index);
     let started = (rollout.step_started_at && parseTime(rollout.step_started_at)) || stepStartedAt(events, index);
