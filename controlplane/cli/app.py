@@ -695,14 +695,25 @@ def rollout_status(
             return
         rollout = api.get(f"/v1/rollouts/{rollout_id}")
         so_far = analysis.fetch(api, rollout, datetime.now(UTC))
-    if so_far is None:
-        emit(rollout, output, lambda r: details(r, ROLLOUT_FIELDS))
-        return
-    emit(
-        {**rollout, "analysis": so_far.as_json()},
-        output,
-        lambda r: details(r, ROLLOUT_FIELDS) + "\n\n" + analysis.text(so_far),
-    )
+        recent = api.get(f"/v1/rollouts/{rollout_id}/events", limit=50)["items"]
+    # what the world did to the rollout lately: drift undone, capacity holds
+    moved = [e for e in recent if e["kind"] in ("drift", "hold")][:3]
+    report: dict[str, Any] = {**rollout, "cluster_events": moved}
+    if so_far is not None:
+        report["analysis"] = so_far.as_json()
+
+    def text(r: dict[str, Any]) -> str:
+        parts = [details(r, ROLLOUT_FIELDS)]
+        if moved:
+            parts.append(
+                "cluster:\n"
+                + "\n".join(f"  {e['at'][11:19]}  {e['kind']:<5}  {e['message']}" for e in moved)
+            )
+        if so_far is not None:
+            parts.append(analysis.text(so_far))
+        return "\n\n".join(parts)
+
+    emit(report, output, text)
 
 
 def _rollout_command(

@@ -304,6 +304,14 @@ def test_rollout_status_shows_the_evidence_so_far_at_an_analysis_step(
             at = now - timedelta(seconds=ago)
             look = live.sequential_look(at, elapsed=130 - ago, canary_requests=requests)
             live.add_look(database, analysing.rollout_id, at, look)
+        live.record(
+            database,
+            analysing.rollout_id,
+            now - timedelta(seconds=40),
+            kind="drift",
+            message="drift: Deployment chat-v1 stable replicas 0 instead of 2 (changed by "
+            "kubectl-scale): restored",
+        )
     finally:
         database.dispose()
     _, _, metrics = look
@@ -326,6 +334,8 @@ def test_rollout_status_shows_the_evidence_so_far_at_an_analysis_step(
     assert line.startswith(f"ttft p95 inconclusive {interval} margin 10% n=600/1800 pods 1/2")
     assert f"needs ~{math.ceil(ttft['needed'])} more canary requests" in line
     assert "error_rate" in text
+    assert "cluster:" in text, "what the world did to the rollout lately"
+    assert "drift  drift: Deployment chat-v1 stable replicas 0 instead of 2" in text
 
     shown = json.loads(server.cli("rollout", "status", rid, "-o", "json").stdout)
     assert shown["phase"] == "progressing"
@@ -333,6 +343,7 @@ def test_rollout_status_shows_the_evidence_so_far_at_an_analysis_step(
     assert (so_far["looks"], so_far["count"], so_far["judge"]) == (2, 5, "sequential")
     assert so_far["max_duration_seconds"] == 3600
     assert so_far["latest"]["metrics"] == metrics
+    assert [e["kind"] for e in shown["cluster_events"]] == ["drift"]
 
     assert server.cli("rollout", "abort", rid).returncode == 0
     # the abort is only requested (no reconciler runs here): still live, still shown
