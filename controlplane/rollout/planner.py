@@ -762,6 +762,15 @@ def _toward(facts: Facts, weight: int, observed: Observed) -> tuple[Facts, Targe
     return replace(facts, routed_weight=routed, stable_replicas=stable_after), target, False
 
 
+def _ready(observed: Observed) -> dict[str, int]:
+    """The ready replicas on both sides, for a traffic move's event."""
+    stable = observed.stable
+    return {
+        "canary_ready": observed.canary.ready if observed.canary.exists else 0,
+        "stable_ready": stable.ready if stable is not None and stable.exists else 0,
+    }
+
+
 def _plan_set_weight(
     facts: Facts,
     step: SetWeight,
@@ -781,7 +790,7 @@ def _plan_set_weight(
                 "step",
                 f"weight {new_facts.routed_weight}% in force on the way to "
                 f"{step.weight}% (the ready canary replicas carry that much)",
-                {"weight": new_facts.routed_weight},
+                {"weight": new_facts.routed_weight, **_ready(observed)},
             )
         return _hold(new_facts, target, limits.poll, event)
     in_force = new_facts.routed_weight
@@ -797,7 +806,7 @@ def _plan_set_weight(
         new_facts,
         now,
         message,
-        {"weight": in_force, "requested_weight": step.weight},
+        {"weight": in_force, "requested_weight": step.weight, **_ready(observed)},
     )
     return replace(decision, target=target)
 
