@@ -739,8 +739,12 @@ def _toward(facts: Facts, weight: int, observed: Observed) -> tuple[Facts, Targe
         fits = facts.gpu_budget // facts.gpus_per_replica
         canary_max = min(canary_max, fits - stable)
         if canary_max <= ready < wanted.canary_replicas:
-            # no room to surge: stable shrinks to what its share after this move needs
-            stable = wanted.stable_replicas
+            # no room to surge: stable gives the canary one replica at a time (a replica
+            # it can spare first; else one it needs, the budget's price: its share is over
+            # its ready replicas by one until the canary's new replica is ready and takes
+            # traffic)
+            spare = max(wanted.stable_replicas, stable_floor)
+            stable = spare if spare < stable else max(wanted.stable_replicas, stable - 1)
             canary_max = min(wanted.canary_replicas, fits - stable)
     if ready >= wanted.canary_replicas:
         in_force = _in_force(facts, weight, wanted.canary_replicas, wanted.stable_replicas)

@@ -149,13 +149,19 @@ def test_routed_weight_never_exceeds_what_ready_canary_replicas_carry(
         assert d.facts.routed_weight == d.target.weight
 
 
-def test_budget_without_surge_room_shrinks_stable_to_its_share_after_the_move() -> None:
+def test_budget_without_surge_room_moves_one_replica_at_a_time() -> None:
     # 4 replicas x 1 GPU with a budget of 4: no room for any canary beside a full stable
     f = facts(replicas=4, gpu_budget=4, stable_replicas=4, steps=(SetWeight(weight=50),))
     d = run(f, seen(canary_ready=0, stable_ready=4))
     assert d.target is not None
-    assert (d.target.canary_replicas, d.target.stable_replicas, d.target.weight) == (2, 2, 0)
+    assert (d.target.canary_replicas, d.target.stable_replicas, d.target.weight) == (1, 3, 0)
     assert d.target.canary_replicas + d.target.stable_replicas <= 4, "within the budget"
+    d = run(d.facts, seen(canary_ready=1, stable_ready=3))
+    assert d.target is not None
+    assert d.target.weight == 25, "traffic follows the canary's ready replica"
+    d = run(d.facts, seen(canary_ready=1, stable_ready=3))
+    assert d.target is not None
+    assert (d.target.canary_replicas, d.target.stable_replicas) == (2, 2)
     reached = run(d.facts, seen(canary_ready=2, stable_ready=2))
     assert reached.facts.routed_weight == 50
     assert reached.facts.phase is Phase.PROMOTING
