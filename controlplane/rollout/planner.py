@@ -854,13 +854,7 @@ def _planrollback(facts: Facts, observed: Observed, now: datetime, limits: Limit
         target = Target(canary_replicas=0, stable_replicas=0, weight=0)
         rolled = replace(facts, routed_weight=0, stable_replicas=0, canary_replicas=0)
         if not observed.canary.exists or observed.canary.ready == 0:
-            decision = _transition(
-                rolled,
-                facts.outcome_on_rollback,
-                f"{facts.outcome_on_rollback.value}: {facts.reason}",
-                now=now,
-            )
-            return replace(decision, target=target)
+            return _rolled_back(rolled, target, now)
         return _hold(rolled, target, limits.poll)
     replicas = facts.replicas
     canary = observed.canary
@@ -901,13 +895,7 @@ def _planrollback(facts: Facts, observed: Observed, now: datetime, limits: Limit
     )
     done = (not canary.exists or canary_ready == 0) and stable_ready >= replicas and weight == 0
     if done and canary_keep == 0:
-        decision = _transition(
-            rolled,
-            facts.outcome_on_rollback,
-            f"{facts.outcome_on_rollback.value}: {facts.reason}",
-            now=now,
-        )
-        return replace(decision, target=target)
+        return _rolled_back(rolled, target, now)
     event = None
     if in_force != facts.routed_weight or squeezed:
         why = (
@@ -931,6 +919,17 @@ def _planrollback(facts: Facts, observed: Observed, now: datetime, limits: Limit
             },
         )
     return _hold(rolled, target, limits.poll, event)
+
+
+def _rolled_back(facts: Facts, target: Target, now: datetime) -> Decision:
+    """The rollback (or abort) is complete: its outcome, with the reason it began with."""
+    decision = _transition(
+        facts,
+        facts.outcome_on_rollback,
+        f"{facts.outcome_on_rollback.value}: {facts.reason}",
+        now=now,
+    )
+    return replace(decision, target=target)
 
 
 def _rollback_weight(replicas: int, canary_ready: int, stable_ready: int) -> int:

@@ -89,7 +89,16 @@ def setup_model(
     routing: RoutingMode = RoutingMode.REPLICAS,
     labels: dict[str, dict[str, str]] | None = None,
     metadata: dict[str, dict[str, Any]] | None = None,
+    gpu_node: dict[str, Any] | None = None,
+    gpu_budget: int | None = None,
 ) -> None:
+    """chat on 2 replicas, no GPU; or 1 GPU each on ``gpu_node`` (the fake GPU node)."""
+    placement: dict[str, Any] = {}
+    if gpu_node is not None:
+        placement = {
+            "node_selector": gpu_node["node_selector"],
+            "tolerations": gpu_node["tolerations"],
+        }
     with database.session() as session:
         model_service.create_model(
             session,
@@ -97,10 +106,12 @@ def setup_model(
                 name="chat",
                 namespace=namespace,
                 image="vllm/vllm-openai:v0.11.0",
-                gpus_per_replica=0,
+                gpus_per_replica=1 if gpu_node is not None else 0,
                 replicas=2,
+                gpu_budget=gpu_budget,
                 routing_mode=routing,
                 gateway="gw" if routing is RoutingMode.GATEWAY_API else None,
+                **placement,
             ),
             actor="test",
         )
@@ -591,36 +602,6 @@ def test_stable_scaled_to_zero_mid_pause_is_restored_and_no_weight_moves_meanwhi
     )
 
 
-def gpu_model(
-    database: Database, namespace: str, gpu_node: dict[str, Any], *, budget: int | None
-) -> None:
-    """chat on 2 replicas x 1 GPU (the fake GPU node), gateway-api routing."""
-    with database.session() as session:
-        model_service.create_model(
-            session,
-            data=ModelCreate(
-                name="chat",
-                namespace=namespace,
-                image="vllm/vllm-openai:v0.11.0",
-                gpus_per_replica=1,
-                replicas=2,
-                gpu_budget=budget,
-                routing_mode=RoutingMode.GATEWAY_API,
-                gateway="gw",
-                node_selector=gpu_node["node_selector"],
-                tolerations=gpu_node["tolerations"],
-            ),
-            actor="test",
-        )
-        for version in ("v1", "v2"):
-            version_service.register_version(
-                session,
-                model_name="chat",
-                data=VersionCreate(version=version, artifact_uri=f"s3://models/chat/{version}"),
-                actor="test",
-            )
-
-
 def replay(
     changes: list[dict[str, Any]], start: list[dict[str, Any]]
 ) -> list[tuple[dict[str, int], dict[str, int]]]:
@@ -708,7 +689,10 @@ def abort_at_half_and_watch(
 def test_an_abort_without_gpu_room_never_sends_traffic_where_no_replica_can_take_it(
     database: Database, kube_api: KubeApi, namespace: str, gpu_node: dict[str, Any]
 ) -> None:
-    gpu_model(database, namespace, gpu_node, budget=2)  # 2 x 1 GPU, budget 2: no room
+    # 2 x 1 GPU, budget 2: no room to surge
+    setup_model(
+        database, namespace, routing=RoutingMode.GATEWAY_API, gpu_node=gpu_node, gpu_budget=2
+    )
     states, messages = abort_at_half_and_watch(database, kube_api, namespace)
     for weights, ready in states:
         for version, weight in weights.items():
@@ -725,7 +709,7 @@ def test_an_abort_without_gpu_room_never_sends_traffic_where_no_replica_can_take
 def test_an_abort_after_stable_was_lost_never_routes_to_the_empty_stable(
     database: Database, kube_api: KubeApi, namespace: str, gpu_node: dict[str, Any]
 ) -> None:
-    gpu_model(database, namespace, gpu_node, budget=None)
+    setup_model(database, namespace, routing=RoutingMode.GATEWAY_API, gpu_node=gpu_node)
 
     def lose_stable() -> None:  # `kubectl scale deployment chat-v1 --replicas=0`
         kube_api.request(
