@@ -51,7 +51,7 @@ class Histogram:
         return counts
 
     def quantile_log(self, q: float) -> float | None:
-        """Log-linear interpolation within the bucket (see stats.quantiles); None in the
+        """Probit-log interpolation within the bucket (see stats.quantiles); None in the
         +Inf bucket. The sequential judge's quantile."""
         return quantiles.quantile(self.buckets, q)
 

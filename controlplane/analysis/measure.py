@@ -38,11 +38,11 @@ from controlplane.analysis.metrics import (
 )
 from controlplane.analysis.sequential import Look, SequentialJudge
 from controlplane.analysis.verdict import (
-    INCONCLUSIVE_ORDER,
     Inconclusive,
     MeasurementOutcome,
     Verdict,
     Window,
+    most_actionable,
 )
 
 MAX_SUMMARY_MESSAGE = 1500  # the summary is stored (4000 characters at most) and logged
@@ -62,8 +62,7 @@ class Measurement:
         inconclusive metrics."""
         if self.verdict is not Verdict.INCONCLUSIVE:
             return None
-        kinds = [Inconclusive(m.inconclusive) for m in self.metrics if m.inconclusive]
-        return min(kinds, key=INCONCLUSIVE_ORDER.index) if kinds else None
+        return most_actionable(m.inconclusive for m in self.metrics)
 
     def outcome(self) -> MeasurementOutcome:
         return MeasurementOutcome(

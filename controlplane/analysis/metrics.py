@@ -204,7 +204,8 @@ class _Template:
 
     def with_check(self, **overrides: Any) -> Self:
         """This template with some of its check's fields changed (margin, quantile,
-        alpha, min_samples, max_value); the name stays the template's."""
+        alpha, min_samples, max_value, detect, power, pod_spread); the name stays the
+        template's."""
         overrides.pop("name", None)
         unknown = set(overrides) - {
             "margin", "quantile", "alpha", "min_samples", "max_value", "detect", "power",

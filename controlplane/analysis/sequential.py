@@ -91,9 +91,6 @@ def _duration(seconds: float | None) -> str:
 class SequentialJudge:
     """Always-valid tests on cumulative readings; the default judge."""
 
-    name = "sequential"
-    cumulative = True
-
     # --- latency histograms -------------------------------------------------------------
 
     def histogram(
@@ -168,7 +165,7 @@ class SequentialJudge:
             extra=f"pods {current.pods[0]}/{current.pods[1]}, pod spread {current.spread:.1%}",
             bound=bound,
             threshold=current.stable_q * (1 + check.margin),
-            also_fails=step if scope == "rollout" and step.lower > margin else None,
+            step_agrees=scope == "rollout" and step.lower > margin,
         )
 
     # --- ratios ---------------------------------------------------------------------------
@@ -230,7 +227,7 @@ class SequentialJudge:
             extra="",
             bound=bound,
             threshold=stable.rate + check.margin if stable.rate is not None else None,
-            also_fails=step.lower > check.margin and scope == "rollout",
+            step_agrees=scope == "rollout" and step.lower > check.margin,
         )
 
     # --- scalars --------------------------------------------------------------------------
@@ -663,7 +660,7 @@ class _Base:
         bound: str | None,
         threshold: float | None,
         unit: str = "requests",
-        also_fails: _NormalTest | None = None,
+        step_agrees: bool = False,
     ) -> MetricVerdict:
         power = test.power_at(1.0)
         needed = _needed(test.power_at, self.check.power, have) if test.information > 0 else None
@@ -681,7 +678,7 @@ class _Base:
             bound=bound,
             threshold=threshold,
             unit=unit,
-            also_fails=also_fails is not None,
+            step_agrees=step_agrees,
         )
 
     def decide_interval(
@@ -699,8 +696,10 @@ class _Base:
         bound: str | None,
         threshold: float | None,
         unit: str = "requests",
-        also_fails: bool = False,
+        step_agrees: bool = False,
     ) -> MetricVerdict:
+        """The verdict from an effect's always-valid interval. ``step_agrees``: the rollout's
+        evidence failed, and this step's own evidence alone fails too (said, not decisive)."""
         show = _pct if relative else (lambda x: f"{x * 100:+.2f} pts")
         margin = _pct(self.check.margin) if relative else f"{self.check.margin * 100:.2f} pts"
         catch = _pct(self.detect) if relative else f"+{self.detect * 100:.2f} pts"
@@ -727,11 +726,11 @@ class _Base:
         }
         if bound is not None:
             return self._verdict(Verdict.FAIL, f"{facts}; {bound}", **evidence)
-        if lower > self.check.margin or also_fails:
+        if lower > self.check.margin:
             return self._verdict(
                 Verdict.FAIL,
                 f"worse than stable by more than the margin: {facts}"
-                + ("; this step's own evidence agrees" if also_fails else ""),
+                + ("; this step's own evidence agrees" if step_agrees else ""),
                 **evidence,
             )
         if power >= self.check.power:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -29,6 +30,15 @@ class Inconclusive(StrEnum):
 
 
 INCONCLUSIVE_ORDER = tuple(Inconclusive)
+
+
+def most_actionable(kinds: Iterable[str | None]) -> Inconclusive | None:
+    """Why a measurement is inconclusive: the most actionable of its metrics' reasons
+    (unknown or missing values are passed over)."""
+    known = [
+        Inconclusive(k) for k in kinds if k is not None and k in Inconclusive._value2member_map_
+    ]
+    return min(known, key=INCONCLUSIVE_ORDER.index) if known else None
 
 
 @dataclass(frozen=True)

@@ -326,11 +326,7 @@ def _analysis(
     taken = _this_step(facts, measurements)
     failed = [m for m in taken if m.verdict is Verdict.FAIL]
     inconclusive = [m for m in taken if m.verdict is Verdict.INCONCLUSIVE]
-    trailing_errors = 0
-    for m in reversed(taken):
-        if m.verdict is not Verdict.ERROR:
-            break
-        trailing_errors += 1
+    trailing_errors = _trailing_errors(taken)
     counted = [m for m in taken if m.verdict is not Verdict.ERROR]
     elapsed = now - facts.step_started_at
     evidence: dict[str, Any] = {
@@ -378,11 +374,35 @@ def _analysis(
                 f"analysis passed at {facts.routed_weight}% ({len(counted)} measurements)",
                 evidence,
             )
-    interval = timedelta(seconds=step.interval_seconds)
+    return _next_look(facts, taken, step.interval_seconds, now, target)
+
+
+def _trailing_errors(taken: list[MeasurementOutcome]) -> int:
+    """Looks in a row, the latest last, that could not be taken (metrics unavailable)."""
+    count = 0
+    for m in reversed(taken):
+        if m.verdict is not Verdict.ERROR:
+            break
+        count += 1
+    return count
+
+
+def _next_look(
+    facts: Facts,
+    taken: list[MeasurementOutcome],
+    interval_seconds: int,
+    now: datetime,
+    target: Target,
+    *,
+    until: datetime | None = None,
+) -> Decision:
+    """Look now when an interval has passed since the last look (or the step's start),
+    else wait for that (or for ``until``, the step's end, if sooner)."""
+    interval = timedelta(seconds=interval_seconds)
     due = (taken[-1].at if taken else facts.step_started_at) + interval
     if now >= due:
         return Decision(facts=facts, target=target, requeue_after=interval, measure=True)
-    return _hold(facts, target, due - now)
+    return _hold(facts, target, (due if until is None else min(due, until)) - now)
 
 
 def _sequential_outcome(
@@ -439,11 +459,7 @@ def _bake(
     the duration the rollout is promoted and the old version retired."""
     taken = _this_step(facts, measurements)
     failed = [m for m in taken if m.verdict is Verdict.FAIL]
-    trailing_errors = 0
-    for m in reversed(taken):
-        if m.verdict is not Verdict.ERROR:
-            break
-        trailing_errors += 1
+    trailing_errors = _trailing_errors(taken)
     elapsed = now - facts.step_started_at
     evidence: dict[str, Any] = {
         "measurements": len(taken),
@@ -476,12 +492,8 @@ def _bake(
             "100%, no breach",
             evidence,
         )
-    interval = timedelta(seconds=step.interval_seconds)
-    due = (taken[-1].at if taken else facts.step_started_at) + interval
-    if now >= due:
-        return Decision(facts=facts, target=target, requeue_after=interval, measure=True)
     end = facts.step_started_at + timedelta(seconds=step.duration_seconds)
-    return _hold(facts, target, min(due, end) - now)
+    return _next_look(facts, taken, step.interval_seconds, now, target, until=end)
 
 
 def _pause(facts: Facts, reason: str, now: datetime, evidence: dict[str, Any]) -> Decision:

@@ -50,15 +50,20 @@ class PrometheusProber:
             "stable_version": rollout.stable_version,
             "at": now,
         }
+        # everything since the weight went into force, at least one scrape's worth
+        since = max(now - rollout.step_started_at, self.min_window)
+        if isinstance(step, Bake) or step.judge == "sequential":
+            alpha, rollout_alpha = Strategy.model_validate(rollout.strategy).analysis_alphas(
+                rollout.step_index
+            )
         if isinstance(step, Bake):
             # the new version (all the traffic, since the bake began) against the old one
             # over the same length of time before the rollout started
-            alpha, _ = Strategy.model_validate(rollout.strategy).analysis_alphas(rollout.step_index)
             result = measure(
                 self.source,
                 self.sequential,
                 checks,
-                window=max(now - rollout.step_started_at, self.min_window),
+                window=since,
                 alpha=alpha,
                 interval=interval,
                 unit_label=self.unit_label,
@@ -66,15 +71,11 @@ class PrometheusProber:
                 **common,  # type: ignore[arg-type]
             )
         elif step.judge == "sequential":
-            strategy = Strategy.model_validate(rollout.strategy)
-            # everything since the weight went into force, at least one scrape's worth
-            window = max(now - rollout.step_started_at, self.min_window)
-            alpha, rollout_alpha = strategy.analysis_alphas(rollout.step_index)
             result = measure(
                 self.source,
                 self.sequential,
                 checks,
-                window=window,
+                window=since,
                 alpha=alpha,
                 rollout_alpha=rollout_alpha,
                 history=[Window.from_json(w) for w in rollout.analysis_windows],

@@ -26,11 +26,11 @@ from sqlmodel import Session, col, select
 from controlplane import logs, telemetry
 from controlplane.analysis.evals import judge_evals, scores_of
 from controlplane.analysis.verdict import (
-    INCONCLUSIVE_ORDER,
     Inconclusive,
     MeasurementOutcome,
     Verdict,
     Window,
+    most_actionable,
 )
 from controlplane.db import Database
 from controlplane.kube import KubeDriver, KubeError, PermanentKubeError, TemporaryKubeError
@@ -558,12 +558,7 @@ def _inconclusive_of(row: Measurement) -> Inconclusive | None:
     """Why a stored measurement was inconclusive, from its metrics' records."""
     if row.verdict != Verdict.INCONCLUSIVE.value:
         return None
-    kinds = [
-        Inconclusive(m["inconclusive"])
-        for m in row.metrics
-        if isinstance(m, dict) and m.get("inconclusive") in Inconclusive._value2member_map_
-    ]
-    return min(kinds, key=INCONCLUSIVE_ORDER.index) if kinds else None
+    return most_actionable(m.get("inconclusive") for m in row.metrics if isinstance(m, dict))
 
 
 def _version_row(session: Session, model: Model, version: str) -> ModelVersion:

@@ -19,7 +19,7 @@ from controlplane.kube.client import DEPLOYMENT, HTTPROUTE, POD, SERVICE, KubeAp
 from controlplane.kube.errors import FieldConflictError, NotFoundError
 from controlplane.kube.render import Backend, render_deployment, routing_objects
 from controlplane.models import RoutingMode
-from tests.support.cluster import wait_for
+from tests.support.cluster import patch_route_by_hand, scale_by_hand, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -269,14 +269,7 @@ def test_kubectl_scale_leaves_no_manager_but_is_still_told_apart(
     driver: KubeDriver, kube_api: KubeApi, namespace: str
 ) -> None:
     driver.apply_version(workload(namespace, "v1", gpus=0, replicas=2))
-    kube_api.request(
-        "PATCH",
-        f"/apis/apps/v1/namespaces/{namespace}/deployments/chat-v1/scale",
-        action="kubectl scale",
-        query=[("fieldManager", "kubectl-scale")],
-        body={"spec": {"replicas": 0}},
-        content_type="application/merge-patch+json",
-    )
+    scale_by_hand(kube_api, namespace, "chat-v1", 0)
     state = observed(driver, namespace, "v1")
     assert state.desired == 0
     assert state.replicas_owner is not None
@@ -377,17 +370,7 @@ def test_a_hand_edited_route_is_a_field_manager_conflict_naming_the_editor(
         "gateway": "gw",
     }
     driver.apply_routing(**route, backends=[Backend("v1", 50), Backend("v2", 50)])  # type: ignore[arg-type]
-    driver.api.request(
-        "PATCH",
-        HTTPROUTE.path(namespace, "chat"),
-        action="kubectl patch",
-        query=[("fieldManager", "kubectl-patch")],
-        body=[
-            {"op": "replace", "path": "/spec/rules/0/backendRefs/0/weight", "value": 90},
-            {"op": "replace", "path": "/spec/rules/0/backendRefs/1/weight", "value": 10},
-        ],
-        content_type="application/json-patch+json",
-    )
+    patch_route_by_hand(driver.api, namespace, "chat", [90, 10])
     ours = routing_objects(**route, backends=[Backend("v1", 50), Backend("v2", 50)])  # type: ignore[arg-type]
     with pytest.raises(FieldConflictError) as caught:  # an apply that does not force
         driver.api.apply(ours[0], field_manager=driver.field_manager)

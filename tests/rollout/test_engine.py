@@ -48,7 +48,12 @@ from controlplane.rollout.strategy import (
     SetWeight,
     Strategy,
 )
-from tests.support.cluster import wait_for, watch_events
+from tests.support.cluster import (
+    patch_route_by_hand,
+    scale_by_hand,
+    wait_for,
+    watch_events,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -527,17 +532,7 @@ def test_a_hand_edited_route_is_restored_within_two_ticks_with_a_drift_event(
     until_step(reconciler, clock, database, rollout_id, 1)
     assert route_weights(kube_api, namespace) == {"chat-v1": 50, "chat-v2": 50}
     # someone runs `kubectl patch httproute chat --type=json -p '[...weight 90, 10]'`
-    kube_api.request(
-        "PATCH",
-        HTTPROUTE.path(namespace, "chat"),
-        action="kubectl patch",
-        query=[("fieldManager", "kubectl-patch")],
-        body=[
-            {"op": "replace", "path": "/spec/rules/0/backendRefs/0/weight", "value": 90},
-            {"op": "replace", "path": "/spec/rules/0/backendRefs/1/weight", "value": 10},
-        ],
-        content_type="application/json-patch+json",
-    )
+    patch_route_by_hand(kube_api, namespace, "chat", [90, 10])
     tick(reconciler, clock)
     tick(reconciler, clock)
     assert route_weights(kube_api, namespace) == {"chat-v1": 50, "chat-v2": 50}
@@ -547,14 +542,7 @@ def test_a_hand_edited_route_is_restored_within_two_ticks_with_a_drift_event(
     assert drift[0].evidence["drift"][0]["manager"] == "kubectl-patch"
     assert rollout_row(database, rollout_id).phase is Phase.PROGRESSING
     # the same edit again: the control plane stops fighting and asks a person
-    kube_api.request(
-        "PATCH",
-        HTTPROUTE.path(namespace, "chat"),
-        action="kubectl patch",
-        query=[("fieldManager", "kubectl-patch")],
-        body=[{"op": "replace", "path": "/spec/rules/0/backendRefs/0/weight", "value": 90}],
-        content_type="application/json-patch+json",
-    )
+    patch_route_by_hand(kube_api, namespace, "chat", [90])
     tick(reconciler, clock)
     paused = rollout_row(database, rollout_id)
     assert paused.phase is Phase.PAUSED
@@ -573,14 +561,7 @@ def test_stable_scaled_to_zero_mid_pause_is_restored_and_no_weight_moves_meanwhi
     held = until_step(reconciler, clock, database, rollout_id, 1)
     weight = held.routed_weight
     # `kubectl scale deployment chat-v1 --replicas=0`
-    kube_api.request(
-        "PATCH",
-        "/apis/apps/v1/namespaces/" + namespace + "/deployments/chat-v1/scale",
-        action="kubectl scale",
-        query=[("fieldManager", "kubectl-scale")],
-        body={"spec": {"replicas": 0}},
-        content_type="application/merge-patch+json",
-    )
+    scale_by_hand(kube_api, namespace, "chat-v1", 0)
     seen_weights = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -712,13 +693,7 @@ def test_an_abort_after_stable_was_lost_never_routes_to_the_empty_stable(
     setup_model(database, namespace, routing=RoutingMode.GATEWAY_API, gpu_node=gpu_node)
 
     def lose_stable() -> None:  # `kubectl scale deployment chat-v1 --replicas=0`
-        kube_api.request(
-            "PATCH",
-            f"/apis/apps/v1/namespaces/{namespace}/deployments/chat-v1/scale",
-            action="kubectl scale",
-            body={"spec": {"replicas": 0}},
-            content_type="application/merge-patch+json",
-        )
+        scale_by_hand(kube_api, namespace, "chat-v1", 0)
         wait_for(
             "chat-v1 to have no ready replica",
             lambda: (

@@ -173,3 +173,35 @@ def watch_events(
     )
     raw = response.read().decode()
     return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+def scale_by_hand(api: KubeApi, namespace: str, deployment: str, replicas: int) -> None:
+    """What `kubectl scale deployment <name> --replicas=N` does: a patch of the scale
+    subresource (which records no field manager on the Deployment)."""
+    api.request(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}/scale",
+        action="kubectl scale",
+        query=[("fieldManager", "kubectl-scale")],
+        body={"spec": {"replicas": replicas}},
+        content_type="application/merge-patch+json",
+    )
+
+
+def patch_route_by_hand(api: KubeApi, namespace: str, route: str, weights: list[int]) -> None:
+    """What `kubectl patch httproute <route> --type=json -p '[{"op": "replace", "path":
+    "/spec/rules/0/backendRefs/<i>/weight", "value": <w>}, ...]'` does, field manager
+    `kubectl-patch`."""
+    from controlplane.kube.client import HTTPROUTE
+
+    api.request(
+        "PATCH",
+        HTTPROUTE.path(namespace, route),
+        action="kubectl patch",
+        query=[("fieldManager", "kubectl-patch")],
+        body=[
+            {"op": "replace", "path": f"/spec/rules/0/backendRefs/{i}/weight", "value": weight}
+            for i, weight in enumerate(weights)
+        ],
+        content_type="application/json-patch+json",
+    )
