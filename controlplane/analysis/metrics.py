@@ -249,7 +249,9 @@ class HistogramTemplate(_Template):
                 f"{self.name}: the sequential judge reads histograms pod by pod and needs the "
                 "template's metric name"
             )
-        label = unit_label if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", unit_label) else "pod"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", unit_label):
+            raise ValueError(f"{unit_label!r} is not a Prometheus label name")
+        label = unit_label
         queries = [f"sum by ({label}, le) (increase({self.metric}_bucket{{{selector}}}[{window}]))"]
         if self.units is not None:
             queries.append(render(self.units, selector=selector, window=window))

@@ -215,11 +215,12 @@ class SequentialJudge:
         if rollout is not None and (rollout.lower > check.margin or step.lower <= check.margin):
             chosen, scope = rollout, "rollout"
         return base.with_scope(scope).decide_interval(
+            alpha=chosen.half * 2,
             effect=chosen.c_rate - chosen.s_rate,
             lower=chosen.lower,
             upper=chosen.upper,
             power=chosen.power,
-            needed=chosen.needed(canary.total),
+            needed=chosen.needed(),
             have=canary.total,
             relative=False,
             counts=f"{chosen.canary.events:.0f}/{chosen.canary.total:.0f} vs "
@@ -455,10 +456,10 @@ class _RatioTest:
         gap = alt - radius - self.s_high - self.check.margin
         return normal_cdf(gap / math.sqrt(alt_var / n))
 
-    def needed(self, current: float) -> float | None:
-        """More canary requests (in the current step) before the power is reached."""
-        more = _needed(self.power_at, self.check.power, self.canary.total)
-        return more if more is None else more * min(1.0, current / self.canary.total)
+    def needed(self) -> float | None:
+        """More canary requests before the power is reached: they all come in the current
+        step, whether the counts are this step's alone or pooled with earlier steps'."""
+        return _needed(self.power_at, self.check.power, self.canary.total)
 
 
 def _poolable(
@@ -553,6 +554,11 @@ class _NormalTest:
     def total(self, k: float = 1.0) -> float:
         return self.fixed + self.information * k
 
+    @property
+    def spent(self) -> float:
+        """The alpha this test really spends: half of it covers the pods, when it has any."""
+        return self.alpha if self.pod_sd > 0 else self.alpha / 2
+
     def radius(self, k: float = 1.0) -> float:
         sampling = one_sided_radius(self.total(k), self.alpha / 2, self.tau)
         pods = normal_quantile(1 - self.alpha / 2) * self.pod_sd if self.pod_sd > 0 else 0.0
@@ -606,6 +612,7 @@ class _Base:
         return replace(self, pods=(canary, stable), pod_spread=spread)
 
     def _verdict(self, verdict: Verdict, message: str, **fields: object) -> MetricVerdict:
+        fields.setdefault("alpha", self.look.alpha)
         return MetricVerdict(
             metric=self.check.name,
             verdict=verdict,
@@ -620,7 +627,6 @@ class _Base:
             scope=self.scope,
             margin=self.check.margin,
             detect=self.detect,
-            alpha=self.look.alpha,
             pods=self.pods,
             pod_spread=self.pod_spread,
             **fields,  # type: ignore[arg-type]
@@ -666,6 +672,7 @@ class _Base:
         needed = _needed(test.power_at, self.check.power, have) if test.information > 0 else None
         to_effect = math.expm1 if relative else (lambda x: x)
         return self.decide_interval(
+            alpha=test.spent,
             effect=to_effect(test.estimate),
             lower=to_effect(test.lower),
             upper=to_effect(test.upper),
@@ -684,6 +691,7 @@ class _Base:
     def decide_interval(
         self,
         *,
+        alpha: float,
         effect: float,
         lower: float,
         upper: float,
@@ -714,10 +722,10 @@ class _Base:
         facts = (
             f"{values}{where}{show(effect)} (always-valid interval {show(lower)} to "
             f"{show(upper)}, "
-            f"alpha {self.look.alpha:.2g}); margin {margin}; {counts}"
-            + (f"; {extra}" if extra else "")
+            f"alpha {alpha:.2g}); margin {margin}; {counts}" + (f"; {extra}" if extra else "")
         )
         evidence = {
+            "alpha": alpha,
             "effect": effect,
             "effect_lower": lower,
             "effect_upper": upper,
