@@ -14,7 +14,14 @@ from dataclasses import fields
 
 from controlplane.simulate.server import ServerConfig
 
-_TYPES: dict[str, type] = {"model": str, "version": str, "output_tokens": int, "seed": int}
+_TYPES: dict[str, type] = {
+    "model": str,
+    "version": str,
+    "output_tokens": int,
+    "seed": int,
+    "max_loras": int,
+    "adapter_profiles": str,
+}
 _HELP = {
     "model": "served model name (requests naming another model get 404)",
     "version": "the version this server plays (x-simulator-version header, /health)",
@@ -28,6 +35,10 @@ _HELP = {
     "time_scale": "share of the drawn latency really slept (0.01: 100x faster); "
     "the metrics record the drawn latency",
     "seed": "random seed, for reproducible latencies",
+    "max_loras": "LoRA adapters that may be loaded at runtime at once; 0 turns LoRA off",
+    "lora_load_seconds": "seconds an adapter takes to load",
+    "adapter_profiles": 'JSON {"<adapter>": {"ttft_median": 0.4, ...}}: an adapter\'s own '
+    "latency and error knobs",
 }
 
 

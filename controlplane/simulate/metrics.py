@@ -8,6 +8,7 @@ Not thread-safe by design: the simulator updates it from one event loop.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 
 TTFT_BUCKETS = (
@@ -118,8 +119,16 @@ class VllmMetrics:
     """The subset of vLLM's metrics the canary analysis reads, plus the HTTP request
     counter of prometheus-fastapi-instrumentator that vLLM's API server exposes."""
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model_name: str, *, max_loras: int = 0) -> None:
         engine = {"model_name": model_name, "engine": "0"}
+        self.max_loras = max_loras
+        # vLLM's LoRA gauge: its value is when it was set, its labels say which adapters
+        # have requests running or waiting (comma-separated), and the server's max_loras
+        self.lora_info = Gauge(
+            "vllm:lora_requests_info",
+            "Running stats on lora requests.",
+            ("running_lora_adapters", "waiting_lora_adapters", "max_lora"),
+        )
         self.base = (model_name, "0")
         label_names = ("model_name", "engine")
         self.ttft = Histogram(
@@ -192,6 +201,12 @@ class VllmMetrics:
         self.generation_tokens.inc(*self.base, amount=output_tokens)
         self.prompt_tokens.inc(*self.base, amount=prompt_tokens)
 
+    def set_lora_info(self, *, running: Sequence[str], waiting: Sequence[str]) -> None:
+        self.lora_info.values.clear()
+        self.lora_info.set(
+            ",".join(running), ",".join(waiting), str(self.max_loras), value=time.time()
+        )
+
     def add_running(self, delta: int) -> None:
         self.running.set(*self.base, value=self.running.get(*self.base) + delta)
 
@@ -207,4 +222,8 @@ class VllmMetrics:
             self.waiting,
             self.http_requests,
         ]
+        if self.max_loras > 0:
+            if not self.lora_info.values:
+                self.set_lora_info(running=(), waiting=())
+            families.append(self.lora_info)
         return "\n".join(line for family in families for line in family.render()) + "\n"

@@ -6,6 +6,15 @@ first token: log-normal around a median, plus ``latency_offset`` to make a regre
 canary; inter-token gaps: log-normal; ``error_rate`` of requests answer 500). The metrics
 record the latencies *as drawn*; the server only sleeps ``time_scale`` times as long, so a
 test gets realistic histograms without waiting real seconds. It never calls out anywhere.
+
+With ``max_loras`` above zero it serves LoRA adapters as vLLM does with
+``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``: ``/v1/load_lora_adapter``
+and ``/v1/unload_lora_adapter`` with vLLM's answers and error shapes (400 for an adapter
+already loaded, or for one more than ``max_loras``; 404 for unloading an unknown one),
+``/v1/models`` listing the loaded adapters with their base as ``parent``, requests naming an
+adapter served with that adapter's own latency and error knobs (``adapter_profiles``), and
+``vllm:lora_requests_info``. ``/sim/restart`` is a container restart in place: the adapters
+loaded at runtime and the counters are gone, as they are from a real pod's memory.
 """
 
 from __future__ import annotations
@@ -50,6 +59,11 @@ class ServerConfig:
     latency_offset: float = 0.0  # added to every TTFT (and so to end-to-end latency)
     time_scale: float = 1.0  # how long to really sleep, as a share of the drawn latency
     seed: int | None = None
+    max_loras: int = 0  # adapters that may be loaded at once; 0: LoRA serving is off
+    lora_load_seconds: float = 0.0  # how long loading an adapter takes (really slept)
+    # JSON {"<adapter>": {"ttft_median": 0.4, "error_rate": 0.1, ...}}: an adapter's own
+    # knobs, over the server's, for the requests that name it
+    adapter_profiles: str = ""
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,6 +77,14 @@ class ServerConfig:
             problems.append("error_rate must be between 0 and 1")
         if self.output_tokens < 1:
             problems.append("output_tokens must be at least 1")
+        if self.max_loras < 0:
+            problems.append("max_loras must not be negative")
+        if self.lora_load_seconds < 0:
+            problems.append("lora_load_seconds must not be negative")
+        try:
+            profiles_of(self)
+        except ValueError as error:
+            problems.append(str(error))
         if problems:
             raise ValueError("invalid simulator settings: " + "; ".join(problems))
 
@@ -89,11 +111,38 @@ class ServerConfig:
         return args
 
 
+PROFILE_KNOBS = frozenset(
+    {"ttft_median", "ttft_spread", "itl_median", "itl_spread", "error_rate", "latency_offset"}
+)
+TEXT_SETTINGS = frozenset({"model", "version", "adapter_profiles"})
+WHOLE_SETTINGS = frozenset({"output_tokens", "seed", "max_loras"})
+
+
+def profiles_of(config: ServerConfig) -> dict[str, dict[str, float]]:
+    """The adapters' own knobs, checked: ValueError says what is wrong."""
+    if not config.adapter_profiles:
+        return {}
+    try:
+        raw = json.loads(config.adapter_profiles)
+    except ValueError as error:
+        raise ValueError(f"adapter_profiles is not JSON: {error}") from error
+    if not isinstance(raw, dict):
+        raise ValueError("adapter_profiles must be a JSON object of adapter name to knobs")
+    profiles: dict[str, dict[str, float]] = {}
+    for name, knobs in raw.items():
+        if not isinstance(knobs, dict) or set(knobs) - PROFILE_KNOBS:
+            raise ValueError(
+                f"adapter_profiles[{name!r}] may only set {', '.join(sorted(PROFILE_KNOBS))}"
+            )
+        profiles[str(name)] = {k: float(v) for k, v in knobs.items()}
+    return profiles
+
+
 def _parse(name: str, raw: str) -> Any:
-    if name in ("model", "version"):
+    if name in TEXT_SETTINGS:
         return raw
     try:
-        return int(raw) if name in ("output_tokens", "seed") else float(raw)
+        return int(raw) if name in WHOLE_SETTINGS else float(raw)
     except ValueError as error:
         raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from error
 
@@ -116,15 +165,47 @@ class Plan:
         return self.ttft + sum(self.gaps)
 
 
+@dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter loaded at runtime."""
+
+    name: str
+    path: str
+    loaded_at: int
+
+
 class Simulator:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.metrics = VllmMetrics(config.model)
+        self.metrics = VllmMetrics(config.model, max_loras=config.max_loras)
         self.rng = random.Random(config.seed)  # noqa: S311 - a simulation, not security
         self.started = int(time.time())
+        self.adapters: dict[str, Adapter] = {}
+        self.profiles = profiles_of(config)
+        self.restarts = 0
+        self.in_flight: dict[str, int] = {}  # by adapter: vllm:lora_requests_info's running
 
-    def plan(self, max_tokens: int | None) -> Plan:
-        c, rng = self.config, self.rng
+    def begin(self, model: str | None) -> None:
+        self.metrics.add_running(1)
+        if model in self.adapters:
+            self.in_flight[model] = self.in_flight.get(model, 0) + 1
+            self.lora_info()
+
+    def end(self, model: str | None) -> None:
+        self.metrics.add_running(-1)
+        if model is not None and model in self.in_flight:
+            self.in_flight[model] -= 1
+            if self.in_flight[model] <= 0:
+                del self.in_flight[model]
+            self.lora_info()
+
+    def knobs(self, model: str | None) -> ServerConfig:
+        """The settings a request for ``model`` (the base or an adapter) is served with."""
+        profile = self.profiles.get(model or "")
+        return dataclasses.replace(self.config, **profile) if profile else self.config  # type: ignore[arg-type]
+
+    def plan(self, max_tokens: int | None, model: str | None = None) -> Plan:
+        c, rng = self.knobs(model), self.rng
         error = rng.random() < c.error_rate
         tokens = c.output_tokens if max_tokens is None else max(1, min(max_tokens, c.output_tokens))
         reason = "length" if max_tokens is not None and max_tokens < c.output_tokens else "stop"
@@ -146,6 +227,22 @@ class Simulator:
             finished_reason=plan.finished_reason,
         )
 
+    def serves(self, model: str | None) -> bool:
+        return model is None or model == self.config.model or model in self.adapters
+
+    def restart(self) -> None:
+        """A container restart in place: what was loaded at runtime, and the counters, are
+        gone; the settings (the pod spec) stay."""
+        self.adapters.clear()
+        self.in_flight.clear()
+        self.metrics = VllmMetrics(self.config.model, max_loras=self.config.max_loras)
+        self.started = int(time.time())
+        self.restarts += 1
+
+    def lora_info(self) -> None:
+        running = sorted(name for name in self.in_flight if name in self.adapters)
+        self.metrics.set_lora_info(running=running, waiting=[])
+
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -153,6 +250,21 @@ class _Request(BaseModel):
     model: str | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     stream: bool = False
+
+
+class LoadLoraRequest(BaseModel):
+    """vLLM's ``LoadLoRAAdapterRequest``."""
+
+    lora_name: str = Field(min_length=1)
+    lora_path: str = Field(min_length=1)
+    load_inplace: bool = False
+
+
+class UnloadLoraRequest(BaseModel):
+    """vLLM's ``UnloadLoRAAdapterRequest``."""
+
+    lora_name: str = Field(min_length=1)
+    lora_int_id: int | None = None
 
 
 class CompletionRequest(_Request):
@@ -233,24 +345,25 @@ def create_app(config: ServerConfig) -> FastAPI:
         max_tokens: int | None,
         kind: Literal["text_completion", "chat.completion"],
     ) -> Response:
-        if body.model is not None and body.model != config.model:
+        if not simulator.serves(body.model):
             return _error(404, f"The model `{body.model}` does not exist.", "NotFoundError")
-        plan = simulator.plan(max_tokens)
+        plan = simulator.plan(max_tokens, body.model)
         if plan.error:
             await simulator.pause(plan.ttft)
             return _error(500, "simulated engine failure", "InternalServerError")
         prompt_tokens = _prompt_tokens(prompt)
         if body.stream:
             return StreamingResponse(
-                _stream(simulator, plan, prompt_tokens, kind), media_type="text/event-stream"
+                _stream(simulator, plan, prompt_tokens, kind, body.model or config.model),
+                media_type="text/event-stream",
             )
-        simulator.metrics.add_running(1)
+        simulator.begin(body.model)
         try:
             await simulator.pause(plan.latency)
         finally:
-            simulator.metrics.add_running(-1)
+            simulator.end(body.model)
         simulator.record(plan, prompt_tokens)
-        return JSONResponse(_completion(config, plan, prompt_tokens, kind))
+        return JSONResponse(_completion(body.model or config.model, plan, prompt_tokens, kind))
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest) -> Response:
@@ -265,24 +378,43 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "id": config.model,
-                    "object": "model",
-                    "created": simulator.started,
-                    "owned_by": "vllm",
-                    "root": config.model,
-                    "parent": None,
-                }
-            ],
+        base = {
+            "id": config.model,
+            "object": "model",
+            "created": simulator.started,
+            "owned_by": "vllm",
+            "root": config.model,
+            "parent": None,
         }
+        adapters = [
+            {
+                "id": adapter.name,
+                "object": "model",
+                "created": adapter.loaded_at,
+                "owned_by": "vllm",
+                "root": adapter.path,
+                "parent": config.model,
+            }
+            for adapter in simulator.adapters.values()
+        ]
+        return {"object": "list", "data": [base, *adapters]}
+
+    if config.max_loras > 0:
+        # vLLM registers these only with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True: without
+        # them a load is a 404, which the control plane reports as "runtime updating off"
+        _lora_routes(app, simulator)
+
+    @app.post("/sim/restart")
+    async def restart() -> dict[str, Any]:
+        """A container restart in place (same pod, same address): runtime state is lost."""
+        simulator.restart()
+        return {"restarts": simulator.restarts, "adapters": []}
 
     @app.post("/sim/faults")
-    async def faults(changes: dict[str, float]) -> dict[str, Any]:
+    async def faults(changes: dict[str, float], adapter: str | None = None) -> dict[str, Any]:
         """Change the simulated behavior while serving (tests: a regression that starts
-        only after promotion). Only the latency and error knobs may change."""
+        only after promotion), of the whole server or of one adapter's requests. Only the
+        latency and error knobs may change."""
         allowed = {"ttft_median", "ttft_spread", "itl_median", "error_rate", "latency_offset"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
@@ -291,10 +423,16 @@ def create_app(config: ServerConfig) -> FastAPI:
                 status_code=400,
             )
         try:
-            simulator.config = dataclasses.replace(simulator.config, **changes)  # type: ignore[arg-type]
+            if adapter is not None:
+                profile = {**simulator.profiles.get(adapter, {}), **changes}
+                knobs = dataclasses.replace(simulator.config, **profile)  # type: ignore[arg-type]
+                simulator.profiles[adapter] = profile
+            else:
+                simulator.config = dataclasses.replace(simulator.config, **changes)  # type: ignore[arg-type]
+                knobs = simulator.config
         except (TypeError, ValueError) as error:
             return JSONResponse({"error": str(error)}, status_code=400)  # type: ignore[return-value]
-        return {k: getattr(simulator.config, k) for k in sorted(allowed)}
+        return {k: getattr(knobs, k) for k in sorted(allowed)}
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -308,7 +446,42 @@ def create_app(config: ServerConfig) -> FastAPI:
     return app
 
 
-def _completion(config: ServerConfig, plan: Plan, prompt_tokens: int, kind: str) -> dict[str, Any]:
+def _lora_routes(app: FastAPI, simulator: Simulator) -> None:
+    config = simulator.config
+
+    @app.post("/v1/load_lora_adapter")
+    async def load_lora_adapter(body: LoadLoraRequest) -> Response:
+        name = body.lora_name
+        if name in simulator.adapters and not body.load_inplace:
+            return _error(
+                400,
+                f"The lora adapter '{name}' has already been loaded. If you want to load "
+                "the adapter in place, set 'load_inplace' to True.",
+                "InvalidUserInput",
+            )
+        if name not in simulator.adapters and len(simulator.adapters) >= config.max_loras:
+            return _error(
+                400,
+                f"Loading lora {name} failed: the server already holds {config.max_loras} "
+                "adapters (max_loras)",
+                "BadRequestError",
+            )
+        if config.lora_load_seconds:
+            await asyncio.sleep(config.lora_load_seconds)
+        simulator.adapters[name] = Adapter(name, body.lora_path, int(time.time()))
+        simulator.lora_info()
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
+
+    @app.post("/v1/unload_lora_adapter")
+    async def unload_lora_adapter(body: UnloadLoraRequest) -> Response:
+        name = body.lora_name
+        if simulator.adapters.pop(name, None) is None:
+            return _error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
+        simulator.lora_info()
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
+
+
+def _completion(model: str, plan: Plan, prompt_tokens: int, kind: str) -> dict[str, Any]:
     text = " ".join(_text(plan.output_tokens))
     if kind == "chat.completion":
         choice: dict[str, Any] = {"message": {"role": "assistant", "content": text}}
@@ -318,7 +491,7 @@ def _completion(config: ServerConfig, plan: Plan, prompt_tokens: int, kind: str)
         "id": f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}",
         "object": kind,
         "created": int(time.time()),
-        "model": config.model,
+        "model": model,
         "choices": [{"index": 0, **choice, "finish_reason": plan.finished_reason}],
         "usage": {
             "prompt_tokens": prompt_tokens,
@@ -329,15 +502,14 @@ def _completion(config: ServerConfig, plan: Plan, prompt_tokens: int, kind: str)
 
 
 async def _stream(
-    simulator: Simulator, plan: Plan, prompt_tokens: int, kind: str
+    simulator: Simulator, plan: Plan, prompt_tokens: int, kind: str, model: str
 ) -> AsyncIterator[bytes]:
     """Server-sent events, one chunk per token, paced by the plan; recorded when the
     stream completes (a client that goes away early is not a finished request)."""
-    config = simulator.config
     chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
     ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
     words = _text(plan.output_tokens)
-    simulator.metrics.add_running(1)
+    simulator.begin(model)
     try:
         for i, word in enumerate(words):
             await simulator.pause(plan.ttft if i == 0 else plan.gaps[i - 1])
@@ -351,7 +523,7 @@ async def _stream(
                 "id": ident,
                 "object": chunk_kind,
                 "created": int(time.time()),
-                "model": config.model,
+                "model": model,
                 "choices": [
                     {"index": 0, **choice, "finish_reason": plan.finished_reason if last else None}
                 ],
@@ -366,4 +538,4 @@ async def _stream(
         yield b"data: [DONE]\n\n"
         simulator.record(plan, prompt_tokens)
     finally:
-        simulator.metrics.add_running(-1)
+        simulator.end(model)
