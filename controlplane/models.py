@@ -124,10 +124,14 @@ class VersionStatus(StrEnum):
 
 
 class RoutingMode(StrEnum):
-    """How traffic is split between versions: replica share, or Gateway API weights."""
+    """How traffic is split between versions: replica share, Gateway API weights to a
+    Service per version, Gateway API weights to an InferencePool per version, or (adapter
+    models on a base pool) a weighted model-name rewrite between adapters."""
 
     REPLICAS = "replicas"
     GATEWAY_API = "gateway-api"
+    INFERENCE_POOL = "inference-pool"
+    MODEL_REWRITE = "model-rewrite"
 
 
 class ArtifactKind(StrEnum):
@@ -236,6 +240,13 @@ class ServingDefaults(SQLModel):
 
 class ModelBase(ServingDefaults):
     name: str = Field(max_length=63, description="Unique name; a valid Kubernetes Service name.")
+    base_pool: str | None = Field(
+        default=None,
+        max_length=63,
+        description="A base pool (POST /v1/pools) whose pods serve this model's versions as "
+        "LoRA adapters: rollouts load and unload adapters there and start no pod. Its "
+        "routing_mode is model-rewrite; image and GPU settings do not apply.",
+    )
     default_strategy: Strategy | None = _json_field(nullable=True)
     namespace: str = Field(default="default", max_length=63)
     description: str = Field(default="", max_length=2000)
@@ -292,6 +303,46 @@ class _ServingValidators:
 
 class ModelCreate(_ServingValidators, ModelBase):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    image: str = Field(
+        default="",
+        max_length=512,
+        description="Container image of the inference server (not for a base_pool model).",
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:  # empty: a base_pool model has none
+        return value if value == "" else _check_image(value)
+
+    @model_validator(mode="after")
+    def _adapters_or_pods(self) -> Self:
+        if self.base_pool is None:
+            if not self.image:
+                raise ValueError(
+                    "image is required: the container image of the inference server (or "
+                    "base_pool, for a model served as LoRA adapters on a base pool's pods)"
+                )
+            if self.routing_mode is RoutingMode.MODEL_REWRITE:
+                raise ValueError(
+                    "routing_mode 'model-rewrite' is for models served as adapters: give "
+                    "base_pool, or route with replicas, gateway-api or inference-pool"
+                )
+            return self
+        naming_problem = naming.dns1123_label_problem(self.base_pool, "base_pool")
+        if naming_problem:
+            raise ValueError(naming_problem)
+        if "routing_mode" in self.model_fields_set and (
+            self.routing_mode is not RoutingMode.MODEL_REWRITE
+        ):
+            raise ValueError(
+                "a base_pool model routes with 'model-rewrite' (a weighted rewrite of its "
+                f"model name to its adapters), not {self.routing_mode.value!r}: leave "
+                "routing_mode out"
+            )
+        self.routing_mode = RoutingMode.MODEL_REWRITE
+        self.gpus_per_replica = 0
+        return self
 
     @field_validator("name")
     @classmethod
@@ -370,6 +421,12 @@ class VersionBase(SQLModel):
     base_model: str | None = Field(
         default=None, max_length=512, description="The base model a LoRA adapter applies to."
     )
+    lora_rank: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="A LoRA adapter's rank: it must fit the base pool's max_lora_rank.",
+    )
     image: str | None = Field(default=None, max_length=512, description="Overrides the model's.")
     args: list[str] | None = _json_field(nullable=True)
     env: dict[str, str] | None = _json_field(nullable=True)
@@ -414,6 +471,8 @@ class VersionCreate(_ServingValidators, VersionBase):
                 "base_model is only for artifact_kind 'lora_adapter'; record a full model's "
                 "origin in metadata instead"
             )
+        if self.artifact_kind is ArtifactKind.WEIGHTS and self.lora_rank is not None:
+            raise ValueError("lora_rank is only for artifact_kind 'lora_adapter'")
         return self
 
 
@@ -441,6 +500,114 @@ class VersionPublic(VersionBase):
 
 class VersionPage(SQLModel):
     items: list[VersionPublic]
+    next_cursor: str | None = None
+
+
+# ---------------------------------------------------------------------------------------
+# base pools (pods of a base model with LoRA enabled, shared by adapter models)
+
+
+class PoolBase(SQLModel):
+    name: str = Field(max_length=63, description="Unique name of the pool.")
+    namespace: str = Field(default="default", max_length=63)
+    base_model: str = Field(
+        max_length=512,
+        description="The base model its pods serve; an adapter version's base_model must match.",
+    )
+    deployment: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The Deployment of the base model's pods (never changed by a rollout).",
+    )
+    inference_pool: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The InferencePool over the pods (inference.networking.k8s.io/v1): what "
+        "the InferenceModelRewrite of an adapter model refers to.",
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="The pods' serving port.")
+    max_loras: int = Field(
+        ge=1,
+        le=1024,
+        description="Adapters each pod can hold at once (vLLM's --max-loras, or --max-cpu-loras "
+        "when set higher): a rollout needs room for one more.",
+    )
+    max_lora_rank: int = Field(
+        default=16, ge=1, le=1024, description="vLLM's --max-lora-rank on the pool's pods."
+    )
+    description: str = Field(default="", max_length=2000)
+    labels: dict[str, str] = _json_field(default=dict)
+
+
+class _PoolValidators:
+    @field_validator("deployment", "inference_pool", check_fields=False)
+    @classmethod
+    def _object_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = naming.dns1123_label_problem(value, "name")
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("labels", check_fields=False)
+    @classmethod
+    def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return _check_labels(value)
+
+
+class PoolCreate(_PoolValidators, PoolBase):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        problem = naming.dns1123_label_problem(value, "name")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _pods_named(self) -> Self:
+        if self.deployment is None and self.inference_pool is None:
+            raise ValueError(
+                "name the pool's pods: deployment (the base model's Deployment) and/or "
+                "inference_pool (the InferencePool over them)"
+            )
+        return self
+
+
+class PoolUpdate(_PoolValidators, SQLModel):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    deployment: str | None = Field(default=None, max_length=253)
+    inference_pool: str | None = Field(default=None, max_length=253)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    max_loras: int | None = Field(default=None, ge=1, le=1024)
+    max_lora_rank: int | None = Field(default=None, ge=1, le=1024)
+    description: str | None = Field(default=None, max_length=2000)
+    labels: dict[str, str] | None = None
+
+
+class BasePool(PoolBase, table=True):
+    __tablename__: ClassVar[str] = "base_pool"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=63, unique=True, index=True)
+    created_at: datetime = _time_field()
+    created_by: str = Field(max_length=128)
+    updated_at: datetime = _time_field()
+    updated_by: str = Field(max_length=128)
+
+
+class PoolPublic(PoolBase):
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+
+
+class PoolPage(SQLModel):
+    items: list[PoolPublic]
     next_cursor: str | None = None
 
 

@@ -30,3 +30,38 @@ def version_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+BASE_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def pool_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": f"llama-{next(_seq)}",
+        "namespace": "llm",
+        "base_model": BASE_MODEL,
+        "deployment": "llama-base",
+        "inference_pool": "llama-base",
+        "max_loras": 4,
+        "max_lora_rank": 16,
+    }
+    body.update(overrides)
+    return body
+
+
+def adapter_model_body(pool: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": f"chat-{next(_seq)}", "base_pool": pool}
+    body.update(overrides)
+    return body
+
+
+def adapter_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "version": f"v{next(_seq)}",
+        "artifact_uri": "s3://adapters/chat/v1",
+        "artifact_kind": "lora_adapter",
+        "base_model": BASE_MODEL,
+        "lora_rank": 8,
+    }
+    body.update(overrides)
+    return body

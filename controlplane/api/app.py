@@ -21,6 +21,7 @@ from controlplane.api.routers import (
     audit,
     health,
     models,
+    pools,
     rollouts,
     tokens,
     ui,
@@ -123,6 +124,7 @@ def create_app(
     routers = (
         health.router,
         models.router,
+        pools.router,
         versions.router,
         rollouts.router,
         tokens.router,

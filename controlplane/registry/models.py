@@ -30,6 +30,7 @@ from controlplane.models import (
     VersionStatus,
     utcnow,
 )
+from controlplane.registry import pools
 
 
 def serving_issues(serving: ServingDefaults) -> list[FieldIssue]:
@@ -90,6 +91,10 @@ def create_model(
 ) -> Model:
     now = now or utcnow()
     _raise_if(serving_issues(data))
+    if data.base_pool is not None:
+        namespace = data.namespace if "namespace" in data.model_fields_set else None
+        pool = pools.check_model_pool(session, pool_name=data.base_pool, namespace=namespace)
+        data = data.model_copy(update={"namespace": pool.namespace})
     if session.exec(select(Model.id).where(Model.name == data.name)).first() is not None:
         raise AlreadyExistsError(
             f"model {data.name!r} already exists; change it with PATCH /v1/models/{data.name} "
@@ -145,6 +150,25 @@ def update_model(
             [
                 FieldIssue(field=field, code="null_not_allowed", message=f"{field} cannot be null")
                 for field in nulls
+            ]
+        )
+    routing = changes.get("routing_mode")
+    adapters = model.base_pool is not None
+    if routing is not None and (routing is RoutingMode.MODEL_REWRITE) != adapters:
+        session.rollback()
+        _raise_if(
+            [
+                FieldIssue(
+                    field="routing_mode",
+                    code="routing_mode_invalid",
+                    message=(
+                        f"model {name!r} is served as adapters on base pool "
+                        f"{model.base_pool!r}: it routes with 'model-rewrite' only"
+                        if adapters
+                        else "'model-rewrite' is for models served as adapters on a base "
+                        "pool; this model runs its own pods"
+                    ),
+                )
             ]
         )
     candidate = ServingDefaults.model_validate(

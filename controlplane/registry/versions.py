@@ -21,6 +21,7 @@ from controlplane.models import (
     utcnow,
 )
 from controlplane.naming import LABEL_MAX, workload_name
+from controlplane.registry import pools
 from controlplane.registry.models import get_model
 
 
@@ -64,6 +65,7 @@ def register_version(
     ).first()
     if exists is not None:
         raise _duplicate(model.name, data.version)
+    pools.check_adapter_version(session, model, data)
     version = ModelVersion.model_validate(
         data,
         update={
@@ -83,7 +85,11 @@ def register_version(
         at=now,
         model=model.name,
         version=data.version,
-        details={"artifact_uri": data.artifact_uri, "image": data.image},
+        details={
+            "artifact_uri": data.artifact_uri,
+            "image": data.image,
+            **({"lora_rank": data.lora_rank} if data.lora_rank is not None else {}),
+        },
     )
     try:
         session.commit()

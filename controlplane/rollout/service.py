@@ -30,6 +30,7 @@ from controlplane.models import (
     VersionStatus,
     utcnow,
 )
+from controlplane.registry import pools
 from controlplane.registry.models import get_model
 from controlplane.registry.versions import get_version
 from controlplane.rollout.strategy import (
@@ -127,6 +128,7 @@ def start_rollout(
         requested = Strategy.model_validate(model.default_strategy)
     chosen = first_deploy_strategy(requested) if stable is None else requested or default_strategy()
     _check_metrics(chosen)
+    pools.check_room(session, model, version)
     assert model.id is not None
     rollout = Rollout(
         model_id=model.id,

@@ -1,0 +1,266 @@
+"""Base pools: pods of a base model with LoRA enabled, shared by the adapter models that
+name them. Create, read, change the capacity, delete while no model uses the pool.
+
+What a pool promises (its base model, its LoRA rank and slots) is checked on the way in:
+an adapter version that cannot run on its model's pool is refused at registration, and a
+rollout that would need a slot the pool does not have is refused before it starts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from controlplane import audit, pagination
+from controlplane.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+)
+from controlplane.models import (
+    ArtifactKind,
+    BasePool,
+    Model,
+    ModelVersion,
+    PoolCreate,
+    PoolPublic,
+    PoolUpdate,
+    Rollout,
+    VersionCreate,
+    VersionStatus,
+    utcnow,
+)
+from controlplane.naming import workload_name
+
+
+def to_public(pool: BasePool) -> PoolPublic:
+    return PoolPublic.model_validate(pool, from_attributes=True)
+
+
+def get_pool(session: Session, name: str, *, for_update: bool = False) -> BasePool:
+    statement = select(BasePool).where(BasePool.name == name)
+    if for_update:
+        statement = statement.with_for_update()
+    pool = session.exec(statement).first()
+    if pool is None:
+        raise NotFoundError(
+            f"base pool {name!r} does not exist; list pools with GET /v1/pools",
+            code="pool_not_found",
+        )
+    return pool
+
+
+def create_pool(
+    session: Session, *, data: PoolCreate, actor: str, now: datetime | None = None
+) -> BasePool:
+    now = now or utcnow()
+    if session.exec(select(BasePool.id).where(BasePool.name == data.name)).first() is not None:
+        raise AlreadyExistsError(
+            f"base pool {data.name!r} already exists; change it with PATCH "
+            f"/v1/pools/{data.name} or pick another name",
+            code="pool_exists",
+        )
+    pool = BasePool.model_validate(
+        data.model_dump(),
+        update={"created_at": now, "created_by": actor, "updated_at": now, "updated_by": actor},
+    )
+    session.add(pool)
+    audit.record(
+        session, actor=actor, action="pool.created", at=now, details=data.model_dump(mode="json")
+    )
+    try:
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()
+        raise AlreadyExistsError(
+            f"base pool {data.name!r} already exists", code="pool_exists"
+        ) from error
+    session.refresh(pool)
+    return pool
+
+
+def list_pools(
+    session: Session, *, cursor: str | None = None, limit: int = 50
+) -> tuple[list[BasePool], str | None]:
+    statement = pagination.page_after(select(BasePool), col(BasePool.id), cursor, limit)
+    rows = list(session.exec(statement).all())
+    return pagination.split_page(rows, limit, lambda pool: pool.id)
+
+
+def models_on(session: Session, pool: BasePool) -> list[Model]:
+    return list(session.exec(select(Model).where(Model.base_pool == pool.name)).all())
+
+
+def adapters_held(session: Session, pool: BasePool) -> list[tuple[Model, ModelVersion]]:
+    """The adapters the pool's pods hold now or are about to: every live version (stable
+    or canary) of every model on the pool, and the version each live rollout on the pool
+    is bringing in (a first deployment's version is live only once it succeeds)."""
+    models = {m.id: m for m in models_on(session, pool)}
+    if not models:
+        return []
+    ids = list(models)
+    live = session.exec(
+        select(ModelVersion).where(
+            col(ModelVersion.model_id).in_(ids),
+            col(ModelVersion.status).in_([s for s in VersionStatus if s.is_live]),
+        )
+    ).all()
+    incoming = session.exec(
+        select(ModelVersion)
+        .join(Rollout, col(Rollout.model_id) == col(ModelVersion.model_id))
+        .where(
+            col(Rollout.live_model_id).in_(ids),
+            col(Rollout.canary_version) == col(ModelVersion.version),
+        )
+    ).all()
+    held: dict[int | None, tuple[Model, ModelVersion]] = {}
+    for version in [*live, *incoming]:
+        held[version.id] = (models[version.model_id], version)
+    return sorted(held.values(), key=lambda pair: (pair[0].name, pair[1].version))
+
+
+def update_pool(
+    session: Session, *, name: str, data: PoolUpdate, actor: str, now: datetime | None = None
+) -> BasePool:
+    now = now or utcnow()
+    pool = get_pool(session, name, for_update=True)
+    changes = data.model_dump(exclude_unset=True)
+    nulls = [
+        f for f, v in changes.items() if v is None and f not in ("deployment", "inference_pool")
+    ]
+    if nulls:
+        session.rollback()
+        raise InvalidRequestError(f"{', '.join(nulls)} cannot be null", code="null_not_allowed")
+    deployment = changes.get("deployment", pool.deployment)
+    inference_pool = changes.get("inference_pool", pool.inference_pool)
+    if deployment is None and inference_pool is None:
+        session.rollback()
+        raise InvalidRequestError(
+            "a pool must name its pods: keep deployment or inference_pool", code="pods_unnamed"
+        )
+    held = adapters_held(session, pool)
+    max_loras = changes.get("max_loras", pool.max_loras)
+    if len(held) > max_loras:
+        session.rollback()
+        raise ConflictError(
+            f"the pool's pods hold {len(held)} adapters now "
+            f"({', '.join(workload_name(m.name, v.version) for m, v in held)}); max_loras "
+            f"{max_loras} would not fit them",
+            code="pool_too_small",
+        )
+    rank = changes.get("max_lora_rank", pool.max_lora_rank)
+    too_big = [(m, v) for m, v in held if (v.lora_rank or 0) > rank]
+    if too_big:
+        session.rollback()
+        raise ConflictError(
+            f"max_lora_rank {rank} is below the rank of live adapters: "
+            + ", ".join(
+                f"{workload_name(m.name, v.version)} (rank {v.lora_rank})" for m, v in too_big
+            ),
+            code="pool_rank_too_small",
+        )
+    for field, value in changes.items():
+        setattr(pool, field, value)
+    pool.updated_at, pool.updated_by = now, actor
+    session.add(pool)
+    audit.record(
+        session,
+        actor=actor,
+        action="pool.updated",
+        at=now,
+        details={"pool": name, "changes": data.model_dump(mode="json", exclude_unset=True)},
+    )
+    session.commit()
+    session.refresh(pool)
+    return pool
+
+
+def delete_pool(session: Session, *, name: str, actor: str, now: datetime | None = None) -> None:
+    now = now or utcnow()
+    pool = get_pool(session, name, for_update=True)
+    users = [model.name for model in models_on(session, pool)]
+    if users:
+        session.rollback()
+        raise ConflictError(
+            f"base pool {name!r} serves the models {', '.join(users)}: delete them first",
+            code="pool_in_use",
+            context={"models": users},
+        )
+    session.delete(pool)
+    audit.record(session, actor=actor, action="pool.deleted", at=now, details={"pool": name})
+    session.commit()
+
+
+def check_model_pool(session: Session, *, pool_name: str, namespace: str | None) -> BasePool:
+    """The pool an adapter model names, which must exist in the model's namespace (the
+    rewrite object that routes the model lives beside the pool's InferencePool); a model
+    that names no namespace goes where its pool is."""
+    try:
+        pool = get_pool(session, pool_name)
+    except NotFoundError as error:
+        raise InvalidRequestError(error.message, code="pool_not_found") from error
+    if namespace is not None and pool.namespace != namespace:
+        raise InvalidRequestError(
+            f"base pool {pool.name!r} is in namespace {pool.namespace!r}: create the model "
+            f"there too (namespace {pool.namespace!r}), beside the pool's pods",
+            code="pool_namespace_mismatch",
+        )
+    return pool
+
+
+def check_adapter_version(session: Session, model: Model, data: VersionCreate) -> None:
+    """An adapter model's version must be an adapter of the pool's base model, of a rank the
+    pool's pods accept."""
+    if model.base_pool is None:
+        return
+    pool = get_pool(session, model.base_pool)
+    if data.artifact_kind is not ArtifactKind.LORA_ADAPTER:
+        raise InvalidRequestError(
+            f"model {model.name!r} is served as LoRA adapters on base pool {pool.name!r}: "
+            "register its versions with artifact_kind 'lora_adapter'",
+            code="adapter_required",
+        )
+    if data.base_model != pool.base_model:
+        raise InvalidRequestError(
+            f"base_model {data.base_model!r} is not the base pool's ({pool.base_model!r}): "
+            f"an adapter only runs on the base model it was trained on",
+            code="base_model_mismatch",
+        )
+    if data.lora_rank is None:
+        raise InvalidRequestError(
+            f"lora_rank is required for an adapter served on base pool {pool.name!r} (its "
+            f"pods accept ranks up to {pool.max_lora_rank}): give the adapter's rank (the r of "
+            "its adapter_config.json)",
+            code="lora_rank_required",
+        )
+    if data.lora_rank > pool.max_lora_rank:
+        raise InvalidRequestError(
+            f"lora_rank {data.lora_rank} is over base pool {pool.name!r}'s max_lora_rank "
+            f"{pool.max_lora_rank}: vLLM would refuse to load it; raise the pool's "
+            "--max-lora-rank (and max_lora_rank here) or retrain at a lower rank",
+            code="lora_rank_too_large",
+        )
+
+
+def check_room(session: Session, model: Model, canary: str) -> None:
+    """A rollout of an adapter needs one more slot on every pod of the pool, beside every
+    live adapter: refused before it starts, never half-way."""
+    if model.base_pool is None:
+        return
+    pool = get_pool(session, model.base_pool, for_update=True)  # one slot, one taker
+    held = adapters_held(session, pool)
+    names = [workload_name(m.name, v.version) for m, v in held]
+    if workload_name(model.name, canary) in names:
+        return
+    if len(held) + 1 > pool.max_loras:
+        raise ConflictError(
+            f"base pool {pool.name!r} has no room for one more adapter: its pods hold or are "
+            f"loading {len(held)} of max_loras {pool.max_loras} ({', '.join(names)}); wait "
+            "for a rollout on the pool to end, retire an adapter model, or raise the pool's "
+            "--max-loras (and max_loras here)",
+            code="pool_full",
+            context={"pool": pool.name, "held": names, "max_loras": pool.max_loras},
+        )
