@@ -113,6 +113,13 @@ class Settings(SealingSettings):
     prometheus_url: str | None = Field(
         default=None, description="Prometheus base URL for canary analysis."
     )
+    pod_address_map: str | None = Field(
+        default=None,
+        description="Local clusters only: a JSON file naming where each pod's server "
+        'answers ({"<namespace>/<pod>": "http://127.0.0.1:<port>"}), for kwok pods that run '
+        "no server (the demo and the tests run simulated ones). Unset in a real cluster: the "
+        "control plane reaches a base pool's pods at their IP.",
+    )
     prometheus_pod_label: str = Field(
         default="pod",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",

@@ -341,7 +341,7 @@ class ModelCreate(_ServingValidators, ModelBase):
                 "routing_mode out"
             )
         self.routing_mode = RoutingMode.MODEL_REWRITE
-        self.gpus_per_replica = 0
+        self.gpus_per_replica, self.replicas, self.gpu_budget = 0, 1, None
         return self
 
     @field_validator("name")

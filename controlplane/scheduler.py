@@ -12,6 +12,7 @@ from datetime import datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from controlplane.models import utcnow
+from controlplane.rollout.keeper import PoolKeeper
 from controlplane.rollout.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,15 @@ JOB_ID = "reconcile"
 
 
 class ReconcileScheduler:
-    def __init__(self, reconciler: Reconciler, *, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        *,
+        interval_seconds: float,
+        keeper: PoolKeeper | None = None,
+    ) -> None:
         self.reconciler = reconciler
+        self.keeper = keeper
         self.interval_seconds = interval_seconds
         self._scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -48,6 +56,11 @@ class ReconcileScheduler:
     def _tick(self) -> None:
         started: datetime = utcnow()
         count = self.reconciler.run_due()
+        if self.keeper is not None:
+            try:
+                self.keeper.run()
+            except Exception:  # the pools are looked at again next tick
+                log.exception("keeping the base pools' adapters failed")
         if count:
             log.debug(
                 "reconciled %d rollouts in %.3fs", count, (utcnow() - started).total_seconds()

@@ -31,7 +31,10 @@ from controlplane.api.routers import (
 from controlplane.config import Settings, get_settings
 from controlplane.db import Database
 from controlplane.kube import KubeDriver
+from controlplane.kube.adapters import pod_addresses
 from controlplane.kube.client import KubeApi
+from controlplane.kube.vllm import VllmAdmin
+from controlplane.rollout.keeper import PoolKeeper
 from controlplane.rollout.probe import PrometheusProber
 from controlplane.rollout.reconciler import Reconciler
 from controlplane.scheduler import ReconcileScheduler
@@ -66,8 +69,13 @@ def _start_reconciler(app: FastAPI, settings: Settings) -> ReconcileScheduler | 
             "CONTROLPLANE_PROMETHEUS_URL is not set: analysis steps will be "
             "inconclusive and pause for a person"
         )
-    reconciler = Reconciler(app.state.database, KubeDriver(api), prober)
-    scheduler = ReconcileScheduler(reconciler, interval_seconds=settings.reconcile_interval_seconds)
+    driver = KubeDriver(api, addresses=pod_addresses(settings.pod_address_map), vllm=VllmAdmin())
+    reconciler = Reconciler(app.state.database, driver, prober)
+    scheduler = ReconcileScheduler(
+        reconciler,
+        interval_seconds=settings.reconcile_interval_seconds,
+        keeper=PoolKeeper(app.state.database, driver),
+    )
     scheduler.start()
     return scheduler
 

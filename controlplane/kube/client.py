@@ -53,7 +53,16 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     ("inference.networking.k8s.io/v1", "InferencePool"): Resource(
         "/apis/inference.networking.k8s.io/v1", "inferencepools"
     ),
+    # the weighted model-name rewrite moved from the inference extension's experimental
+    # group to llm-d's: a cluster has one or the other (the driver asks which)
+    ("llm-d.ai/v1alpha2", "InferenceModelRewrite"): Resource(
+        "/apis/llm-d.ai/v1alpha2", "inferencemodelrewrites"
+    ),
+    ("inference.networking.x-k8s.io/v1alpha2", "InferenceModelRewrite"): Resource(
+        "/apis/inference.networking.x-k8s.io/v1alpha2", "inferencemodelrewrites"
+    ),
 }
+REWRITE_API_VERSIONS = ("llm-d.ai/v1alpha2", "inference.networking.x-k8s.io/v1alpha2")
 
 DEPLOYMENT = RESOURCES[("apps/v1", "Deployment")]
 SERVICE = RESOURCES[("v1", "Service")]
@@ -61,6 +70,11 @@ POD = RESOURCES[("v1", "Pod")]
 NODE = RESOURCES[("v1", "Node")]
 EVENT = RESOURCES[("v1", "Event")]
 HTTPROUTE = RESOURCES[("gateway.networking.k8s.io/v1", "HTTPRoute")]
+INFERENCEPOOL = RESOURCES[("inference.networking.k8s.io/v1", "InferencePool")]
+
+
+def rewrite_resource(api_version: str) -> Resource:
+    return RESOURCES[(api_version, "InferenceModelRewrite")]
 
 
 def resource_of(obj: dict[str, Any]) -> Resource:
@@ -210,6 +224,26 @@ class KubeApi:
             body=obj,
             content_type="application/apply-patch+yaml",
         )
+
+    def patch_status(
+        self, resource: Resource, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A strategic-merge patch of an object's status (a pod condition we own)."""
+        return self.request(
+            "PATCH",
+            resource.path(namespace, name) + "/status",
+            action=f"patch {resource.plural}/{name}/status",
+            body=patch,
+            content_type="application/strategic-merge-patch+json",
+        )
+
+    def served(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves ``plural`` in ``api_version`` (a CRD installed)."""
+        try:
+            answer = self.request("GET", f"/apis/{api_version}", action=f"discover {api_version}")
+        except NotFoundError:
+            return False
+        return any(r.get("name") == plural for r in answer.get("resources") or [])
 
     def delete(
         self,

@@ -11,8 +11,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from controlplane.kube import observe
+from controlplane.kube.adapters import AdapterDriver, LoraServer, PodAddresses
 from controlplane.kube.client import DEPLOYMENT, HTTPROUTE, NODE, POD, SERVICE, KubeApi
 from controlplane.kube.errors import KubeError, PermanentKubeError, TemporaryKubeError
+from controlplane.kube.fields import last_writer, owned_by_other_manager
 from controlplane.kube.observe import VersionState, WeightReading
 from controlplane.kube.render import (
     MANAGER,
@@ -36,54 +38,21 @@ class AppliedVersion:
     replicas_owned_elsewhere: bool
 
 
-def _owned_by_other_manager(
-    obj: dict[str, Any] | None, path: tuple[str, ...], manager: str
-) -> str | None:
-    """Which other field manager owns ``path`` (e.g. ('spec', 'replicas')), if any."""
-    if obj is None:
-        return None
-    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
-        if entry.get("manager") == manager:
-            continue
-        if _has_path(entry, path):
-            return str(entry.get("manager"))
-    return None
-
-
-def _has_path(entry: dict[str, Any], path: tuple[str, ...]) -> bool:
-    fields = entry.get("fieldsV1") or {}
-    for part in path:
-        fields = fields.get(f"f:{part}")
-        if fields is None:
-            return False
-    return True
-
-
-UNRECORDED = "someone else (no field manager recorded: `kubectl scale` leaves none)"
-
-
-def _last_writer(obj: dict[str, Any] | None, path: tuple[str, ...], manager: str) -> str | None:
-    """Who other than ``manager`` last set ``path``: the field manager that owns it, or,
-    when ``manager`` no longer owns it and nobody is recorded (an update through the scale
-    subresource leaves no entry), :data:`UNRECORDED`. None while ``manager`` owns it."""
-    if obj is None:
-        return None
-    other = _owned_by_other_manager(obj, path, manager)
-    if other is not None:
-        return other
-    entries = (obj.get("metadata") or {}).get("managedFields") or []
-    if not entries:
-        return None  # nothing is tracked at all (an old or odd server): say nothing
-    ours = [e for e in entries if e.get("manager") == manager and e.get("operation") == "Apply"]
-    if ours and not any(_has_path(e, path) for e in ours):
-        return UNRECORDED
-    return None
-
-
 class KubeDriver:
-    def __init__(self, api: KubeApi, *, field_manager: str = MANAGER) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        *,
+        field_manager: str = MANAGER,
+        addresses: PodAddresses | None = None,
+        vllm: LoraServer | None = None,
+    ) -> None:
         self.api = api
         self.field_manager = field_manager
+        # LoRA adapters on base pools: the pods' servers are reached at ``addresses``
+        self.adapters = AdapterDriver(
+            api, addresses=addresses, vllm=vllm, field_manager=field_manager
+        )
 
     # --- apply ------------------------------------------------------------------------
 
@@ -97,7 +66,7 @@ class KubeDriver:
         """
         deployment = render_deployment(workload)
         existing = self.api.get(DEPLOYMENT, workload.namespace, workload.name)
-        owner = _owned_by_other_manager(existing, ("spec", "replicas"), self.field_manager)
+        owner = owned_by_other_manager(existing, ("spec", "replicas"), self.field_manager)
         applied = self.api.apply(
             deployment, field_manager=self.field_manager, force=True, dry_run=dry_run
         )
@@ -181,7 +150,7 @@ class KubeDriver:
         deployment = self.api.get(DEPLOYMENT, namespace, name)
         if deployment is None:
             return VersionState(name=name, exists=False)
-        owner = _last_writer(deployment, ("spec", "replicas"), self.field_manager)
+        owner = last_writer(deployment, ("spec", "replicas"), self.field_manager)
         selector = ",".join(f"{k}={v}" for k, v in selector_labels(model, version).items())
         pods = self.api.list(POD, namespace, label_selector=selector)
         free = None
@@ -237,7 +206,7 @@ class KubeDriver:
             total = sum(weights.values())
             canary = weights[workload_name(model, canary_version)]
             percent = round(100 * canary / total) if total else 0
-            owner = _last_writer(route, ("spec", "rules"), self.field_manager)
+            owner = last_writer(route, ("spec", "rules"), self.field_manager)
             return WeightReading(
                 percent, 100 - percent if total else 0, f"HTTPRoute {namespace}/{model}", owner
             )

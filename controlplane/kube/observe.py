@@ -67,6 +67,7 @@ class VersionState:
     # the field manager other than the control plane that last set spec.replicas (a person
     # with `kubectl scale`, an HPA), when there is one: who to name in a drift event
     replicas_owner: str | None = None
+    note: str = ""  # what "ready" means here, when it is not pods (an adapter on a pool)
 
     @property
     def is_ready(self) -> bool:
@@ -80,7 +81,7 @@ class VersionState:
         return min(self.problems, key=lambda p: order.index(p.kind)) if self.problems else None
 
     def summary(self) -> str:
-        text = f"{self.name}: {self.ready}/{self.desired} ready"
+        text = f"{self.name}: " + (self.note or f"{self.ready}/{self.desired} ready")
         if self.problems:
             text += "; " + "; ".join(p.message for p in self.problems[:3])
         return text

@@ -356,3 +356,42 @@ def routing_objects(
         ]
     only = backends[0].version if len(backends) == 1 and backends[0].weight == 100 else None
     return [render_model_service(model=model, namespace=namespace, port=port, only_version=only)]
+
+
+def render_model_rewrite(
+    *,
+    model: str,
+    namespace: str,
+    pool: str,
+    api_version: str,
+    targets: list[tuple[str, int]],
+) -> dict[str, Any]:
+    """``model-rewrite`` routing: requests naming ``model`` go to its adapters by weight.
+    A target at weight 0 is left out (the CRD's weights start at 1)."""
+    weighted = [(name, weight) for name, weight in targets if weight > 0]
+    if not weighted:
+        raise ValueError(f"model {model!r}: a rewrite needs a target with weight above 0")
+    return {
+        "apiVersion": api_version,
+        "kind": "InferenceModelRewrite",
+        "metadata": {
+            "name": model,
+            "namespace": namespace,
+            "labels": {LABEL_NAME: model, LABEL_MANAGED_BY: MANAGER, LABEL_MODEL: model},
+        },
+        "spec": {
+            "poolRef": {
+                "group": "inference.networking.k8s.io",
+                "kind": "InferencePool",
+                "name": pool,
+            },
+            "rules": [
+                {
+                    "matches": [{"model": {"type": "Exact", "value": model}}],
+                    "targets": [
+                        {"modelRewrite": name, "weight": weight} for name, weight in weighted
+                    ],
+                }
+            ],
+        },
+    }

@@ -264,3 +264,77 @@ def check_room(session: Session, model: Model, canary: str) -> None:
             code="pool_full",
             context={"pool": pool.name, "held": names, "max_loras": pool.max_loras},
         )
+
+
+def adapter_name(model: str, version: str) -> str:
+    """The name an adapter version is loaded under on the pool's pods (and that the model's
+    rewrite routes to): ``<model>-<version>``."""
+    return workload_name(model, version)
+
+
+def pool_needs(session: Session, pool: BasePool) -> tuple[dict[str, str], set[str]]:
+    """What the pool's pods must hold (adapter name -> artifact URI: every stable adapter of
+    the pool's models, and each live rollout's canary once it was asked for), and which of
+    those a pod needs before it takes traffic (the stable adapters, and each canary that
+    has traffic)."""
+    models = {m.id: m for m in models_on(session, pool)}
+    load: dict[str, str] = {}
+    gate: set[str] = set()
+    if not models:
+        return load, gate
+    stable = session.exec(
+        select(ModelVersion).where(
+            col(ModelVersion.model_id).in_(list(models)),
+            ModelVersion.status == VersionStatus.STABLE,
+        )
+    ).all()
+    for version in stable:
+        name = adapter_name(models[version.model_id].name, version.version)
+        load[name] = version.artifact_uri
+        gate.add(name)
+    rollouts = session.exec(
+        select(Rollout).where(col(Rollout.live_model_id).in_(list(models)))
+    ).all()
+    for rollout in rollouts:
+        if rollout.canary_replicas <= 0:
+            continue
+        version = session.exec(
+            select(ModelVersion).where(
+                ModelVersion.model_id == rollout.model_id,
+                ModelVersion.version == rollout.canary_version,
+            )
+        ).one()
+        name = adapter_name(rollout.model, rollout.canary_version)
+        load[name] = version.artifact_uri
+        if rollout.routed_weight > 0:
+            gate.add(name)
+    return load, gate
+
+
+def retired_adapters(session: Session, pool: BasePool) -> set[str]:
+    """Adapters of the pool's models that nothing needs any more (retired, rolled back or
+    failed versions no live rollout names): safe to unload wherever they were left."""
+    models = {m.id: m for m in models_on(session, pool)}
+    if not models:
+        return set()
+    named = {
+        (r.model_id, v)
+        for r in session.exec(
+            select(Rollout).where(col(Rollout.live_model_id).in_(list(models)))
+        ).all()
+        for v in (r.canary_version, r.stable_version)
+        if v is not None
+    }
+    done = session.exec(
+        select(ModelVersion).where(
+            col(ModelVersion.model_id).in_(list(models)),
+            col(ModelVersion.status).in_(
+                [VersionStatus.RETIRED, VersionStatus.ROLLED_BACK, VersionStatus.FAILED]
+            ),
+        )
+    ).all()
+    return {
+        adapter_name(models[v.model_id].name, v.version)
+        for v in done
+        if (v.model_id, v.version) not in named
+    }

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controlplane.analysis.verdict import MeasurementOutcome, Verdict, Window
+from controlplane.kube.adapters import PoolState
 from controlplane.kube.budget import BudgetError, plan_replicas
 from controlplane.kube.observe import ProblemKind, VersionState, WeightReading
 from controlplane.kube.render import Track
@@ -77,6 +78,8 @@ class Observed:
     canary: VersionState
     stable: VersionState | None
     route: WeightReading | None = None  # the route's weights read back (gateway-api)
+    # an adapter model's base pool: which pod holds which adapter (for the executor)
+    pool: PoolState | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -34,8 +34,10 @@ from controlplane.analysis.verdict import (
 )
 from controlplane.db import Database
 from controlplane.kube import KubeDriver, KubeError, PermanentKubeError, TemporaryKubeError
+from controlplane.kube.adapters import PoolRef
 from controlplane.kube.render import Backend, Track, workload_for
 from controlplane.models import (
+    BasePool,
     Measurement,
     Model,
     ModelVersion,
@@ -45,6 +47,8 @@ from controlplane.models import (
     VersionStatus,
     utcnow,
 )
+from controlplane.registry import pools
+from controlplane.registry.pools import adapter_name
 from controlplane.rollout.planner import (
     Decision,
     Facts,
@@ -91,6 +95,15 @@ class NoMetricsProber:
 
 
 def facts_of(rollout: Rollout, model: Model) -> Facts:
+    if model.base_pool is not None:
+        # an adapter on a base pool is one "replica": loaded on every serving pod of the
+        # pool (ready) or not; it takes no GPU of its own, and the rewrite's weights are
+        # exact (no replica share)
+        return replace(_facts(rollout, model), replicas=1, gpus_per_replica=0, gpu_budget=None)
+    return _facts(rollout, model)
+
+
+def _facts(rollout: Rollout, model: Model) -> Facts:
     return Facts(
         phase=rollout.phase,
         steps=Strategy.model_validate(rollout.strategy).steps,
@@ -108,7 +121,7 @@ def facts_of(rollout: Rollout, model: Model) -> Facts:
         command=rollout.command,
         command_by=rollout.command_by,
         command_reason=rollout.command_reason,
-        replica_routing=model.routing_mode is RoutingMode.REPLICAS,
+        replica_routing=model.routing_mode is RoutingMode.REPLICAS and model.base_pool is None,
         analysis_windows=tuple(Window.from_json(w) for w in rollout.analysis_windows),
         canary_replicas=rollout.canary_replicas,
         drift_count=rollout.drift_count,
@@ -208,7 +221,9 @@ class Reconciler:
 
     # --- one rollout ------------------------------------------------------------------
 
-    def _observe(self, model: Model, rollout: Rollout) -> Observed:
+    def _observe(self, session: Session, model: Model, rollout: Rollout) -> Observed:
+        if model.base_pool is not None:
+            return self._observe_adapters(session, model, rollout)
         canary = self.driver.observe_version(
             model.namespace, model.name, rollout.canary_version, gpu_resource=model.gpu_resource
         )
@@ -231,6 +246,24 @@ class Reconciler:
                 canary_version=rollout.canary_version,
             )
         return Observed(canary=canary, stable=stable, route=route)
+
+    def _observe_adapters(self, session: Session, model: Model, rollout: Rollout) -> Observed:
+        """An adapter model: what every pod of its base pool holds, and the rewrite's
+        weights read back."""
+        pool = _pool_of(session, model)
+        state = self.driver.adapters.observe_pool(pool_ref(pool))
+        canary = state.version_state(adapter_name(model.name, rollout.canary_version))
+        stable = route = None
+        if rollout.stable_version is not None:
+            stable_name = adapter_name(model.name, rollout.stable_version)
+            stable = state.version_state(stable_name)
+            route = self.driver.adapters.read_rewrite(
+                model=model.name,
+                namespace=model.namespace,
+                stable=stable_name,
+                canary=canary.name,
+            )
+        return Observed(canary=canary, stable=stable, route=route, pool=state)
 
     def _measurements(self, session: Session, rollout: Rollout) -> list[MeasurementOutcome]:
         rows = session.exec(
@@ -277,7 +310,7 @@ class Reconciler:
         now = self.clock()
         facts = facts_of(rollout, model)
         try:
-            observed = self._observe(model, rollout)
+            observed = self._observe(session, model, rollout)
         except KubeError as error:
             self._release(
                 session, rollout, now, _delay(error), f"cannot observe the cluster: {error.message}"
@@ -354,6 +387,9 @@ class Reconciler:
             if rollout.stable_version is not None
             else None
         )
+        if model.base_pool is not None:
+            self._apply_adapters(session, model, rollout, target, observed, canary_version)
+            return
         canary = workload_for(
             model, canary_version, track=target.canary_track, replicas=target.canary_replicas
         )
@@ -413,6 +449,63 @@ class Reconciler:
             route(target.weight)
         if target.retire_stable and stable is not None:
             self.driver.delete_version(model.namespace, model.name, stable.version)
+
+    def _apply_adapters(
+        self,
+        session: Session,
+        model: Model,
+        rollout: Rollout,
+        target: Target,
+        observed: Observed,
+        canary_version: ModelVersion,
+    ) -> None:
+        """An adapter model's target on its base pool, in the one safe order: load what
+        the target keeps (every serving pod), then route the model name by weight, then
+        unload what it no longer keeps (only once no traffic is routed to it); gated pods
+        take traffic only once they hold what the routing needs."""
+        pool = _pool_of(session, model)
+        state = observed.pool
+        assert state is not None
+        canary = adapter_name(model.name, canary_version.version)
+        stable_row = (
+            _version_row(session, model, rollout.stable_version)
+            if rollout.stable_version is not None
+            else None
+        )
+        stable = adapter_name(model.name, stable_row.version) if stable_row else None
+        keep: dict[str, str] = {}
+        if target.canary_replicas > 0:
+            keep[canary] = canary_version.artifact_uri
+        if stable_row is not None and stable and target.stable_replicas > 0:
+            keep[stable] = stable_row.artifact_uri
+        state = self.driver.adapters.ensure_loaded(state, keep)
+        refused = {name: why for name, why in state.failures.items() if name in keep}
+        if refused:
+            raise PermanentKubeError(
+                f"base pool {pool.name} refused adapter "
+                + "; ".join(f"{name} ({why})" for name, why in sorted(refused.items())),
+                reason="AdapterRefused",
+            )
+        weight = target.weight
+        targets: list[tuple[str, int]] = []
+        if stable is not None and not target.retire_stable and weight < 100:
+            targets.append((stable, 100 - weight))
+        if weight > 0:
+            targets.append((canary, weight))
+        if targets:
+            self.driver.adapters.apply_rewrite(
+                model=model.name,
+                namespace=model.namespace,
+                pool=pool.inference_pool or pool.name,
+                targets=targets,
+            )
+        else:  # a first version rolled back: nothing of the model is left to route to
+            self.driver.adapters.delete_rewrite(model=model.name, namespace=model.namespace)
+        drop = [n for n in (canary, stable) if n is not None and n not in keep]
+        state = self.driver.adapters.unload(state, drop)
+        _, gate = pools.pool_needs(session, pool)
+        gate = (gate - set(drop)) | {name for name, w in targets if w > 0}
+        self.driver.adapters.set_gates(state, gate)
 
     def _record(
         self, session: Session, rollout: Rollout, model: Model, decision: Decision, now: datetime
@@ -559,6 +652,27 @@ def _inconclusive_of(row: Measurement) -> Inconclusive | None:
     if row.verdict != Verdict.INCONCLUSIVE.value:
         return None
     return most_actionable(m.get("inconclusive") for m in row.metrics if isinstance(m, dict))
+
+
+def _pool_of(session: Session, model: Model) -> BasePool:
+    assert model.base_pool is not None
+    pool = session.exec(select(BasePool).where(BasePool.name == model.base_pool)).first()
+    if pool is None:
+        raise PermanentKubeError(
+            f"model {model.name}'s base pool {model.base_pool!r} is not recorded",
+            reason="PoolNotFound",
+        )
+    return pool
+
+
+def pool_ref(pool: BasePool) -> PoolRef:
+    return PoolRef(
+        name=pool.name,
+        namespace=pool.namespace,
+        port=pool.port,
+        deployment=pool.deployment,
+        inference_pool=pool.inference_pool,
+    )
 
 
 def _version_row(session: Session, model: Model, version: str) -> ModelVersion:

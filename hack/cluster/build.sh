@@ -166,11 +166,13 @@ build_kwok() {
 	for b in "${missing[@]}"; do install_bin "$b" "$KWOK_VERSION"; done
 }
 
-# copy_yamls SRC_DIR DEST_DIR VERSION FILE...: copy manifests (stamped by version).
+# copy_yamls SRC_DIR DEST_DIR VERSION FILE...: copy manifests (stamped by version;
+# copied again when one of FILE is missing, e.g. a file added to the list).
 copy_yamls() {
-	local src="$1" dest="$2" version="$3" f
+	local src="$1" dest="$2" version="$3" f have=1
 	shift 3
-	if [[ -f "$dest/.version" && "$(cat "$dest/.version")" == "$version" ]]; then
+	for f in "$@"; do [[ -f "$dest/${f##*/}" ]] || have=0; done
+	if [[ $have == 1 && -f "$dest/.version" && "$(cat "$dest/.version")" == "$version" ]]; then
 		return 0
 	fi
 	rm -rf "$dest.tmp"
@@ -193,10 +195,14 @@ fetch_manifests() {
 		mapfile -t files < <(cd "$d" && ls config/crd/standard/*.yaml)
 		copy_yamls "$d" "$CRD_DIR/gateway-api" "$GATEWAY_API_VERSION" "${files[@]}"
 	fi
-	if [[ ! -f "$CRD_DIR/inference-extension/.version" || "$(cat "$CRD_DIR/inference-extension/.version")" != "$GIE_VERSION" ]]; then
+	if [[ ! -f "$CRD_DIR/inference-extension/.version" || "$(cat "$CRD_DIR/inference-extension/.version")" != "$GIE_VERSION" ||
+		! -f "$CRD_DIR/inference-extension/inference.networking.x-k8s.io_inferencemodelrewrites.yaml" ]]; then
 		d="$(mod_dir "sigs.k8s.io/gateway-api-inference-extension@$GIE_VERSION")"
+		# InferencePool (v1) for pools; InferenceModelRewrite (v1alpha2) for weighted
+		# adapter rollouts
 		copy_yamls "$d" "$CRD_DIR/inference-extension" "$GIE_VERSION" \
-			config/crd/bases/inference.networking.k8s.io_inferencepools.yaml
+			config/crd/bases/inference.networking.k8s.io_inferencepools.yaml \
+			config/crd/bases/inference.networking.x-k8s.io_inferencemodelrewrites.yaml
 	fi
 	if [[ ! -f "$STAGE_DIR/.version" || "$(cat "$STAGE_DIR/.version")" != "$KWOK_VERSION" ]]; then
 		d="$(mod_dir "sigs.k8s.io/kwok@$KWOK_VERSION")"

@@ -246,8 +246,9 @@ setup_nodes() {
 crds_established() {
 	local states
 	states="$(kctl get crd -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.conditions[?(@.type=="Established")].status}{"\n"}{end}' |
-		grep -E '\.(gateway|inference)\.networking\.k8s\.io ')" || return 1
+		grep -E '\.(gateway|inference)\.networking\.(x-)?k8s\.io ')" || return 1
 	grep -q 'inferencepools.inference.networking.k8s.io True' <<<"$states" &&
+		grep -q 'inferencemodelrewrites.inference.networking.x-k8s.io True' <<<"$states" &&
 		grep -q 'httproutes.gateway.networking.k8s.io True' <<<"$states" &&
 		! grep -qv ' True$' <<<"$states"
 }
@@ -262,7 +263,7 @@ setup_crds() {
 		die "could not apply the CRDs in $CRD_DIR"
 	wait_until "the Gateway API and InferencePool CRDs to be Established" crds_established ||
 		die "CRDs did not become Established"
-	log "Gateway API $GATEWAY_API_VERSION and InferencePool ($GIE_VERSION) CRDs Established"
+	log "Gateway API $GATEWAY_API_VERSION, InferencePool and InferenceModelRewrite ($GIE_VERSION) CRDs Established"
 	kctl get crd inferencepools.inference.networking.k8s.io httproutes.gateway.networking.k8s.io >/dev/null ||
 		die "InferencePool or HTTPRoute CRD missing after apply"
 }

@@ -1,0 +1,61 @@
+"""The base pools' keeper: every pod of a pool holds the adapters the routing needs, whether
+a rollout is under way or not.
+
+An adapter loaded at runtime lives in a server's memory: a restarted container, a pod
+rescheduled on another node or one more replica of the pool starts with none. Each tick the
+keeper reads every pool's pods, loads what is missing where the server answers, opens the
+adapters readiness gate on the pods that hold all the routing needs (closes it on those that
+do not), and unloads the adapters of this control plane's models that nothing needs any more
+(a version retired or rolled back, left behind by an unload that did not get through). It
+never touches an adapter of a name it does not own, and never changes the pool's Deployment.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlmodel import select
+
+from controlplane.db import Database
+from controlplane.kube import KubeDriver, KubeError
+from controlplane.models import BasePool
+from controlplane.registry import pools
+from controlplane.rollout.reconciler import pool_ref
+
+log = logging.getLogger(__name__)
+
+
+class PoolKeeper:
+    def __init__(self, database: Database, driver: KubeDriver) -> None:
+        self.database = database
+        self.driver = driver
+
+    def run(self) -> int:
+        """One pass over every pool; returns how many adapter loads it made."""
+        with self.database.session() as session:
+            rows = session.exec(select(BasePool)).all()
+            plans = [
+                (
+                    pool_ref(pool),
+                    *pools.pool_needs(session, pool),
+                    pools.retired_adapters(session, pool),
+                )
+                for pool in rows
+            ]
+        loaded = 0
+        for ref, load, gate, retired in plans:
+            if not load and not retired:
+                continue
+            try:
+                state = self.driver.adapters.observe_pool(ref)
+                before = sum(len(pod.adapters or ()) for pod in state.pods)
+                state = self.driver.adapters.ensure_loaded(state, load)
+                after = sum(len(pod.adapters or ()) for pod in state.pods)
+                loaded += max(0, after - before)
+                leftover = {n for pod in state.pods for n in (pod.adapters or ())} & retired
+                if leftover:
+                    state = self.driver.adapters.unload(state, leftover)
+                self.driver.adapters.set_gates(state, gate)
+            except KubeError as error:
+                log.warning("base pool %s: %s", ref.name, error.message)
+        return loaded
