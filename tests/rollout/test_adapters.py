@@ -10,7 +10,6 @@ model name back on the stable adapter before it unloads the canary.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,8 +71,11 @@ def base_deployment(namespace: str, replicas: int, *, gated: bool) -> dict[str, 
             }
         ]
     }
+    labels = dict(POOL_LABELS)
     if gated:
         spec["readinessGates"] = [{"conditionType": ADAPTERS_GATE}]
+        # the local cluster's kwok stage that computes Ready from the gate, as a kubelet
+        labels["sim.controlplane.dev/fault"] = "adapters-gate"
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -81,7 +83,7 @@ def base_deployment(namespace: str, replicas: int, *, gated: bool) -> dict[str, 
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": POOL_LABELS},
-            "template": {"metadata": {"labels": POOL_LABELS}, "spec": spec},
+            "template": {"metadata": {"labels": labels}, "spec": spec},
         },
     }
 
@@ -341,21 +343,28 @@ def test_a_gated_pod_is_ready_only_once_it_holds_what_the_routing_needs(
                     found[pod["metadata"]["name"]] = condition["status"]
         return found
 
+    def ready(pod: str) -> str:
+        found = kube_api.get(POD, namespace, pod) or {}
+        for condition in (found.get("status") or {}).get("conditions") or []:
+            if condition["type"] == "Ready":
+                return str(condition["status"])
+        return "missing"
+
     keeper.run()
     assert set(gates().values()) == {"True"}
     victim = sorted(pool.urls())[0]
+    wait_for("the gated pods to be Ready", lambda: ready(victim) == "True")
     pool.restart(victim)
-    # the keeper's look closes the gate of a pod that lost what the routing needs, loads
-    # it again and opens it: the first look does both, as the server answers at once
-    driver.adapters.set_gates(
-        driver.adapters.observe_pool(pool_service_ref(database)),
-        {"chat-v1"},
-    )
+    # a look at the pool before anything is loaded again: the gate of the pod that lost
+    # what the routing needs closes, and the pod leaves the endpoints (Ready False)
+    state = driver.adapters.observe_pool(pool_service_ref(database))
+    assert driver.adapters.set_gates(state, {"chat-v1"}) == [victim]
     assert gates()[victim] == "False"
+    wait_for("the restarted pod to be taken out (Ready False)", lambda: ready(victim) == "False")
     keeper.run()
-    assert gates()[victim] == "True"
     assert pool.adapters()[victim] == ["chat-v1"]
-    time.sleep(0)  # (the kubelet's Ready, from the gate, is kwok's to compute)
+    assert gates()[victim] == "True"
+    wait_for("the reloaded pod to be Ready again", lambda: ready(victim) == "True")
 
 
 def pool_service_ref(database: Database) -> Any:
