@@ -219,6 +219,7 @@ def measure(
     interval: timedelta | None = None,
     unit_label: str = "pod",
     baseline: tuple[datetime, timedelta] | None = None,
+    selectors: tuple[str, str] | None = None,
 ) -> Measurement:
     """Judge the canary against stable on every metric over ``window`` ending at ``at``.
 
@@ -235,7 +236,7 @@ def measure(
     """
     if at.tzinfo is None:
         raise ValueError("measure() needs an aware datetime (UTC): naive times are ambiguous")
-    selectors = (
+    selectors = selectors or (
         selector(namespace=namespace, model=model, version=canary_version),
         selector(namespace=namespace, model=model, version=stable_version),
     )

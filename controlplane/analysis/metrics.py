@@ -87,6 +87,16 @@ def selector(*, namespace: str, model: str, version: str) -> str:
     return ",".join(f"{label}={_quote(values[label])}" for label in SELECTOR_LABELS)
 
 
+def adapter_selector(*, namespace: str, model: str, adapter: str) -> str:
+    """The label matchers that select one adapter's requests on the endpoint picker's
+    metrics: the model name the clients sent, rewritten to that adapter."""
+    values = {"namespace": namespace, "model_name": model, "target_model_name": adapter}
+    for label, value in values.items():
+        if not value:
+            raise ValueError(f"the {label} of a metric selector must not be empty")
+    return ",".join(f"{label}={_quote(value)}" for label, value in values.items())
+
+
 def promql_duration(window: timedelta) -> str:
     """A PromQL range duration: whole seconds as ``300s``, otherwise milliseconds."""
     milliseconds = round(window.total_seconds() * 1000)
@@ -444,6 +454,45 @@ BUILTIN: Mapping[str, MetricTemplate] = {
 }
 DEFAULT_METRICS = ("ttft", "inter_token_latency", "e2e_latency", "error_rate")
 
+# --- the endpoint picker's metrics (adapters on a base pool) ------------------------------
+#
+# vLLM labels its histograms with the base model only (``model_name`` is the served base
+# name, whatever adapter a request named), so two adapters on the same pods cannot be told
+# apart there. The inference gateway's endpoint picker can: it labels each request with the
+# model name the client sent (``model_name``) and the one it rewrote it to
+# (``target_model_name``). Names are llm-d-router's (``llm_d_epp_*``, v0.9+); its older
+# twins (``inference_objective_*``, the inference extension's EPP up to v1.5) carry the same
+# labels but no TTFT outside the predicted-latency plugin.
+
+EPP_TTFT = HistogramTemplate.of(
+    "ttft", "llm_d_epp_request_ttft_seconds", Check("ttft", margin=0.10, min_samples=100)
+)
+EPP_TTFT_P99 = HistogramTemplate.of(
+    "ttft_p99",
+    "llm_d_epp_request_ttft_seconds",
+    Check("ttft_p99", margin=0.10, quantile=0.99, min_samples=500),
+)
+EPP_E2E_LATENCY = HistogramTemplate.of(
+    "e2e_latency", "llm_d_epp_request_duration_seconds", Check("e2e_latency", margin=0.10)
+)
+EPP_INTER_TOKEN_LATENCY = HistogramTemplate.of(
+    # normalized time per output token: one observation per request
+    "inter_token_latency",
+    "llm_d_epp_request_ntpot_seconds",
+    Check("inter_token_latency", margin=0.10, min_samples=100),
+)
+EPP_ERROR_RATE = RatioTemplate(
+    name="error_rate",
+    check=Check("error_rate", margin=0.005, min_samples=100),
+    events="sum(increase(llm_d_epp_request_error_total{{selector}}[{window}]))",
+    total="sum(increase(llm_d_epp_request_total{{selector}}[{window}]))",
+)
+ADAPTER_BUILTIN: Mapping[str, MetricTemplate] = {
+    t.name: t
+    for t in (EPP_TTFT, EPP_TTFT_P99, EPP_E2E_LATENCY, EPP_INTER_TOKEN_LATENCY, EPP_ERROR_RATE)
+}
+ADAPTER_DEFAULT_METRICS = ("ttft", "e2e_latency", "error_rate")
+
 
 def custom_ratio(
     name: str, *, events: str, total: str, margin: float, **check: Any
@@ -478,6 +527,13 @@ class Catalog:
     """The templates a model can be judged on: the built-ins plus its own."""
 
     custom: Mapping[str, MetricTemplate] = field(default_factory=dict)
+    builtin: Mapping[str, MetricTemplate] = field(default_factory=lambda: BUILTIN)
+    defaults: tuple[str, ...] = DEFAULT_METRICS
+
+    @classmethod
+    def for_adapters(cls, custom: Mapping[str, MetricTemplate] | None = None) -> Catalog:
+        """The endpoint picker's per-adapter metrics, for models served on a base pool."""
+        return cls(custom or {}, ADAPTER_BUILTIN, ADAPTER_DEFAULT_METRICS)
 
     def resolve(
         self,
@@ -486,8 +542,8 @@ class Catalog:
     ) -> list[MetricTemplate]:
         """The templates to measure, by name (the defaults when ``names`` is None), with
         per-metric check overrides such as ``{"ttft": {"margin": 0.2}}``."""
-        known: dict[str, MetricTemplate] = {**BUILTIN, **self.custom}
-        wanted = list(DEFAULT_METRICS if names is None else names)
+        known: dict[str, MetricTemplate] = {**self.builtin, **self.custom}
+        wanted = list(self.defaults if names is None else names)
         missing = [n for n in [*wanted, *(overrides or {})] if n not in known]
         if missing:
             raise ValueError(

@@ -8,7 +8,7 @@ rollout that would need a slot the pool does not have is refused before it start
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -311,9 +311,16 @@ def pool_needs(session: Session, pool: BasePool) -> tuple[dict[str, str], set[st
     return load, gate
 
 
-def retired_adapters(session: Session, pool: BasePool) -> set[str]:
+DRAIN = timedelta(seconds=10)
+
+
+def retired_adapters(
+    session: Session, pool: BasePool, *, now: datetime | None = None, drain: timedelta = DRAIN
+) -> set[str]:
     """Adapters of the pool's models that nothing needs any more (retired, rolled back or
-    failed versions no live rollout names): safe to unload wherever they were left."""
+    failed versions no live rollout names, for at least ``drain``: the gateway has long
+    stopped routing to them): safe to unload wherever they were left."""
+    now = now or utcnow()
     models = {m.id: m for m in models_on(session, pool)}
     if not models:
         return set()
@@ -336,5 +343,5 @@ def retired_adapters(session: Session, pool: BasePool) -> set[str]:
     return {
         adapter_name(models[v.model_id].name, v.version)
         for v in done
-        if (v.model_id, v.version) not in named
+        if (v.model_id, v.version) not in named and v.status_changed_at <= now - drain
     }

@@ -13,12 +13,14 @@ never touches an adapter of a name it does not own, and never changes the pool's
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from sqlmodel import select
 
 from controlplane.db import Database
 from controlplane.kube import KubeDriver, KubeError
-from controlplane.models import BasePool
+from controlplane.models import BasePool, utcnow
 from controlplane.registry import pools
 from controlplane.rollout.reconciler import pool_ref
 
@@ -26,9 +28,16 @@ log = logging.getLogger(__name__)
 
 
 class PoolKeeper:
-    def __init__(self, database: Database, driver: KubeDriver) -> None:
+    def __init__(
+        self,
+        database: Database,
+        driver: KubeDriver,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.database = database
         self.driver = driver
+        self.clock = clock
 
     def run(self) -> int:
         """One pass over every pool; returns how many adapter loads it made."""
@@ -38,7 +47,7 @@ class PoolKeeper:
                 (
                     pool_ref(pool),
                     *pools.pool_needs(session, pool),
-                    pools.retired_adapters(session, pool),
+                    pools.retired_adapters(session, pool, now=self.clock()),
                 )
                 for pool in rows
             ]

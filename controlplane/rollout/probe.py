@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 
 from controlplane.analysis.judge import FixedSampleJudge, Judge
 from controlplane.analysis.measure import measure
-from controlplane.analysis.metrics import Catalog, MetricSource
+from controlplane.analysis.metrics import Catalog, MetricSource, adapter_selector
 from controlplane.analysis.sequential import SequentialJudge
 from controlplane.analysis.verdict import Verdict, Window
 from controlplane.models import Model, Rollout
+from controlplane.naming import workload_name
 from controlplane.rollout.reconciler import ProbeResult
 from controlplane.rollout.strategy import Analysis, Bake, Strategy
 
@@ -33,6 +34,7 @@ class PrometheusProber:
         self.fixed = judge or FixedSampleJudge()
         self.sequential = SequentialJudge()
         self.catalog = catalog or Catalog()
+        self.adapter_catalog = Catalog.for_adapters(self.catalog.custom)
         self.min_window = min_window
         self.unit_label = unit_label
 
@@ -42,14 +44,27 @@ class PrometheusProber:
         if rollout.stable_version is None:
             return ProbeResult(Verdict.INCONCLUSIVE, "no stable version to compare with")
         interval = timedelta(seconds=step.interval_seconds)
-        checks = self.catalog.resolve(step.metrics, step.check_overrides())
-        common = {
+        adapters = model.base_pool is not None
+        catalog = self.adapter_catalog if adapters else self.catalog
+        checks = catalog.resolve(step.metrics, step.check_overrides())
+        common: dict[str, object] = {
             "namespace": model.namespace,
             "model": model.name,
             "canary_version": rollout.canary_version,
             "stable_version": rollout.stable_version,
             "at": now,
         }
+        if adapters:
+            # both adapters run on the same pods: their requests are told apart by the
+            # endpoint picker's labels (the rewritten model name), not by pod labels
+            common["selectors"] = tuple(
+                adapter_selector(
+                    namespace=model.namespace,
+                    model=model.name,
+                    adapter=workload_name(model.name, version),
+                )
+                for version in (rollout.canary_version, rollout.stable_version)
+            )
         # everything since the weight went into force, at least one scrape's worth
         since = max(now - rollout.step_started_at, self.min_window)
         if isinstance(step, Bake) or step.judge == "sequential":

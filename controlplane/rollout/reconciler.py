@@ -461,8 +461,9 @@ class Reconciler:
     ) -> None:
         """An adapter model's target on its base pool, in the one safe order: load what
         the target keeps (every serving pod), then route the model name by weight, then
-        unload what it no longer keeps (only once no traffic is routed to it); gated pods
-        take traffic only once they hold what the routing needs."""
+        unload the canary it no longer keeps (only in a later pass than the one that took
+        its traffic away); gated pods take traffic only once they hold what the routing
+        needs."""
         pool = _pool_of(session, model)
         state = observed.pool
         assert state is not None
@@ -501,10 +502,17 @@ class Reconciler:
             )
         else:  # a first version rolled back: nothing of the model is left to route to
             self.driver.adapters.delete_rewrite(model=model.name, namespace=model.namespace)
-        drop = [n for n in (canary, stable) if n is not None and n not in keep]
+        # unload only what no traffic was routed to when this pass began: a gateway follows
+        # a rewrite within moments, and a request it routed just before must still find
+        # its adapter; the old stable after a promotion is the keeper's to unload, once
+        # it has been out of the route for the drain time
+        route = observed.route
+        drop = [canary] if canary not in keep and (route is None or route.canary == 0) else []
         state = self.driver.adapters.unload(state, drop)
         _, gate = pools.pool_needs(session, pool)
-        gate = (gate - set(drop)) | {name for name, w in targets if w > 0}
+        gate = (gate - {canary, *(n for n in (stable,) if n and n not in keep)}) | {
+            name for name, w in targets if w > 0
+        }
         self.driver.adapters.set_gates(state, gate)
 
     def _record(

@@ -127,7 +127,7 @@ def start_rollout(
     if requested is None and model.default_strategy is not None:
         requested = Strategy.model_validate(model.default_strategy)
     chosen = first_deploy_strategy(requested) if stable is None else requested or default_strategy()
-    _check_metrics(chosen)
+    _check_metrics(chosen, adapters=model.base_pool is not None)
     pools.check_room(session, model, version)
     assert model.id is not None
     rollout = Rollout(
@@ -232,12 +232,14 @@ def rollout_warnings(session: Session, rollout: Rollout) -> list[str]:
     return [str(w) for w in warnings] if isinstance(warnings, list) else []
 
 
-def _check_metrics(strategy: Strategy | None) -> None:
-    """Unknown metric names are a 400 now, not an error verdict minutes into the rollout."""
+def _check_metrics(strategy: Strategy | None, *, adapters: bool = False) -> None:
+    """Unknown metric names are a 400 now, not an error verdict minutes into the rollout
+    (an adapter model is judged on the endpoint picker's per-adapter metrics)."""
+    catalog = Catalog.for_adapters() if adapters else Catalog()
     for index, step in enumerate(strategy.steps if strategy else ()):
         if isinstance(step, Analysis | Bake) and (step.metrics is not None or step.checks):
             try:
-                Catalog().resolve(step.metrics, step.check_overrides())
+                catalog.resolve(step.metrics, step.check_overrides())
             except ValueError as error:
                 raise InvalidRequestError(
                     f"step {index}: {error}",

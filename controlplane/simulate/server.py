@@ -348,14 +348,24 @@ def create_app(config: ServerConfig) -> FastAPI:
         if not simulator.serves(body.model):
             return _error(404, f"The model `{body.model}` does not exist.", "NotFoundError")
         plan = simulator.plan(max_tokens, body.model)
+        # the latencies as drawn (the server sleeps time_scale times as long): what a
+        # simulated gateway in front records, as the metrics here do
+        drawn = {
+            "x-simulated-ttft": f"{plan.ttft:.6f}",
+            "x-simulated-latency": f"{plan.latency:.6f}",
+            "x-simulated-tokens": str(plan.output_tokens),
+        }
         if plan.error:
             await simulator.pause(plan.ttft)
-            return _error(500, "simulated engine failure", "InternalServerError")
+            failed = _error(500, "simulated engine failure", "InternalServerError")
+            failed.headers.update(drawn)
+            return failed
         prompt_tokens = _prompt_tokens(prompt)
         if body.stream:
             return StreamingResponse(
                 _stream(simulator, plan, prompt_tokens, kind, body.model or config.model),
                 media_type="text/event-stream",
+                headers=drawn,
             )
         simulator.begin(body.model)
         try:
@@ -363,7 +373,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         finally:
             simulator.end(body.model)
         simulator.record(plan, prompt_tokens)
-        return JSONResponse(_completion(body.model or config.model, plan, prompt_tokens, kind))
+        return JSONResponse(
+            _completion(body.model or config.model, plan, prompt_tokens, kind), headers=drawn
+        )
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest) -> Response:

@@ -11,6 +11,7 @@ model name back on the stable adapter before it unloads the canary.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +243,13 @@ def test_an_adapter_is_promoted_then_one_is_rolled_back_without_touching_the_poo
     drive(reconciler, clock, database, second, until={Phase.SUCCEEDED})
     assert [("chat-v1", 90), ("chat-v2", 10)] in seen
     assert rewrite(kube_api, namespace) == [("chat-v2", 100)]
+    # the old adapter stays loaded while the gateway may still route a request to it;
+    # the keeper unloads it once it has been out of the route for the drain time
+    keeper = PoolKeeper(database, driver, clock=clock)
+    keeper.run()
+    assert holding(pool) == {("chat-v1", "chat-v2")}
+    clock.now += timedelta(seconds=11)
+    keeper.run()
     assert holding(pool) == {("chat-v2",)}
     assert status_of(database, "v2") is VersionStatus.STABLE
     assert status_of(database, "v1") is VersionStatus.RETIRED
