@@ -597,6 +597,25 @@ class BasePool(PoolBase, table=True):
     created_by: str = Field(max_length=128)
     updated_at: datetime = _time_field()
     updated_by: str = Field(max_length=128)
+    # which pod holds which adapters, as the keeper last read them ([PodAdapters] as JSON)
+    pods: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=sa.Column("pods", JSONColumn, nullable=False, server_default=sa.text("'[]'")),
+    )
+    observed_at: datetime | None = _time_field(nullable=True)
+
+
+class PodAdapters(BaseModel):
+    """One pod of a base pool and the adapters its server lists, as last read."""
+
+    pod: str
+    serving: bool = Field(description="Its server is up: it can load adapters and answer.")
+    ready: bool = Field(description="The pod is Ready (its adapters gate open, if declared).")
+    gated: bool = Field(description="The pod declares the adapters readiness gate.")
+    adapters: list[str] | None = Field(
+        description="The adapters its server lists (/v1/models); null: it could not be read."
+    )
+    error: str | None = None
 
 
 class PoolPublic(PoolBase):
@@ -604,6 +623,12 @@ class PoolPublic(PoolBase):
     created_by: str
     updated_at: datetime
     updated_by: str
+    pods: list[PodAdapters] = Field(
+        default_factory=list,
+        description="Which pod holds which adapters, as the keeper last read them (it reads "
+        "a pool while an adapter on it needs loading or unloading).",
+    )
+    observed_at: datetime | None = None
 
 
 class PoolPage(SQLModel):
@@ -730,6 +755,14 @@ class Rollout(SQLModel, table=True):
         ),
     )
     problem_since: datetime | None = _time_field(nullable=True)
+    # an adapter rollout: its base pool's pods and the adapters each held, as last read
+    # ({"pool", "observed_at", "pods": [PodAdapters]}); {} for a full-weights rollout
+    placement: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=sa.Column(
+            "placement", JSONColumn, nullable=False, server_default=sa.text("'{}'")
+        ),
+    )
     outcome_on_rollback: Phase = _enum_field(Phase, default=Phase.ROLLED_BACK)
     reason: str = Field(default="", max_length=4000)
     command: Command | None = _enum_field(Command, default=None)

@@ -33,12 +33,16 @@ versions_app = typer.Typer(
 tokens_app = typer.Typer(help="API tokens (admin).", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of every write.", no_args_is_help=True)
 rollout_app = typer.Typer(help="Rollouts: start, watch and steer them.", no_args_is_help=True)
+pools_app = typer.Typer(
+    help="Base pools: the pods of a base model that serve adapter models.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(versions_app, name="versions")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(pools_app, name="pools")
 
 EXIT_API_ERROR = 1
 EXIT_CONFIG = 2
@@ -222,7 +226,7 @@ def _database_url() -> str:
 MODEL_COLUMNS: list[Column] = [
     ("NAME", lambda m: m["name"]),
     ("NAMESPACE", lambda m: m["namespace"]),
-    ("IMAGE", lambda m: m["image"]),
+    ("IMAGE", lambda m: m["image"] or f"(adapters on pool {m.get('base_pool')})"),
     ("GPUS/REPLICA", lambda m: m["gpus_per_replica"]),
     ("REPLICAS", lambda m: m["replicas"]),
     ("GPU BUDGET", lambda m: m["gpu_budget"]),
@@ -232,6 +236,7 @@ MODEL_FIELDS = [
     "name",
     "namespace",
     "description",
+    "base_pool",
     "image",
     "gpus_per_replica",
     "gpu_resource",
@@ -254,14 +259,22 @@ MODEL_FIELDS = [
 @models_app.command("create")
 def models_create(
     name: Annotated[str, typer.Argument(help="Model name (a Kubernetes name).")],
-    image: Annotated[str, typer.Option(help="Container image of the inference server.")],
+    image: Annotated[
+        str | None, typer.Option(help="Container image of the inference server.")
+    ] = None,
+    base_pool: Annotated[
+        str | None,
+        typer.Option(help="Serve the versions as LoRA adapters on this base pool (no image)."),
+    ] = None,
     namespace: Annotated[str, typer.Option(help="Kubernetes namespace.")] = "default",
     gpus: Annotated[int, typer.Option("--gpus", help="GPUs per replica.")] = 1,
     gpu_resource: Annotated[str, typer.Option(help="GPU resource name.")] = "nvidia.com/gpu",
     replicas: Annotated[int, typer.Option(help="Stable replicas.")] = 1,
     port: Annotated[int, typer.Option(help="Container port.")] = 8000,
     gpu_budget: Annotated[int | None, typer.Option(help="Most GPUs a rollout may hold.")] = None,
-    routing: Annotated[str, typer.Option(help="replicas or gateway-api.")] = "replicas",
+    routing: Annotated[
+        str, typer.Option(help="replicas, gateway-api or inference-pool.")
+    ] = "replicas",
     arg: Annotated[list[str] | None, typer.Option("--arg", help="Server arg (repeat).")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE (repeat).")] = None,
     label: Annotated[list[str] | None, typer.Option("--label", help="KEY=VALUE (repeat).")] = None,
@@ -270,22 +283,32 @@ def models_create(
     token: TokenOpt = None,
     output: OutputOpt = Output.TABLE,
 ) -> None:
-    """Create a model with its serving defaults."""
-    body = {
+    """Create a model with its serving defaults (or, with --base-pool, a model served as
+    LoRA adapters on a base pool's pods: no image, no GPUs of its own)."""
+    body: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
-        "image": image,
-        "gpus_per_replica": gpus,
-        "gpu_resource": gpu_resource,
-        "replicas": replicas,
-        "port": port,
-        "gpu_budget": gpu_budget,
-        "routing_mode": routing,
-        "args": arg or [],
-        "env": parse_pairs(env, "--env") or {},
         "labels": parse_pairs(label, "--label") or {},
         "description": description,
     }
+    if base_pool is not None:
+        if image is not None:
+            raise fail("--image and --base-pool exclude each other", EXIT_CONFIG)
+        body["base_pool"] = base_pool
+    else:
+        if image is None:
+            raise fail("--image is required (or --base-pool, for an adapter model)", EXIT_CONFIG)
+        body |= {
+            "image": image,
+            "gpus_per_replica": gpus,
+            "gpu_resource": gpu_resource,
+            "replicas": replicas,
+            "port": port,
+            "gpu_budget": gpu_budget,
+            "routing_mode": routing,
+            "args": arg or [],
+            "env": parse_pairs(env, "--env") or {},
+        }
     with client(url, token) as api:
         created = api.post("/v1/models", body)
     emit(created, output, lambda m: f"model {m['name']} created\n" + details(m, MODEL_FIELDS))
@@ -360,6 +383,128 @@ def models_delete(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) 
 
 
 # ---------------------------------------------------------------------------------------
+# base pools
+
+POOL_COLUMNS: list[Column] = [
+    ("NAME", lambda p: p["name"]),
+    ("NAMESPACE", lambda p: p["namespace"]),
+    ("BASE MODEL", lambda p: p["base_model"]),
+    ("PODS OF", lambda p: p["deployment"] or f"InferencePool {p['inference_pool']}"),
+    ("MAX LORAS", lambda p: p["max_loras"]),
+    ("MAX RANK", lambda p: p["max_lora_rank"]),
+    ("PODS SEEN", lambda p: len(p["pods"]) if p.get("observed_at") else "-"),
+]
+POOL_FIELDS = [
+    "name",
+    "namespace",
+    "base_model",
+    "deployment",
+    "inference_pool",
+    "port",
+    "max_loras",
+    "max_lora_rank",
+    "description",
+    "labels",
+    "created_at",
+    "created_by",
+    "updated_at",
+    "updated_by",
+    "observed_at",
+]
+POD_COLUMNS: list[Column] = [
+    ("POD", lambda p: p["pod"]),
+    ("SERVING", lambda p: "yes" if p["serving"] else "no"),
+    ("READY", lambda p: ("yes" if p["ready"] else "no") + (" (gated)" if p["gated"] else "")),
+    ("ADAPTERS", lambda p: "?" if p["adapters"] is None else p["adapters"]),
+    ("ERROR", lambda p: p["error"]),
+]
+
+
+def _pool_text(pool: dict[str, Any]) -> str:
+    text = details(pool, POOL_FIELDS)
+    if pool.get("observed_at") is None:
+        return (
+            text + "\n\nadapters: not read yet (the keeper reads a pool while an adapter on it "
+            "needs loading)"
+        )
+    return (
+        text
+        + "\n\nadapters per pod:\n"
+        + (table(pool["pods"], POD_COLUMNS) if pool["pods"] else "  no pod found")
+    )
+
+
+@pools_app.command("create")
+def pools_create(
+    name: Annotated[str, typer.Argument(help="The pool's name.")],
+    base_model: Annotated[str, typer.Option(help="The base model its pods serve.")],
+    max_loras: Annotated[int, typer.Option(help="Adapters a pod holds at once (--max-loras).")],
+    deployment: Annotated[
+        str | None, typer.Option(help="The base model's Deployment (never changed).")
+    ] = None,
+    inference_pool: Annotated[
+        str | None, typer.Option(help="The InferencePool over the pods.")
+    ] = None,
+    namespace: Annotated[str, typer.Option(help="Kubernetes namespace.")] = "default",
+    port: Annotated[int, typer.Option(help="The pods' serving port.")] = 8000,
+    max_lora_rank: Annotated[int, typer.Option(help="The pods' --max-lora-rank.")] = 16,
+    label: Annotated[list[str] | None, typer.Option("--label", help="KEY=VALUE (repeat).")] = None,
+    description: Annotated[str, typer.Option(help="What this pool is.")] = "",
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Record a base pool: pods of a base model with LoRA enabled, which adapter models
+    (models create --base-pool) share."""
+    body = {
+        "name": name,
+        "namespace": namespace,
+        "base_model": base_model,
+        "deployment": deployment,
+        "inference_pool": inference_pool,
+        "port": port,
+        "max_loras": max_loras,
+        "max_lora_rank": max_lora_rank,
+        "labels": parse_pairs(label, "--label") or {},
+        "description": description,
+    }
+    with client(url, token) as api:
+        created = api.post("/v1/pools", body)
+    emit(created, output, lambda p: f"base pool {p['name']} created\n" + details(p, POOL_FIELDS))
+
+
+@pools_app.command("list")
+def pools_list(
+    limit: Annotated[int | None, typer.Option(help="At most this many.")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """List base pools."""
+    with client(url, token) as api:
+        items = api.paginate("/v1/pools", limit=limit)
+    emit(items, output, lambda rows: table(rows, POOL_COLUMNS))
+
+
+@pools_app.command("show")
+def pools_show(
+    name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, output: OutputOpt = Output.TABLE
+) -> None:
+    """Show a base pool, and which of its pods holds which adapters (as last read)."""
+    with client(url, token) as api:
+        pool = api.get(f"/v1/pools/{name}")
+    emit(pool, output, _pool_text)
+
+
+@pools_app.command("delete")
+def pools_delete(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    """Delete a base pool (refused while a model uses it)."""
+    with client(url, token) as api:
+        api.delete(f"/v1/pools/{name}")
+    typer.echo(f"base pool {name} deleted")
+
+
+# ---------------------------------------------------------------------------------------
 # versions
 
 VERSION_COLUMNS: list[Column] = [
@@ -378,6 +523,7 @@ VERSION_FIELDS = [
     "artifact_uri",
     "artifact_kind",
     "base_model",
+    "lora_rank",
     "image",
     "args",
     "env",
@@ -396,6 +542,9 @@ def versions_register(
     artifact_uri: Annotated[str, typer.Option("--artifact-uri", help="Weights or adapter URI.")],
     kind: Annotated[str, typer.Option(help="weights or lora_adapter.")] = "weights",
     base_model: Annotated[str | None, typer.Option(help="Base model of an adapter.")] = None,
+    lora_rank: Annotated[
+        int | None, typer.Option(help="An adapter's LoRA rank (required on a base pool).")
+    ] = None,
     image: Annotated[str | None, typer.Option(help="Overrides the model's image.")] = None,
     arg: Annotated[
         list[str] | None, typer.Option("--arg", help="Replaces the model's args.")
@@ -418,6 +567,7 @@ def versions_register(
         "artifact_uri": artifact_uri,
         "artifact_kind": kind,
         "base_model": base_model,
+        "lora_rank": lora_rank,
         "image": image,
         "args": arg,
         "env": parse_pairs(env, "--env"),
@@ -709,11 +859,46 @@ def rollout_status(
                 "cluster:\n"
                 + "\n".join(f"  {e['at'][11:19]}  {e['kind']:<5}  {e['message']}" for e in moved)
             )
+        if r.get("placement"):
+            parts.append(placement_text(r["placement"]))
         if so_far is not None:
             parts.append(analysis.text(so_far))
         return "\n\n".join(parts)
 
     emit(report, output, text)
+
+
+def placement_text(placement: dict[str, Any]) -> str:
+    """Which pod of the base pool holds the rollout's stable and canary adapters."""
+    stable, canary = placement.get("stable_adapter"), placement["canary_adapter"]
+
+    def has(name: str | None) -> Any:
+        def cell(pod: dict[str, Any]) -> str:
+            if name is None:
+                return "-"
+            if pod["adapters"] is None:
+                return "?"
+            return "loaded" if name in pod["adapters"] else "no"
+
+        return cell
+
+    columns: list[Column] = [
+        ("POD", lambda p: p["pod"]),
+        ("SERVING", lambda p: "yes" if p["serving"] else "no"),
+        ("READY", lambda p: ("yes" if p["ready"] else "no") + (" (gated)" if p["gated"] else "")),
+        (f"STABLE {stable or '-'}", has(stable)),
+        (f"CANARY {canary}", has(canary)),
+        (
+            "OTHER ADAPTERS",
+            lambda p: [a for a in p["adapters"] or [] if a not in (stable, canary)],
+        ),
+        ("ERROR", lambda p: p["error"]),
+    ]
+    at = placement["observed_at"][11:19]
+    head = f"adapters on base pool {placement['pool']} (read at {at}):"
+    if not placement["pods"]:
+        return head + "\n  no pod of the pool found"
+    return head + "\n" + table(placement["pods"], columns)
 
 
 def _rollout_command(

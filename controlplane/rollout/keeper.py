@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from controlplane.db import Database
 from controlplane.kube import KubeDriver, KubeError
+from controlplane.kube.adapters import PoolState
 from controlplane.models import BasePool, utcnow
 from controlplane.registry import pools
 from controlplane.rollout.reconciler import pool_ref
@@ -52,6 +53,7 @@ class PoolKeeper:
                 for pool in rows
             ]
         loaded = 0
+        seen: dict[str, PoolState] = {}
         for ref, load, gate, retired in plans:
             if not load and not retired:
                 continue
@@ -65,6 +67,26 @@ class PoolKeeper:
                 if leftover:
                     state = self.driver.adapters.unload(state, leftover)
                 self.driver.adapters.set_gates(state, gate)
+                seen[ref.name] = state
             except KubeError as error:
                 log.warning("base pool %s: %s", ref.name, error.message)
+        if seen:
+            self._keep_readings(seen)
         return loaded
+
+    def _keep_readings(self, seen: dict[str, PoolState]) -> None:
+        """Which pod holds which adapters, on each pool read (GET /v1/pools/{name}): written
+        when it changed, or to say it is still so once the last reading is a minute old."""
+        now = self.clock()
+        with self.database.session() as session:
+            for pool in session.exec(select(BasePool).where(col(BasePool.name).in_(seen))):
+                pods = seen[pool.name].as_json()
+                fresh = pool.observed_at is not None and now - pool.observed_at < FRESH
+                if pool.pods == pods and fresh:
+                    continue
+                pool.pods, pool.observed_at = pods, now
+                session.add(pool)
+            session.commit()
+
+
+FRESH = timedelta(minutes=1)

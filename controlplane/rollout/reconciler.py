@@ -34,7 +34,7 @@ from controlplane.analysis.verdict import (
 )
 from controlplane.db import Database
 from controlplane.kube import KubeDriver, KubeError, PermanentKubeError, TemporaryKubeError
-from controlplane.kube.adapters import PoolRef
+from controlplane.kube.adapters import PoolRef, PoolState
 from controlplane.kube.render import Backend, Track, workload_for
 from controlplane.models import (
     BasePool,
@@ -265,6 +265,55 @@ class Reconciler:
             )
         return Observed(canary=canary, stable=stable, route=route, pool=state)
 
+    def _place(
+        self, session: Session, rollout: Rollout, model: Model, state: PoolState, now: datetime
+    ) -> None:
+        """Keep on the rollout which pod of the pool holds which adapters, and say in an
+        event when the stable or canary adapter arrived on or left a pod (a load, an
+        unload, a pod restarted or added): the history of where the adapters were."""
+        canary = adapter_name(model.name, rollout.canary_version)
+        stable = (
+            adapter_name(model.name, rollout.stable_version)
+            if rollout.stable_version is not None
+            else None
+        )
+        pods = state.as_json()
+
+        def shape(rows: list[dict[str, Any]]) -> list[tuple[str, bool, bool, bool]]:
+            return [
+                (
+                    row["pod"],
+                    bool(row["serving"]),
+                    canary in (row["adapters"] or ()),
+                    stable is not None and stable in (row["adapters"] or ()),
+                )
+                for row in rows
+            ]
+
+        changed = shape(list(rollout.placement.get("pods") or [])) != shape(pods)
+        rollout.placement = {
+            "pool": state.name,
+            "stable_adapter": stable,
+            "canary_adapter": canary,
+            "observed_at": now.isoformat(),
+            "pods": pods,
+        }
+        if not changed:
+            return
+        notes = [state.version_state(canary).note]
+        if stable is not None:
+            notes.append(state.version_state(stable).note.replace(f" of pool {state.name}", ""))
+        add_event(
+            session,
+            rollout,
+            at=now,
+            actor="system",
+            kind="placement",
+            message=f"{canary}: {notes[0]}"
+            + (f"; {stable}: {notes[1]}" if stable is not None else ""),
+            evidence={"pool": state.name, "pods": pods},
+        )
+
     def _measurements(self, session: Session, rollout: Rollout) -> list[MeasurementOutcome]:
         rows = session.exec(
             select(Measurement)
@@ -311,6 +360,8 @@ class Reconciler:
         facts = facts_of(rollout, model)
         try:
             observed = self._observe(session, model, rollout)
+            if observed.pool is not None:
+                self._place(session, rollout, model, observed.pool, now)
         except KubeError as error:
             self._release(
                 session, rollout, now, _delay(error), f"cannot observe the cluster: {error.message}"
@@ -514,6 +565,7 @@ class Reconciler:
             name for name, w in targets if w > 0
         }
         self.driver.adapters.set_gates(state, gate)
+        self._place(session, rollout, model, state, self.clock())
 
     def _record(
         self, session: Session, rollout: Rollout, model: Model, decision: Decision, now: datetime

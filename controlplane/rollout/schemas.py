@@ -7,7 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from controlplane.models import Command, Measurement, Phase, Rollout, RolloutEvent
+from controlplane.models import (
+    Command,
+    Measurement,
+    Phase,
+    PodAdapters,
+    Rollout,
+    RolloutEvent,
+)
 from controlplane.naming import dns1123_label_problem
 from controlplane.rollout.strategy import Step, Strategy
 
@@ -39,6 +46,16 @@ class PromoteBody(CommandBody):
     full: bool = Field(default=False, description="Skip the remaining steps.")
 
 
+class Placement(BaseModel):
+    """An adapter rollout's base pool: which pod held which adapters at the last look."""
+
+    pool: str
+    stable_adapter: str | None
+    canary_adapter: str
+    observed_at: datetime
+    pods: list[PodAdapters]
+
+
 class RolloutPublic(BaseModel):
     id: int
     model: str
@@ -66,6 +83,11 @@ class RolloutPublic(BaseModel):
         description="When the rollout is requested: what it cannot do as asked (e.g. weights "
         "replicas routing cannot honor), and what it does instead.",
     )
+    placement: Placement | None = Field(
+        default=None,
+        description="An adapter rollout on a base pool: which pod holds which adapters, as "
+        "last read (null for a full-weights rollout).",
+    )
 
     @classmethod
     def of(cls, rollout: Rollout) -> RolloutPublic:
@@ -92,6 +114,7 @@ class RolloutPublic(BaseModel):
             updated_at=rollout.updated_at,
             finished_at=rollout.finished_at,
             next_check_at=rollout.next_check_at,
+            placement=Placement.model_validate(rollout.placement) if rollout.placement else None,
         )
 
 

@@ -162,6 +162,85 @@ def test_day_one_through_the_cli(server: Server) -> None:
     assert token not in server.log.read_text()
 
 
+def test_a_base_pool_and_an_adapter_model_through_the_cli(server: Server) -> None:
+    created = server.cli(
+        "pools",
+        "create",
+        "llama",
+        "--base-model",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--deployment",
+        "llama-base",
+        "--max-loras",
+        "4",
+        "--namespace",
+        "llm",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "base pool llama created" in created.stdout
+    listed = server.cli("pools", "list")
+    assert listed.stdout.splitlines()[1].split()[:3] == [
+        "llama",
+        "llm",
+        "meta-llama/Llama-3.1-8B-Instruct",
+    ]
+    shown = server.cli("pools", "show", "llama")
+    assert "adapters: not read yet" in shown.stdout
+
+    both = server.cli("models", "create", "chat", "--image", "x/y:1", "--base-pool", "llama")
+    assert both.returncode == 2
+    assert "exclude each other" in both.stderr
+    neither = server.cli("models", "create", "chat")
+    assert neither.returncode == 2
+    assert "--image is required" in neither.stderr
+    model = server.cli(
+        "models", "create", "chat", "--base-pool", "llama", "--namespace", "llm", "-o", "json"
+    )
+    assert model.returncode == 0, model.stderr
+    assert json.loads(model.stdout)["routing_mode"] == "model-rewrite"
+
+    too_big = server.cli(
+        "versions",
+        "register",
+        "chat",
+        "v1",
+        "--artifact-uri",
+        "s3://adapters/chat/v1",
+        "--kind",
+        "lora_adapter",
+        "--base-model",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--lora-rank",
+        "64",
+    )
+    assert too_big.returncode == 1
+    assert "lora_rank 64 is over" in too_big.stderr
+    registered = server.cli(
+        "versions",
+        "register",
+        "chat",
+        "v1",
+        "--artifact-uri",
+        "s3://adapters/chat/v1",
+        "--kind",
+        "lora_adapter",
+        "--base-model",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--lora-rank",
+        "8",
+        "-o",
+        "json",
+    )
+    assert registered.returncode == 0, registered.stderr
+    assert json.loads(registered.stdout)["lora_rank"] == 8
+
+    in_use = server.cli("pools", "delete", "llama")
+    assert in_use.returncode == 1
+    assert "chat" in in_use.stderr
+    assert server.cli("models", "delete", "chat").returncode == 0
+    assert server.cli("pools", "delete", "llama").returncode == 0
+
+
 def test_day_one_over_raw_http(server: Server) -> None:
     admin = {"Authorization": f"Bearer {ADMIN}"}
     with httpx.Client(base_url=server.url, timeout=10) as http:

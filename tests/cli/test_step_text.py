@@ -35,3 +35,48 @@ def test_each_step_kind_reads_as_one_phrase(step: dict[str, Any], text: str) -> 
     dumped = Strategy.model_validate({"steps": steps}).model_dump(mode="json")["steps"][-1]
     assert _step_text(dumped) == text
     assert _step_text(None) == "-"
+
+
+def test_placement_reads_as_a_table_of_pods_and_the_two_adapters() -> None:
+    from controlplane.cli.app import placement_text
+
+    placement = {
+        "pool": "llama",
+        "stable_adapter": "chat-v1",
+        "canary_adapter": "chat-v2",
+        "observed_at": "2026-12-01T10:11:12+00:00",
+        "pods": [
+            {
+                "pod": "a",
+                "serving": True,
+                "ready": True,
+                "gated": True,
+                "adapters": ["chat-v1", "chat-v2", "other-x"],
+                "error": None,
+            },
+            {
+                "pod": "b",
+                "serving": True,
+                "ready": False,
+                "gated": False,
+                "adapters": ["chat-v1"],
+                "error": None,
+            },
+            {
+                "pod": "c",
+                "serving": False,
+                "ready": False,
+                "gated": False,
+                "adapters": None,
+                "error": "connection refused",
+            },
+        ],
+    }
+    lines = placement_text(placement).splitlines()
+    assert lines[0] == "adapters on base pool llama (read at 10:11:12):"
+    assert lines[1].split()[:6] == ["POD", "SERVING", "READY", "STABLE", "chat-v1", "CANARY"]
+    assert lines[2].split() == ["a", "yes", "yes", "(gated)", "loaded", "loaded", "other-x", "-"]
+    assert lines[3].split() == ["b", "yes", "no", "loaded", "no", "-", "-"]
+    assert lines[4].split()[:5] == ["c", "no", "no", "?", "?"]
+    assert lines[4].endswith("connection refused")
+    assert placement_text({**placement, "pods": []}).endswith("no pod of the pool found")

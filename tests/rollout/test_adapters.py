@@ -29,6 +29,7 @@ from controlplane.models import (
     ModelVersion,
     Phase,
     PoolCreate,
+    Rollout,
     VersionCreate,
     VersionStatus,
 )
@@ -38,6 +39,7 @@ from controlplane.registry import versions as version_service
 from controlplane.rollout import service
 from controlplane.rollout.keeper import PoolKeeper
 from controlplane.rollout.reconciler import Reconciler
+from controlplane.rollout.schemas import RolloutPublic
 from controlplane.rollout.strategy import Analysis, Pause, SetWeight, Strategy
 from controlplane.simulate import harness
 from controlplane.simulate.pods import PodServers
@@ -332,6 +334,35 @@ def test_a_restarted_pod_and_a_new_pod_get_the_adapters_back(
     assert held[restarted] == ["chat-v1", "chat-v2"]
     assert all(h == ["chat-v1", "chat-v2"] for h in held.values()), held
     assert new in held
+
+    # the keeper's reading is on the pool; the rollout's (next pass) on the rollout, and
+    # each move of its adapters is an event of its history
+    with database.session() as session:
+        reading = pool_service.to_public(pool_service.get_pool(session, "llama"))
+    assert reading.observed_at is not None
+    assert {p.pod: p.adapters for p in reading.pods if p.serving} == held
+    clock.now += timedelta(seconds=61)
+    reconciler.run_due()
+    with database.session() as session:
+        row = session.get(Rollout, rollout)
+        assert row is not None
+        placement = RolloutPublic.of(row).placement
+    assert placement is not None
+    assert (placement.pool, placement.stable_adapter, placement.canary_adapter) == (
+        "llama",
+        "chat-v1",
+        "chat-v2",
+    )
+    assert {p.pod: p.adapters for p in placement.pods if p.serving} == held
+    moves = [e for e in events(database, rollout) if e.kind == "placement"]
+    assert moves[0].message == (
+        "chat-v2: adapter on 0 of 3 serving pods of pool llama; "
+        "chat-v1: adapter on 3 of 3 serving pods"
+    )
+    assert moves[1].message.startswith("chat-v2: adapter on 3 of 3 serving pods")
+    assert moves[-1].message.startswith("chat-v2: adapter on 3 of 3 serving pods")
+    assert new in str(moves[-1].evidence)
+    assert len(moves) >= 2, [m.message for m in moves]
 
 
 @pytest.mark.parametrize("pool", [True], indirect=True)

@@ -292,7 +292,9 @@
     const soFar = analysisSoFar(rollout, measurements, events, Date.now());
     events.reverse(); // oldest first: a timeline reads down
     measurements.reverse();
-    return [banner(rollout), summary(rollout), ...(soFar ? [analysisPanel(soFar)] : []),
+    return [banner(rollout), summary(rollout),
+      ...(rollout.placement ? [placementPanel(rollout.placement)] : []),
+      ...(soFar ? [analysisPanel(soFar)] : []),
       h("div", { class: "columns" },
         h("section", { class: "card", id: "timeline" }, h("h2", {}, "Timeline"), timeline(events)),
         h("section", { class: "card", id: "analysis" }, h("h2", {}, "Analysis: canary vs stable"),
@@ -335,6 +337,29 @@
         fact("finished", r.finished_at ? timeNode(r.finished_at) : "not yet"),
         r.pending_command ? fact("pending command", r.pending_command) : null),
       h("div", { class: "steps-row" }, h("span", { class: "muted" }, "steps "), steps));
+  }
+
+  // an adapter rollout: which pod of the base pool holds the stable and canary adapters
+  function placementPanel(p) {
+    const holds = (pod, name) => !name ? "—" : pod.adapters === null ? "?"
+      : pod.adapters.includes(name) ? "loaded" : "no";
+    const rows = p.pods.map((pod) => h("tr", { class: pod.serving && (holds(pod, p.canary_adapter) === "no") ? "bad" : "" },
+      h("td", { class: "mono" }, pod.pod),
+      h("td", {}, pod.serving ? "yes" : "no"),
+      h("td", {}, (pod.ready ? "yes" : "no") + (pod.gated ? " (gated)" : "")),
+      h("td", {}, holds(pod, p.stable_adapter)),
+      h("td", {}, holds(pod, p.canary_adapter)),
+      h("td", { class: "mono" }, (pod.adapters || []).filter((a) => a !== p.stable_adapter && a !== p.canary_adapter).join(" ") || "—"),
+      h("td", { class: "muted" }, pod.error || "")));
+    return h("section", { class: "card", id: "placement" },
+      h("h2", {}, `Adapters on base pool ${p.pool}`),
+      h("p", { class: "muted" }, "As last read ", timeNode(p.observed_at), "; the timeline's placement events say when each moved."),
+      p.pods.length
+        ? h("table", { class: "grid compact" },
+          h("thead", {}, h("tr", {}, ["pod", "serving", "ready", `stable ${p.stable_adapter || "—"}`,
+            `canary ${p.canary_adapter}`, "other adapters", "error"].map((t) => h("th", {}, t)))),
+          h("tbody", {}, rows))
+        : h("p", { class: "muted" }, "No pod of the pool was found."));
   }
 
   // the events that explain the end: the analysis that failed and the move back
