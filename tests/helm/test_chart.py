@@ -60,6 +60,11 @@ ALLOWED_RULES: dict[tuple[str, str], set[str]] = {
     ("", "services"): WRITE_VERBS,
     ("gateway.networking.k8s.io", "httproutes"): WRITE_VERBS,
     ("inference.networking.k8s.io", "inferencepools"): WRITE_VERBS,
+    # adapter models (controlplane/kube/adapters.py): the weighted model-name rewrite, in
+    # either group a cluster may serve, and the readiness gate on the pool's pods
+    ("llm-d.ai", "inferencemodelrewrites"): WRITE_VERBS,
+    ("inference.networking.x-k8s.io", "inferencemodelrewrites"): WRITE_VERBS,
+    ("", "pods/status"): {"patch"},
     ("", "pods"): READ_VERBS,
     ("", "events"): READ_VERBS,
     ("", "nodes"): {"get", "list"},
@@ -83,6 +88,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "gateway-api-off": {
         "adminToken": TOKEN,
         "rbac": {"gatewayApi": False, "inferencePools": True, "readNodes": False},
+    },
+    "adapters-cluster-wide": {
+        "adminToken": TOKEN,
+        "rbac": {"clusterWide": True, "adapters": True, "adapterReadinessGate": True},
     },
     "service-monitor": {
         "adminToken": TOKEN,
@@ -671,11 +680,14 @@ def test_invalid_values_are_refused_with_a_clear_message(
 # --- against the API server -------------------------------------------------------------
 
 
-def kubectl(kubeconfig: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    kubeconfig: str, *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     if not KUBECTL.is_file():
         pytest.fail(f"{KUBECTL} is missing: run hack/cluster/build.sh")
     done = subprocess.run(
         [str(KUBECTL), "--kubeconfig", kubeconfig, *args],
+        input=input,
         capture_output=True,
         text=True,
         check=False,
@@ -770,25 +782,33 @@ def apply_chart(
 
 
 def can_i(kubeconfig: str, namespace: str, verb: str, resource: str, where: str | None) -> bool:
-    """`kubectl auth can-i` as the control plane's ServiceAccount; ``where`` None: in every
-    namespace (or a cluster-scoped resource). ``pods/exec`` means the subresource."""
-    scope = ["--all-namespaces"] if where is None else ["--namespace", where]
+    """May the control plane's ServiceAccount do ``verb`` on ``resource``, asked of the API
+    server with a SubjectAccessReview (``where`` None: in every namespace, or a
+    cluster-scoped resource). ``resource`` is ``plural[.group][/subresource]``: the group
+    is named, not discovered, so a rule for a CRD the cluster does not serve (llm-d.ai's
+    rewrites on the test cluster) is checked all the same."""
     resource, _, subresource = resource.partition("/")
+    plural, _, group = resource.partition(".")
+    attributes: dict[str, str] = {"verb": verb, "resource": plural, "group": group}
     if subresource:
-        scope += ["--subresource", subresource]
-    done = kubectl(
-        kubeconfig,
-        "auth",
-        "can-i",
-        verb,
-        resource,
-        *scope,
-        f"--as=system:serviceaccount:{namespace}:{FULLNAME}",
-        check=False,
-    )
-    answer = done.stdout.strip()
-    assert answer in {"yes", "no"}, f"can-i {verb} {resource}: {done.stdout} {done.stderr}"
-    return answer == "yes"
+        attributes["subresource"] = subresource
+    if where is not None:
+        attributes["namespace"] = where
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": f"system:serviceaccount:{namespace}:{FULLNAME}",
+            "groups": [
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{namespace}",
+                "system:authenticated",
+            ],
+            "resourceAttributes": attributes,
+        },
+    }
+    done = kubectl(kubeconfig, "create", "-o", "json", "-f", "-", input=json.dumps(review))
+    return bool(json.loads(done.stdout)["status"].get("allowed", False))
 
 
 @contextmanager
@@ -871,7 +891,7 @@ NEVER = [
     ("create", "pods/exec"),
     ("create", "pods"),
     ("delete", "pods"),
-    ("patch", "deployments/scale"),
+    ("patch", "deployments.apps/scale"),
     ("create", "roles.rbac.authorization.k8s.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("create", "serviceaccounts/token"),
@@ -942,6 +962,10 @@ def test_namespaced_install_grants_the_driver_exactly_its_verbs(
     for verb, resource in NEVER:
         expected[(verb, resource, namespace)] = False
     expected[("create", "inferencepools.inference.networking.k8s.io", namespace)] = False
+    # adapters are off by default: no rewrite, no pod status
+    for group in ("llm-d.ai", "inference.networking.x-k8s.io"):
+        expected[("patch", f"inferencemodelrewrites.{group}", namespace)] = False
+    expected[("patch", "pods/status", namespace)] = False
     # readNodes (default): free-GPU accounting, and nothing more cluster-wide
     expected[("list", "nodes", None)] = True
     expected[("get", "nodes", None)] = True
@@ -951,6 +975,40 @@ def test_namespaced_install_grants_the_driver_exactly_its_verbs(
     expected[("create", "deployments.apps", None)] = False
     expected[("list", "secrets", None)] = False
     assert_matrix(kubeconfig, namespace, expected)
+
+
+@pytest.mark.cluster
+def test_adapter_rbac_adds_the_rewrites_and_the_pool_reads_and_the_gate_only_if_asked(
+    apply_chart: Apply, kubeconfig: str, restricted_namespace: str
+) -> None:
+    namespace = restricted_namespace
+    apply_chart({"adminToken": TOKEN, "rbac": {"adapters": True}}, namespace)
+    expected: dict[tuple[str, str, str | None], bool] = {}
+    for group in ("llm-d.ai", "inference.networking.x-k8s.io"):
+        for verb in ("get", "create", "patch", "delete"):
+            expected[(verb, f"inferencemodelrewrites.{group}", namespace)] = True
+        expected[("patch", f"inferencemodelrewrites.{group}", None)] = False
+    expected[("get", "inferencepools.inference.networking.k8s.io", namespace)] = True
+    expected[("create", "inferencepools.inference.networking.k8s.io", namespace)] = False
+    expected[("patch", "pods/status", namespace)] = False
+    expected[("create", "pods", namespace)] = False
+    expected[("delete", "pods", namespace)] = False
+    assert_matrix(kubeconfig, namespace, expected)
+
+    apply_chart(
+        {"adminToken": TOKEN, "rbac": {"adapters": True, "adapterReadinessGate": True}},
+        namespace,
+    )
+    assert_matrix(
+        kubeconfig,
+        namespace,
+        {
+            ("patch", "pods/status", namespace): True,
+            ("update", "pods/status", namespace): False,
+            ("patch", "pods", namespace): False,
+            ("patch", "pods/status", None): False,
+        },
+    )
 
 
 @pytest.mark.cluster

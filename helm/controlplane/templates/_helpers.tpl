@@ -166,6 +166,20 @@ configmaps, no pods/exec, no subresources.
 - apiGroups: ["inference.networking.k8s.io"]
   resources: ["inferencepools"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+{{- else if .Values.rbac.adapters }}
+- apiGroups: ["inference.networking.k8s.io"]
+  resources: ["inferencepools"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+{{- if .Values.rbac.adapters }}
+- apiGroups: ["llm-d.ai", "inference.networking.x-k8s.io"]
+  resources: ["inferencemodelrewrites"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+{{- end }}
+{{- if and .Values.rbac.adapters .Values.rbac.adapterReadinessGate }}
+- apiGroups: [""]
+  resources: ["pods/status"]
+  verbs: ["patch"]
 {{- end }}
 - apiGroups: [""]
   resources: ["pods", "events"]
