@@ -395,9 +395,12 @@ class Reconciler:
             )
             telemetry.VERDICTS.labels(result.verdict.value).inc()
             decision = plan(facts, observed, measurements, now, self.limits)
+        followed = False  # this pass made the canary ready itself: the next one follows now
         if decision.target is not None:
             try:
-                self._apply(session, model, rollout, decision.target, facts.routed_weight, observed)
+                followed = self._apply(
+                    session, model, rollout, decision.target, facts.routed_weight, observed
+                )
             except TemporaryKubeError as error:
                 self._release(
                     session,
@@ -420,6 +423,8 @@ class Reconciler:
                 decision = rollback(
                     facts, f"the cluster refused a change: {error.message}", now=now
                 )
+        if followed and decision.requeue_after > timedelta(0):
+            decision = replace(decision, requeue_after=timedelta(0))
         self._record(session, rollout, model, decision, now)
         return decision.requeue_after <= timedelta(0) and not decision.facts.phase.is_terminal
 
@@ -431,7 +436,9 @@ class Reconciler:
         target: Target,
         routed_before: int,
         observed: Observed,
-    ) -> None:
+    ) -> bool:
+        """Converge the cluster to ``target``; True when that made the canary ready then
+        and there (an adapter loaded on every pod: no reason to wait a poll to route it)."""
         canary_version = _version_row(session, model, rollout.canary_version)
         stable_version = (
             _version_row(session, model, rollout.stable_version)
@@ -439,8 +446,13 @@ class Reconciler:
             else None
         )
         if model.base_pool is not None:
-            self._apply_adapters(session, model, rollout, target, observed, canary_version)
-            return
+            state = self._apply_adapters(session, model, rollout, target, observed, canary_version)
+            adapter = adapter_name(model.name, canary_version.version)
+            return (
+                target.canary_replicas > 0
+                and observed.canary.ready == 0
+                and state.version_state(adapter).ready > 0
+            )
         canary = workload_for(
             model, canary_version, track=target.canary_track, replicas=target.canary_replicas
         )
@@ -500,6 +512,7 @@ class Reconciler:
             route(target.weight)
         if target.retire_stable and stable is not None:
             self.driver.delete_version(model.namespace, model.name, stable.version)
+        return False
 
     def _apply_adapters(
         self,
@@ -509,7 +522,7 @@ class Reconciler:
         target: Target,
         observed: Observed,
         canary_version: ModelVersion,
-    ) -> None:
+    ) -> PoolState:
         """An adapter model's target on its base pool, in the one safe order: load what
         the target keeps (every serving pod), then route the model name by weight, then
         unload the canary it no longer keeps (only in a later pass than the one that took
@@ -566,6 +579,7 @@ class Reconciler:
         }
         self.driver.adapters.set_gates(state, gate)
         self._place(session, rollout, model, state, self.clock())
+        return state
 
     def _record(
         self, session: Session, rollout: Rollout, model: Model, decision: Decision, now: datetime

@@ -277,7 +277,8 @@ class Gateway:
                 self.send_header("Content-Type", CONTENT_TYPE)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                with suppress(BrokenPipeError, ConnectionResetError):  # a scraper gone
+                    self.wfile.write(body)
 
             def log_message(self, *_: Any) -> None:
                 return

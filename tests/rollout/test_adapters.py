@@ -242,6 +242,9 @@ def test_an_adapter_is_promoted_then_one_is_rolled_back_without_touching_the_poo
         original(**kwargs)
 
     reconciler.driver.adapters.apply_rewrite = spy  # type: ignore[method-assign]
+    # loaded on every pod in one pass, routed in the next one at once: no poll in between
+    reconciler.run_due()
+    assert [("chat-v1", 90), ("chat-v2", 10)] in seen
     drive(reconciler, clock, database, second, until={Phase.SUCCEEDED})
     assert [("chat-v1", 90), ("chat-v2", 10)] in seen
     assert rewrite(kube_api, namespace) == [("chat-v2", 100)]
