@@ -125,8 +125,9 @@ class VersionStatus(StrEnum):
 
 class RoutingMode(StrEnum):
     """How traffic is split between versions: replica share, Gateway API weights to a
-    Service per version, Gateway API weights to an InferencePool per version, or (adapter
-    models on a base pool) a weighted model-name rewrite between adapters."""
+    Service per version, or (adapter models on a base pool) a weighted model-name rewrite
+    between adapters. ``inference-pool`` (Gateway API weights to an InferencePool per
+    version) is reserved: the registry refuses it until the engine drives it."""
 
     REPLICAS = "replicas"
     GATEWAY_API = "gateway-api"
@@ -326,7 +327,7 @@ class ModelCreate(_ServingValidators, ModelBase):
             if self.routing_mode is RoutingMode.MODEL_REWRITE:
                 raise ValueError(
                     "routing_mode 'model-rewrite' is for models served as adapters: give "
-                    "base_pool, or route with replicas, gateway-api or inference-pool"
+                    "base_pool, or route with replicas or gateway-api"
                 )
             return self
         naming_problem = naming.dns1123_label_problem(self.base_pool, "base_pool")

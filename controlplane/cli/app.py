@@ -272,9 +272,7 @@ def models_create(
     replicas: Annotated[int, typer.Option(help="Stable replicas.")] = 1,
     port: Annotated[int, typer.Option(help="Container port.")] = 8000,
     gpu_budget: Annotated[int | None, typer.Option(help="Most GPUs a rollout may hold.")] = None,
-    routing: Annotated[
-        str, typer.Option(help="replicas, gateway-api or inference-pool.")
-    ] = "replicas",
+    routing: Annotated[str, typer.Option(help="replicas or gateway-api.")] = "replicas",
     arg: Annotated[list[str] | None, typer.Option("--arg", help="Server arg (repeat).")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE (repeat).")] = None,
     label: Annotated[list[str] | None, typer.Option("--label", help="KEY=VALUE (repeat).")] = None,

@@ -59,6 +59,19 @@ def serving_issues(serving: ServingDefaults) -> list[FieldIssue]:
                 "Gateway that the model's HTTPRoute attaches to",
             )
         )
+    if serving.routing_mode is RoutingMode.INFERENCE_POOL:
+        # reserved: the engine does not drive an InferencePool per version yet, and a model
+        # accepted in this mode would be routed as 'replicas' without a word
+        issues.append(
+            FieldIssue(
+                field="routing_mode",
+                code="routing_mode_unsupported",
+                message="routing_mode 'inference-pool' (an InferencePool per version behind "
+                "the HTTPRoute) is not supported yet: use 'gateway-api' (an HTTPRoute over a "
+                "Service per version) or 'replicas'; adapter models on an InferencePool use "
+                "base_pool",
+            )
+        )
     return issues
 
 

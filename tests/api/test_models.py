@@ -155,6 +155,20 @@ def test_gateway_routing_needs_a_gateway_reference(api: TestClient) -> None:
     assert good.json()["gateway"] == "infra/llm-gw"
 
 
+def test_inference_pool_routing_is_refused_until_the_engine_drives_it(api: TestClient) -> None:
+    body = model_body(name="pooled", routing_mode="inference-pool", gateway="infra/llm-gw")
+    refused = api.post("/v1/models", json=body)
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["code"] == "routing_mode_unsupported"
+    assert "'gateway-api'" in refused.json()["detail"]
+    assert api.get("/v1/models/pooled").status_code == 404
+    assert api.post("/v1/models", json=model_body(name="pooled")).status_code == 201
+    patched = api.patch("/v1/models/pooled", json={"routing_mode": "inference-pool"})
+    assert patched.status_code == 400
+    assert patched.json()["errors"][0]["code"] == "routing_mode_unsupported"
+    assert api.get("/v1/models/pooled").json()["routing_mode"] == "replicas"
+
+
 def test_node_placement_round_trips_and_patches(api: TestClient) -> None:
     body = model_body(
         name="placed",
