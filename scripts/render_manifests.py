@@ -22,6 +22,7 @@ from controlplane.kube.render import (
     Workload,
     render_deployment,
     render_httproute,
+    render_model_rewrite,
     render_model_service,
     render_version_service,
 )
@@ -73,6 +74,17 @@ def documents() -> dict[str, list[dict[str, Any]]]:
                 port=8000,
                 gateway="infra/llm-gateway",
                 backends=[Backend(stable.version, 90), Backend(canary.version, 10)],
+            )
+        ],
+        # an adapter model on a base pool, 10% of its name's requests on the canary adapter
+        # (llm-d's group; inference.networking.x-k8s.io/v1alpha2 where only that is served)
+        "adapter-rewrite.yaml": [
+            render_model_rewrite(
+                model="chat",
+                namespace="llm",
+                pool="llama-base",
+                api_version="llm-d.ai/v1alpha2",
+                targets=[("chat-v1", 90), ("chat-v2", 10)],
             )
         ],
     }
