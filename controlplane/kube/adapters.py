@@ -42,7 +42,7 @@ from controlplane.kube.client import (
     KubeApi,
     rewrite_resource,
 )
-from controlplane.kube.errors import PermanentKubeError
+from controlplane.kube.errors import NotFoundError, PermanentKubeError
 from controlplane.kube.fields import last_writer
 from controlplane.kube.observe import VersionState, WeightReading
 from controlplane.kube.render import MANAGER, render_model_rewrite
@@ -168,6 +168,7 @@ class PoolPod:
     url: str | None
     adapters: frozenset[str] | None = None  # None: could not be read
     error: str | None = None
+    terminating: bool = False  # deleted, on its way out
 
     def holds(self, adapter: str) -> bool:
         return self.adapters is not None and adapter in self.adapters
@@ -185,7 +186,14 @@ class PoolState:
 
     @property
     def serving(self) -> list[PoolPod]:
-        return [pod for pod in self.pods if pod.serving]
+        """The pods an adapter must be on before it takes traffic: those whose server is
+        up, except a gated pod whose list cannot be read and whose gate is closed (it takes
+        no request, and one such pod must not hold every rollout on the pool forever)."""
+        return [
+            pod
+            for pod in self.pods
+            if pod.serving and not (pod.gated and not pod.gate_open and pod.adapters is None)
+        ]
 
     def holding(self, adapter: str) -> list[PoolPod]:
         return [pod for pod in self.serving if pod.holds(adapter)]
@@ -269,6 +277,7 @@ def pod_view(pod: dict[str, Any], url: str | None) -> PoolPod:
         gated=ADAPTERS_GATE in gates,
         gate_open=_condition(pod, ADAPTERS_GATE),
         url=url,
+        terminating=terminating,
     )
 
 
@@ -423,7 +432,12 @@ class AdapterDriver:
         needed = set(needed)
         changed = []
         for pod in state.pods:
-            if not pod.gated or (pod.adapters is None and not pod.gate_open):
+            # left alone: a pod on its way out (it may be gone before the patch), and a
+            # serving pod whose list could not be read this once (a slow answer is no
+            # evidence it lost its adapters); a pod whose server is down has its gate
+            # closed, so that it comes back out of rotation until its adapters are back
+            unread = pod.adapters is None and (pod.serving or not pod.gate_open)
+            if not pod.gated or pod.terminating or unread:
                 continue
             should = pod.serving and needed <= (pod.adapters or frozenset())
             if should == pod.gate_open:
@@ -438,9 +452,12 @@ class AdapterDriver:
                 else f"not loaded yet: {', '.join(missing) or 'the server is not serving'}",
                 "lastTransitionTime": utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
-            self.api.patch_status(
-                POD, state.namespace, pod.name, {"status": {"conditions": [condition]}}
-            )
+            try:
+                self.api.patch_status(
+                    POD, state.namespace, pod.name, {"status": {"conditions": [condition]}}
+                )
+            except NotFoundError:  # deleted since it was read: nothing left to gate
+                continue
             changed.append(pod.name)
         return changed
 

@@ -99,8 +99,16 @@ class VllmAdmin:
             response = self.client.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": name})
         except httpx.HTTPError as error:
             raise AdapterError(f"unload {name}: {error}", permanent=False) from error
-        if response.is_success or response.status_code == 404:
-            return  # not there (any more): what we wanted
+        if response.is_success:
+            return
+        if response.status_code == 404 and _structured(response):
+            return  # vLLM's own "cannot be found": not there (any more), what we wanted
+        if response.status_code in (404, 405):  # a bare 404: no runtime LoRA API here
+            raise AdapterError(
+                f"unload {name}: the server has no runtime LoRA API (HTTP "
+                f"{response.status_code}): start vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True",
+                permanent=True,
+            )
         raise AdapterError(
             f"unload {name}: HTTP {response.status_code}: {_message(response)}",
             permanent=response.status_code < 500,

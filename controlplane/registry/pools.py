@@ -243,6 +243,25 @@ def check_adapter_version(session: Session, model: Model, data: VersionCreate) -
             "--max-lora-rank (and max_lora_rank here) or retrain at a lower rank",
             code="lora_rank_too_large",
         )
+    # adapters of every model on the pool share one namespace of names on its pods:
+    # chat/fr-v1 and chat-fr/v1 would both load as chat-fr-v1, and serve each other
+    name = adapter_name(model.name, data.version)
+    for other in models_on(session, pool):
+        if other.id == model.id or not name.startswith(f"{other.name}-"):
+            continue
+        taken = session.exec(
+            select(ModelVersion).where(
+                ModelVersion.model_id == other.id,
+                ModelVersion.version == name[len(other.name) + 1 :],
+            )
+        ).first()
+        if taken is not None:
+            raise ConflictError(
+                f"the adapter name {name!r} is taken on base pool {pool.name!r} by model "
+                f"{other.name!r}'s version {taken.version!r}: adapters load under "
+                "<model>-<version>, so choose another version name",
+                code="adapter_name_taken",
+            )
 
 
 def check_room(session: Session, model: Model, canary: str) -> None:
@@ -255,14 +274,29 @@ def check_room(session: Session, model: Model, canary: str) -> None:
     names = [workload_name(m.name, v.version) for m, v in held]
     if workload_name(model.name, canary) in names:
         return
-    if len(held) + 1 > pool.max_loras:
+    # a slot is also taken by what a pod still holds beside the live adapters, as the
+    # keeper last read the pods: an old stable draining after a promotion (unloaded within
+    # seconds), a leftover, another tool's adapter
+    extra: set[str] = set()
+    for pod in pool.pods:
+        if pod.get("serving"):
+            beside = set(pod.get("adapters") or ()) - set(names)
+            extra = beside if len(beside) > len(extra) else extra
+    if len(held) + len(extra) + 1 > pool.max_loras:
+        also = f"; besides, a pod still holds {', '.join(sorted(extra))}" if extra else ""
         raise ConflictError(
             f"base pool {pool.name!r} has no room for one more adapter: its pods hold or are "
-            f"loading {len(held)} of max_loras {pool.max_loras} ({', '.join(names)}); wait "
-            "for a rollout on the pool to end, retire an adapter model, or raise the pool's "
+            f"loading {len(held)} live adapters ({', '.join(names) or 'none'}) of max_loras "
+            f"{pool.max_loras}{also}; try again once a rollout on the pool has ended and "
+            "its old adapter is unloaded (seconds after the end), or raise the pool's "
             "--max-loras (and max_loras here)",
             code="pool_full",
-            context={"pool": pool.name, "held": names, "max_loras": pool.max_loras},
+            context={
+                "pool": pool.name,
+                "held": names,
+                "also_on_pods": sorted(extra),
+                "max_loras": pool.max_loras,
+            },
         )
 
 

@@ -63,13 +63,19 @@ class PoolKeeper:
                 state = self.driver.adapters.ensure_loaded(state, load)
                 after = sum(len(pod.adapters or ()) for pod in state.pods)
                 loaded += max(0, after - before)
-                leftover = {n for pod in state.pods for n in (pod.adapters or ())} & retired
+                for name, why in sorted(state.failures.items()):
+                    log.warning("base pool %s: adapter %s not loaded: %s", ref.name, name, why)
+                # never unload what the routing needs, whatever else thinks it retired
+                held = {n for pod in state.pods for n in (pod.adapters or ())}
+                leftover = (held & retired) - set(load)
                 if leftover:
                     state = self.driver.adapters.unload(state, leftover)
                 self.driver.adapters.set_gates(state, gate)
                 seen[ref.name] = state
             except KubeError as error:
                 log.warning("base pool %s: %s", ref.name, error.message)
+            except Exception:  # one pool's trouble must not stop the others'
+                log.exception("base pool %s: the keeper's pass failed", ref.name)
         if seen:
             self._keep_readings(seen)
         return loaded

@@ -148,6 +148,8 @@ class Reconciler:
         self.clock = clock
         self.limits = limits or Limits()
         self.lease = lease
+        # an adapter rollout's placement read during the current pass, written at its end
+        self._placing: dict[int, tuple[dict[str, Any], list[tuple[datetime, str, Any]]]] = {}
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -290,29 +292,48 @@ class Reconciler:
                 for row in rows
             ]
 
-        changed = shape(list(rollout.placement.get("pods") or [])) != shape(pods)
-        rollout.placement = {
+        assert rollout.id is not None
+        pending = self._placing.get(rollout.id)
+        last = pending[0] if pending is not None else rollout.placement
+        events = list(pending[1]) if pending is not None else []
+        if shape(list(last.get("pods") or [])) != shape(pods):
+            notes = [state.version_state(canary).note]
+            if stable is not None:
+                notes.append(state.version_state(stable).note.replace(f" of pool {state.name}", ""))
+            message = f"{canary}: {notes[0]}" + (
+                f"; {stable}: {notes[1]}" if stable is not None else ""
+            )
+            events.append((now, message, {"pool": state.name, "pods": pods}))
+        placement = {
             "pool": state.name,
             "stable_adapter": stable,
             "canary_adapter": canary,
             "observed_at": now.isoformat(),
             "pods": pods,
         }
-        if not changed:
+        # written with the pass's decision (_record or _release), not now: a row changed
+        # in the session would be flushed by the next query and hold the database's write
+        # lock through every adapter load of the pass
+        self._placing[rollout.id] = (placement, events)
+
+    def _write_placement(self, session: Session, rollout: Rollout) -> None:
+        """What _place kept during this pass, onto the rollout and its history."""
+        assert rollout.id is not None
+        pending = self._placing.pop(rollout.id, None)
+        if pending is None:
             return
-        notes = [state.version_state(canary).note]
-        if stable is not None:
-            notes.append(state.version_state(stable).note.replace(f" of pool {state.name}", ""))
-        add_event(
-            session,
-            rollout,
-            at=now,
-            actor="system",
-            kind="placement",
-            message=f"{canary}: {notes[0]}"
-            + (f"; {stable}: {notes[1]}" if stable is not None else ""),
-            evidence={"pool": state.name, "pods": pods},
-        )
+        placement, events = pending
+        rollout.placement = placement
+        for at, message, evidence in events:
+            add_event(
+                session,
+                rollout,
+                at=at,
+                actor="system",
+                kind="placement",
+                message=message,
+                evidence=evidence,
+            )
 
     def _measurements(self, session: Session, rollout: Rollout) -> list[MeasurementOutcome]:
         rows = session.exec(
@@ -357,6 +378,8 @@ class Reconciler:
     def _reconcile(self, session: Session, rollout: Rollout, model: Model) -> bool:
         """One observe-plan-act-record pass. True when the next pass should follow now."""
         now = self.clock()
+        assert rollout.id is not None
+        self._placing.pop(rollout.id, None)  # nothing left from a pass that broke off
         facts = facts_of(rollout, model)
         try:
             observed = self._observe(session, model, rollout)
@@ -584,6 +607,7 @@ class Reconciler:
     def _record(
         self, session: Session, rollout: Rollout, model: Model, decision: Decision, now: datetime
     ) -> None:
+        self._write_placement(session, rollout)
         before, step_before = rollout.phase, rollout.step_index
         started_before = rollout.step_started_at
         new = decision.facts
@@ -679,6 +703,7 @@ class Reconciler:
         self, session: Session, rollout: Rollout, now: datetime, delay: timedelta, message: str
     ) -> None:
         """Keep the facts, try again later, and say why (once per distinct reason)."""
+        self._write_placement(session, rollout)
         rollout.next_check_at = now + delay
         rollout.lease_owner, rollout.lease_until = None, None
         session.add(rollout)

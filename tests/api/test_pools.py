@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from controlplane.db import Database
-from controlplane.models import AuditEvent, ModelVersion, VersionStatus
+from controlplane.models import AuditEvent, BasePool, Model, ModelVersion, VersionStatus
 from tests.factories import adapter_body, adapter_model_body, model_body, pool_body
 
 
@@ -130,6 +130,60 @@ def test_a_rollout_that_needs_a_slot_the_pool_lacks_is_a_409_before_it_starts(
     second = api.post("/v1/models/code/rollouts", json={"version": "v2"})
     assert second.status_code == 409
     assert second.json()["code"] == "pool_full"
+
+
+def test_what_the_pods_still_hold_beside_the_live_adapters_takes_a_slot_too(
+    api: TestClient, database: Database
+) -> None:
+    # a promotion just ended: chat-v1 still drains on the pods, as the keeper last read them
+    create(api, "/v1/pools", pool_body(name="llama", max_loras=3))
+    create(api, "/v1/models", adapter_model_body("llama", name="chat"))
+    create(api, "/v1/models", adapter_model_body("llama", name="code"))
+    create(api, "/v1/models/chat/versions", adapter_body(version="v2"))
+    create(api, "/v1/models/code/versions", adapter_body(version="v1"))
+    create(api, "/v1/models/code/versions", adapter_body(version="v2"))
+    create(api, "/v1/models/chat/versions", adapter_body(version="v1"))
+    with database.session() as session:  # chat: v2 promoted over v1; code: v1 stable
+        status = {
+            ("chat", "v1"): VersionStatus.RETIRED,
+            ("chat", "v2"): VersionStatus.STABLE,
+            ("code", "v1"): VersionStatus.STABLE,
+        }
+        for row in session.exec(select(ModelVersion)):
+            model = session.get(Model, row.model_id)
+            assert model is not None
+            row.status = status.get((model.name, row.version), row.status)
+            session.add(row)
+        pool = session.exec(select(BasePool)).one()
+        held = ["chat-v2", "chat-v1", "code-v1"]
+        pool.pods = [
+            {"pod": "a", "serving": True, "ready": True, "gated": False, "adapters": held},
+            {"pod": "b", "serving": False, "ready": False, "gated": False, "adapters": None},
+        ]
+        session.add(pool)
+        session.commit()
+    refused = api.post("/v1/models/code/rollouts", json={"version": "v2"})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "pool_full"
+    assert "a pod still holds chat-v1" in refused.json()["detail"]
+    with database.session() as session:  # the keeper unloaded it
+        pool = session.exec(select(BasePool)).one()
+        pool.pods = [{**pool.pods[0], "adapters": ["chat-v2", "code-v1"]}, pool.pods[1]]
+        session.add(pool)
+        session.commit()
+    assert api.post("/v1/models/code/rollouts", json={"version": "v2"}).status_code == 201
+
+
+def test_two_models_on_a_pool_cannot_load_under_one_name(api: TestClient) -> None:
+    create(api, "/v1/pools", pool_body(name="llama"))
+    create(api, "/v1/models", adapter_model_body("llama", name="chat"))
+    create(api, "/v1/models", adapter_model_body("llama", name="chat-fr"))
+    create(api, "/v1/models/chat-fr/versions", adapter_body(version="v1"))
+    clash = api.post("/v1/models/chat/versions", json=adapter_body(version="fr-v1"))
+    assert clash.status_code == 409
+    assert clash.json()["code"] == "adapter_name_taken"
+    assert "'chat-fr-v1'" in clash.json()["detail"]
+    assert api.post("/v1/models/chat/versions", json=adapter_body(version="fr-v2")).is_success
 
 
 def test_a_pool_cannot_shrink_below_what_its_pods_hold(api: TestClient, database: Database) -> None:

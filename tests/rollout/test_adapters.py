@@ -21,7 +21,7 @@ from sqlmodel import select
 from controlplane.analysis.verdict import Verdict
 from controlplane.db import Database
 from controlplane.kube import KubeDriver
-from controlplane.kube.adapters import ADAPTERS_GATE, AddressMap
+from controlplane.kube.adapters import ADAPTERS_GATE, AddressMap, PoolPod, PoolState
 from controlplane.kube.client import DEPLOYMENT, POD, KubeApi, rewrite_resource
 from controlplane.kube.vllm import VllmAdmin
 from controlplane.models import (
@@ -416,3 +416,24 @@ def pool_service_ref(database: Database) -> Any:
     with database.session() as session:
         row = session.exec(select(BasePool)).one()
         return pool_ref(row)
+
+
+def test_a_gate_is_left_alone_on_a_pod_gone_or_going(namespace: str, driver: KubeDriver) -> None:
+    # a pod deleted between the read and the patch (a scale-down, a drain) is no reason to
+    # fail a pass, and so no reason to roll a rollout back
+    def gated(name: str, *, terminating: bool) -> PoolPod:
+        return PoolPod(
+            name=name,
+            serving=True,
+            ready=False,
+            gated=True,
+            gate_open=False,
+            url="http://127.0.0.1:9",
+            adapters=frozenset({"chat-v1"}),
+            terminating=terminating,
+        )
+
+    state = PoolState(
+        "llama", namespace, (gated("gone-0", terminating=False), gated("going-1", terminating=True))
+    )
+    assert driver.adapters.set_gates(state, {"chat-v1"}) == []
