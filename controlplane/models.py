@@ -125,9 +125,9 @@ class VersionStatus(StrEnum):
 
 class RoutingMode(StrEnum):
     """How traffic is split between versions: replica share, Gateway API weights to a
-    Service per version, or (adapter models on a base pool) a weighted model-name rewrite
-    between adapters. ``inference-pool`` (Gateway API weights to an InferencePool per
-    version) is reserved: the registry refuses it until the engine drives it."""
+    Service per version, Gateway API weights to an InferencePool per version (each with its
+    endpoint picker), or (adapter models on a base pool) a weighted model-name rewrite
+    between adapters."""
 
     REPLICAS = "replicas"
     GATEWAY_API = "gateway-api"
@@ -209,6 +209,44 @@ class Toleration(BaseModel):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
 
+EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.5.0"
+
+
+class EndpointPicker(BaseModel):
+    """``inference-pool`` routing: the endpoint picker the control plane runs beside each
+    version's InferencePool (one picker serves one pool), as the inference extension's
+    inferencepool chart would."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(default=EPP_IMAGE, max_length=512)
+    service_account: str = Field(
+        max_length=253,
+        description="The pickers' ServiceAccount, allowed to get, list and watch pods and "
+        "InferencePools in the model's namespace (the control plane grants no RBAC).",
+    )
+    config_map: str | None = Field(
+        default=None,
+        max_length=253,
+        description="A ConfigMap with the picker's plugins configuration, mounted at "
+        "/config; None: the picker's built-in defaults.",
+    )
+    config_file: str = Field(default="default-plugins.yaml", max_length=253)
+    port: int = Field(default=9002, ge=1, le=65535, description="Its ext-proc gRPC port.")
+    metrics_port: int = Field(default=9090, ge=1, le=65535)
+    args: list[str] = Field(default_factory=list, description="More flags for the picker.")
+    failure_mode: Literal["FailOpen", "FailClose"] = "FailClose"
+
+    @field_validator("service_account", "config_map")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = naming.dns1123_label_problem(value, "name")
+            if problem:
+                raise ValueError(problem)
+        return value
+
+
 class ServingDefaults(SQLModel):
     """How a model's pods are run, unless a version overrides it."""
 
@@ -237,6 +275,7 @@ class ServingDefaults(SQLModel):
     )
     node_selector: dict[str, str] = _json_field(default=dict)
     tolerations: list[Toleration] = _json_field(default=list)
+    endpoint_picker: EndpointPicker | None = _json_field(nullable=True)
 
 
 class ModelBase(ServingDefaults):
@@ -327,7 +366,7 @@ class ModelCreate(_ServingValidators, ModelBase):
             if self.routing_mode is RoutingMode.MODEL_REWRITE:
                 raise ValueError(
                     "routing_mode 'model-rewrite' is for models served as adapters: give "
-                    "base_pool, or route with replicas or gateway-api"
+                    "base_pool, or route with replicas, gateway-api or inference-pool"
                 )
             return self
         naming_problem = naming.dns1123_label_problem(self.base_pool, "base_pool")
@@ -381,6 +420,7 @@ class ModelUpdate(_ServingValidators, SQLModel):
     default_strategy: Strategy | None = None
     node_selector: dict[str, str] | None = None
     tolerations: list[Toleration] | None = None
+    endpoint_picker: EndpointPicker | None = None
     description: str | None = Field(default=None, max_length=2000)
     labels: dict[str, str] | None = None
 
@@ -392,6 +432,7 @@ class Model(ModelBase, table=True):
     name: str = Field(max_length=63, unique=True, index=True)
     # stored as plain dicts; validated (Toleration, Strategy) on the way in and out
     tolerations: list[dict[str, Any]] = _json_field(default=list)  # type: ignore[assignment]
+    endpoint_picker: dict[str, Any] | None = _json_field(nullable=True)  # type: ignore[assignment]
     default_strategy: dict[str, Any] | None = _json_field(nullable=True)  # type: ignore[assignment]
     created_at: datetime = _time_field()
     created_by: str = Field(max_length=128)

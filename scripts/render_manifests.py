@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,14 @@ from controlplane.kube.render import (
     Track,
     Workload,
     render_deployment,
+    render_endpoint_picker,
     render_httproute,
+    render_inference_pool,
     render_model_rewrite,
     render_model_service,
     render_version_service,
 )
+from controlplane.models import EndpointPicker
 
 OUT = Path(__file__).resolve().parents[1] / "manifests" / "examples"
 HEADER = (
@@ -61,6 +65,11 @@ def example_workload(version: str, track: Track, replicas: int) -> Workload:
     )
 
 
+def pooled(w: Workload) -> Workload:
+    picker = EndpointPicker(service_account="chat-epp", config_map="chat-epp-plugins")
+    return replace(w, endpoint_picker=picker)
+
+
 def documents() -> dict[str, list[dict[str, Any]]]:
     stable = example_workload("v1", Track.STABLE, 2)
     canary = example_workload("v2", Track.CANARY, 1)
@@ -75,6 +84,20 @@ def documents() -> dict[str, list[dict[str, Any]]]:
                 gateway="infra/llm-gateway",
                 backends=[Backend(stable.version, 90), Backend(canary.version, 10)],
             )
+        ],
+        # inference-pool routing: the canary's InferencePool and its endpoint picker, and
+        # the HTTPRoute weighting the two versions' pools
+        "inference-pool-routing.yaml": [
+            render_inference_pool(pooled(canary)),
+            *render_endpoint_picker(pooled(canary)),
+            render_httproute(
+                model="chat",
+                namespace="llm",
+                port=8000,
+                gateway="infra/inference-gateway",
+                backends=[Backend(stable.version, 90), Backend(canary.version, 10)],
+                pools=True,
+            ),
         ],
         # an adapter model on a base pool, 10% of its name's requests on the canary adapter
         # (llm-d's group; inference.networking.x-k8s.io/v1alpha2 where only that is served)

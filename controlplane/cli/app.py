@@ -246,6 +246,8 @@ MODEL_FIELDS = [
     "env",
     "gpu_budget",
     "routing_mode",
+    "gateway",
+    "endpoint_picker",
     "health_path",
     "labels",
     "created_at",
@@ -272,7 +274,20 @@ def models_create(
     replicas: Annotated[int, typer.Option(help="Stable replicas.")] = 1,
     port: Annotated[int, typer.Option(help="Container port.")] = 8000,
     gpu_budget: Annotated[int | None, typer.Option(help="Most GPUs a rollout may hold.")] = None,
-    routing: Annotated[str, typer.Option(help="replicas or gateway-api.")] = "replicas",
+    routing: Annotated[
+        str, typer.Option(help="replicas, gateway-api or inference-pool.")
+    ] = "replicas",
+    gateway: Annotated[
+        str | None,
+        typer.Option(help="namespace/name of the Gateway (gateway-api, inference-pool)."),
+    ] = None,
+    endpoint_picker: Annotated[
+        str | None,
+        typer.Option(
+            help="inference-pool: each version's endpoint picker, JSON or @file "
+            '(e.g. {"service_account": "epp", "config_map": "epp-plugins"}).'
+        ),
+    ] = None,
     arg: Annotated[list[str] | None, typer.Option("--arg", help="Server arg (repeat).")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE (repeat).")] = None,
     label: Annotated[list[str] | None, typer.Option("--label", help="KEY=VALUE (repeat).")] = None,
@@ -304,6 +319,8 @@ def models_create(
             "port": port,
             "gpu_budget": gpu_budget,
             "routing_mode": routing,
+            "gateway": gateway,
+            "endpoint_picker": load_json(endpoint_picker, "--endpoint-picker"),
             "args": arg or [],
             "env": parse_pairs(env, "--env") or {},
         }

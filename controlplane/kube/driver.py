@@ -12,7 +12,15 @@ from typing import Any
 
 from controlplane.kube import observe
 from controlplane.kube.adapters import AdapterDriver, LoraServer, PodAddresses
-from controlplane.kube.client import DEPLOYMENT, HTTPROUTE, NODE, POD, SERVICE, KubeApi
+from controlplane.kube.client import (
+    DEPLOYMENT,
+    HTTPROUTE,
+    INFERENCEPOOL,
+    NODE,
+    POD,
+    SERVICE,
+    KubeApi,
+)
 from controlplane.kube.errors import KubeError, PermanentKubeError, TemporaryKubeError
 from controlplane.kube.fields import last_writer, owned_by_other_manager
 from controlplane.kube.observe import VersionState, WeightReading
@@ -20,7 +28,10 @@ from controlplane.kube.render import (
     MANAGER,
     Backend,
     Workload,
+    picker_name,
     render_deployment,
+    render_endpoint_picker,
+    render_inference_pool,
     render_version_service,
     routing_objects,
     selector_labels,
@@ -76,6 +87,9 @@ class KubeDriver:
             force=True,
             dry_run=dry_run,
         )
+        if workload.endpoint_picker is not None:  # inference-pool routing
+            for obj in [*render_endpoint_picker(workload), render_inference_pool(workload)]:
+                self.api.apply(obj, field_manager=self.field_manager, force=True, dry_run=dry_run)
         return AppliedVersion(applied, service, owner is not None)
 
     def apply_routing(
@@ -109,8 +123,10 @@ class KubeDriver:
         stable_version: str,
         canary_version: str,
         weight: int,
+        routing_mode: RoutingMode = RoutingMode.GATEWAY_API,
     ) -> None:
-        """gateway-api mode: route ``weight`` percent to the canary's Service.
+        """gateway-api mode: route ``weight`` percent to the canary's Service (inference-pool
+        mode: to its InferencePool).
 
         Refuses to send traffic to a canary without a ready replica: that is a bug in the
         caller, and users must never pay for it with failed requests.
@@ -118,7 +134,13 @@ class KubeDriver:
         if not 0 <= weight <= 100:
             raise ValueError(f"weight must be between 0 and 100, not {weight}")
         if weight > 0:
-            canary = self.observe_version(namespace, model, canary_version, with_free_gpus=False)
+            canary = self.observe_version(
+                namespace,
+                model,
+                canary_version,
+                with_free_gpus=False,
+                endpoint_picker=routing_mode is RoutingMode.INFERENCE_POOL,
+            )
             if canary.ready == 0:
                 raise TemporaryKubeError(
                     f"refusing to route {weight}% to {canary.name}: it has no ready replica",
@@ -127,7 +149,7 @@ class KubeDriver:
                 )
         backends = [Backend(stable_version, 100 - weight), Backend(canary_version, weight)]
         self.apply_routing(
-            routing_mode=RoutingMode.GATEWAY_API,
+            routing_mode=routing_mode,
             model=model,
             namespace=namespace,
             port=port,
@@ -145,7 +167,11 @@ class KubeDriver:
         *,
         gpu_resource: str = "nvidia.com/gpu",
         with_free_gpus: bool = True,
+        endpoint_picker: bool = False,
     ) -> VersionState:
+        """A version's Deployment and pods; with ``endpoint_picker`` (inference-pool
+        routing) it is ready only once its pool's picker is too: a pool whose picker is down
+        fails its requests (FailClose) or spreads them blindly (FailOpen)."""
         name = workload_name(model, version)
         deployment = self.api.get(DEPLOYMENT, namespace, name)
         if deployment is None:
@@ -165,7 +191,19 @@ class KubeDriver:
         if with_free_gpus and unschedulable:
             free = self.free_gpus(gpu_resource, for_pod=unschedulable[0])
         state = observe.classify(name, deployment, pods, gpu_resource=gpu_resource, free=free)
-        return replace(state, replicas_owner=owner)
+        state = replace(state, replicas_owner=owner)
+        if endpoint_picker:
+            picker = self.api.get(DEPLOYMENT, namespace, picker_name(model, version))
+            available = int(((picker or {}).get("status") or {}).get("availableReplicas") or 0)
+            if available == 0:
+                state = replace(
+                    state,
+                    ready=0,
+                    available=0,
+                    note=f"endpoint picker {picker_name(model, version)} "
+                    + ("not available yet" if picker else "missing"),
+                )
+        return state
 
     def free_gpus(
         self, gpu_resource: str, *, for_pod: dict[str, Any] | None = None
@@ -191,7 +229,7 @@ class KubeDriver:
     ) -> WeightReading:
         """The canary's share of traffic in force: HTTPRoute weights in gateway-api mode,
         the share of ready endpoints in replicas mode."""
-        if routing_mode is RoutingMode.GATEWAY_API:
+        if routing_mode in (RoutingMode.GATEWAY_API, RoutingMode.INFERENCE_POOL):
             route = self.api.get(HTTPROUTE, namespace, model)
             if route is None:
                 return WeightReading(0, 100, "no HTTPRoute")
@@ -219,10 +257,17 @@ class KubeDriver:
     # --- clean up ---------------------------------------------------------------------
 
     def delete_version(self, namespace: str, model: str, version: str) -> bool:
-        """Delete a version's Deployment (and its pods) and Service. True if any existed."""
+        """Delete a version's Deployment (and its pods) and Service, and its InferencePool
+        and endpoint picker when it has them. True if any existed."""
         name = workload_name(model, version)
         deleted = self.api.delete(DEPLOYMENT, namespace, name)
-        return self.api.delete(SERVICE, namespace, name) or deleted
+        deleted = self.api.delete(SERVICE, namespace, name) or deleted
+        picker = picker_name(model, version)
+        if self.api.get(DEPLOYMENT, namespace, picker) is not None:
+            deleted = self.api.delete(INFERENCEPOOL, namespace, name) or deleted
+            deleted = self.api.delete(DEPLOYMENT, namespace, picker) or deleted
+            deleted = self.api.delete(SERVICE, namespace, picker) or deleted
+        return deleted
 
 
 __all__ = ["AppliedVersion", "KubeDriver", "KubeError", "VersionState", "WeightReading"]

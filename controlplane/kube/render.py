@@ -16,11 +16,12 @@ Nothing here does I/O; ``tests/unit/kube`` pins the output.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from controlplane.models import ArtifactKind, Model, ModelVersion, RoutingMode
+from controlplane.models import ArtifactKind, EndpointPicker, Model, ModelVersion, RoutingMode
 from controlplane.naming import workload_name
 
 DOMAIN = "controlplane.dev"
@@ -68,6 +69,8 @@ class Workload:
     extra_labels: tuple[tuple[str, str], ...] = field(default=())
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[tuple[tuple[str, str], ...], ...] = ()
+    # inference-pool routing: the version's InferencePool gets this endpoint picker
+    endpoint_picker: EndpointPicker | None = None
 
     @property
     def name(self) -> str:
@@ -120,6 +123,11 @@ def workload_for(model: Model, version: ModelVersion, *, track: Track, replicas:
         tolerations=tuple(
             tuple((k, str(v)) for k, v in toleration.items() if v is not None)
             for toleration in model.tolerations
+        ),
+        endpoint_picker=(
+            EndpointPicker.model_validate(model.endpoint_picker)
+            if model.routing_mode is RoutingMode.INFERENCE_POOL and model.endpoint_picker
+            else None
         ),
     )
 
@@ -289,6 +297,146 @@ def render_model_service(
     }
 
 
+# --- inference-pool routing: an InferencePool and its endpoint picker per version ------
+
+INFERENCEPOOL_API = "inference.networking.k8s.io/v1"
+PICKER_HEALTH_PORT = 9003
+
+
+def picker_name(model: str, version: str) -> str:
+    """The endpoint picker's Deployment and Service: ``<model>-<version>-epp`` (shortened
+    with a hash when that would pass 63 characters)."""
+    name = workload_name(model, version)
+    if len(name) > 59:
+        name = f"{name[:50]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return f"{name}-epp"
+
+
+def _picker_labels(w: Workload) -> dict[str, str]:
+    """No app.kubernetes.io/name=<model> and no version label: the model's Service, the
+    version's pool and the analysis' scrape must never select a picker as a server."""
+    return {
+        LABEL_INSTANCE: picker_name(w.model, w.version),
+        LABEL_COMPONENT: "endpoint-picker",
+        LABEL_MANAGED_BY: MANAGER,
+        LABEL_MODEL: w.model,
+    }
+
+
+def render_inference_pool(w: Workload) -> dict[str, Any]:
+    """The version's pods as an InferencePool, routed through its own endpoint picker."""
+    picker = w.endpoint_picker
+    if picker is None:
+        raise ValueError(f"{w.name}: inference-pool routing needs an endpoint_picker")
+    return {
+        "apiVersion": INFERENCEPOOL_API,
+        "kind": "InferencePool",
+        "metadata": {"name": w.name, "namespace": w.namespace, "labels": _object_labels(w)},
+        "spec": {
+            "selector": {"matchLabels": selector_labels(w.model, w.version)},
+            "targetPorts": [{"number": w.port}],
+            "endpointPickerRef": {
+                "name": picker_name(w.model, w.version),
+                "port": {"number": picker.port},
+                "failureMode": picker.failure_mode,
+            },
+        },
+    }
+
+
+def render_endpoint_picker(w: Workload) -> list[dict[str, Any]]:
+    """The picker of the version's pool (a Deployment and its Service), as the inference
+    extension's inferencepool chart runs one: ext-proc gRPC, gRPC health, metrics."""
+    picker = w.endpoint_picker
+    if picker is None:
+        raise ValueError(f"{w.name}: inference-pool routing needs an endpoint_picker")
+    name = picker_name(w.model, w.version)
+    labels = _picker_labels(w)
+    selector = {LABEL_INSTANCE: name, LABEL_COMPONENT: "endpoint-picker"}
+    args = [
+        "--pool-name",
+        w.name,
+        "--pool-namespace",
+        w.namespace,
+        "--grpc-port",
+        str(picker.port),
+        "--grpc-health-port",
+        str(PICKER_HEALTH_PORT),
+        "--metrics-port",
+        str(picker.metrics_port),
+    ]
+    pod: dict[str, Any] = {
+        "serviceAccountName": picker.service_account,
+        "terminationGracePeriodSeconds": 130,
+        "containers": [
+            {
+                "name": "epp",
+                "image": picker.image,
+                "args": args
+                + (["--config-file", f"/config/{picker.config_file}"] if picker.config_map else [])
+                + list(picker.args),
+                "ports": [
+                    {"name": "grpc", "containerPort": picker.port},
+                    {"name": "grpc-health", "containerPort": PICKER_HEALTH_PORT},
+                    {"name": "metrics", "containerPort": picker.metrics_port},
+                ],
+                "readinessProbe": {
+                    "grpc": {"port": PICKER_HEALTH_PORT, "service": "inference-extension"},
+                    "periodSeconds": 5,
+                },
+                "livenessProbe": {
+                    "grpc": {"port": PICKER_HEALTH_PORT, "service": "inference-extension"},
+                    "initialDelaySeconds": 5,
+                    "periodSeconds": 10,
+                },
+                "env": [
+                    {
+                        "name": "NAMESPACE",
+                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                    }
+                ],
+            }
+        ],
+    }
+    if picker.config_map:
+        pod["containers"][0]["volumeMounts"] = [{"name": "plugins-config", "mountPath": "/config"}]
+        pod["volumes"] = [{"name": "plugins-config", "configMap": {"name": picker.config_map}}]
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": w.namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": w.namespace, "labels": dict(labels)},
+        "spec": {
+            "selector": dict(selector),
+            "ports": [
+                {
+                    "name": "grpc-ext-proc",
+                    "port": picker.port,
+                    "targetPort": picker.port,
+                    "protocol": "TCP",
+                    "appProtocol": "http2",
+                },
+                {
+                    "name": "http-metrics",
+                    "port": picker.metrics_port,
+                    "targetPort": picker.metrics_port,
+                    "protocol": "TCP",
+                },
+            ],
+        },
+    }
+    return [deployment, service]
+
+
 @dataclass(frozen=True)
 class Backend:
     version: str
@@ -308,18 +456,25 @@ def render_httproute(
     gateway: str,
     backends: list[Backend],
     hostnames: list[str] | None = None,
+    pools: bool = False,
 ) -> dict[str, Any]:
-    """``gateway-api`` routing: weighted backendRefs to the per-version Services."""
+    """``gateway-api`` routing: weighted backendRefs to the per-version Services; with
+    ``pools``, to the per-version InferencePools (``inference-pool`` routing)."""
     gateway_namespace, gateway_name = parse_gateway(gateway, namespace)
+
+    def ref(b: Backend) -> dict[str, Any]:
+        name = workload_name(model, b.version)
+        if pools:
+            group = "inference.networking.k8s.io"
+            return {"group": group, "kind": "InferencePool", "name": name, "weight": b.weight}
+        return {"name": name, "port": port, "weight": b.weight}
+
     spec: dict[str, Any] = {
         "parentRefs": [{"name": gateway_name, "namespace": gateway_namespace}],
         "rules": [
             {
                 "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                "backendRefs": [
-                    {"name": workload_name(model, b.version), "port": port, "weight": b.weight}
-                    for b in backends
-                ],
+                "backendRefs": [ref(b) for b in backends],
             }
         ],
     }
@@ -346,12 +501,19 @@ def routing_objects(
     gateway: str | None,
     backends: list[Backend],
 ) -> list[dict[str, Any]]:
-    if routing_mode is RoutingMode.GATEWAY_API:
+    if routing_mode in (RoutingMode.GATEWAY_API, RoutingMode.INFERENCE_POOL):
         if not gateway:
-            raise ValueError(f"model {model!r} routes with gateway-api but names no gateway")
+            raise ValueError(
+                f"model {model!r} routes with {routing_mode.value} but names no gateway"
+            )
         return [
             render_httproute(
-                model=model, namespace=namespace, port=port, gateway=gateway, backends=backends
+                model=model,
+                namespace=namespace,
+                port=port,
+                gateway=gateway,
+                backends=backends,
+                pools=routing_mode is RoutingMode.INFERENCE_POOL,
             )
         ]
     only = backends[0].version if len(backends) == 1 and backends[0].weight == 100 else None

@@ -60,18 +60,25 @@ def serving_issues(serving: ServingDefaults) -> list[FieldIssue]:
             )
         )
     if serving.routing_mode is RoutingMode.INFERENCE_POOL:
-        # reserved: the engine does not drive an InferencePool per version yet, and a model
-        # accepted in this mode would be routed as 'replicas' without a word
-        issues.append(
-            FieldIssue(
-                field="routing_mode",
-                code="routing_mode_unsupported",
-                message="routing_mode 'inference-pool' (an InferencePool per version behind "
-                "the HTTPRoute) is not supported yet: use 'gateway-api' (an HTTPRoute over a "
-                "Service per version) or 'replicas'; adapter models on an InferencePool use "
-                "base_pool",
+        if not serving.gateway:
+            issues.append(
+                FieldIssue(
+                    field="gateway",
+                    code="gateway_required",
+                    message="routing_mode 'inference-pool' needs gateway: the "
+                    "'namespace/name' of the Gateway that the model's HTTPRoute attaches to",
+                )
             )
-        )
+        if serving.endpoint_picker is None:
+            issues.append(
+                FieldIssue(
+                    field="endpoint_picker",
+                    code="endpoint_picker_required",
+                    message="routing_mode 'inference-pool' needs endpoint_picker: at least its "
+                    "service_account (allowed to watch pods and InferencePools in the "
+                    "namespace); each version's pool gets its own picker",
+                )
+            )
     return issues
 
 
@@ -155,7 +162,7 @@ def update_model(
     now = now or utcnow()
     model = get_model(session, name, for_update=True)
     changes = data.model_dump(exclude_unset=True)
-    nullable = {"gpu_budget", "gateway", "default_strategy"}
+    nullable = {"gpu_budget", "gateway", "default_strategy", "endpoint_picker"}
     nulls = [field for field, value in changes.items() if value is None and field not in nullable]
     if nulls:
         session.rollback()

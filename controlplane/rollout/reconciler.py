@@ -64,6 +64,9 @@ from controlplane.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
+# the routing modes whose weights are an HTTPRoute's, read back and drift-checked
+ROUTES = (RoutingMode.GATEWAY_API, RoutingMode.INFERENCE_POOL)
+
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -226,8 +229,13 @@ class Reconciler:
     def _observe(self, session: Session, model: Model, rollout: Rollout) -> Observed:
         if model.base_pool is not None:
             return self._observe_adapters(session, model, rollout)
+        pools = model.routing_mode is RoutingMode.INFERENCE_POOL
         canary = self.driver.observe_version(
-            model.namespace, model.name, rollout.canary_version, gpu_resource=model.gpu_resource
+            model.namespace,
+            model.name,
+            rollout.canary_version,
+            gpu_resource=model.gpu_resource,
+            endpoint_picker=pools,
         )
         stable = None
         if rollout.stable_version is not None:
@@ -237,9 +245,10 @@ class Reconciler:
                 rollout.stable_version,
                 gpu_resource=model.gpu_resource,
                 with_free_gpus=False,
+                endpoint_picker=pools,
             )
         route = None
-        if model.routing_mode is RoutingMode.GATEWAY_API and rollout.stable_version is not None:
+        if model.routing_mode in ROUTES and rollout.stable_version is not None:
             route = self.driver.read_weight(
                 routing_mode=model.routing_mode,
                 model=model.name,
@@ -484,7 +493,7 @@ class Reconciler:
             if stable_version
             else None
         )
-        gateway = model.routing_mode is RoutingMode.GATEWAY_API
+        gateway = model.routing_mode in ROUTES
 
         def route(weight: int) -> None:
             if not gateway:
@@ -502,7 +511,7 @@ class Reconciler:
                 )
             elif stable is None or target.retire_stable:
                 self.driver.apply_routing(
-                    routing_mode=RoutingMode.GATEWAY_API,
+                    routing_mode=model.routing_mode,
                     model=model.name,
                     namespace=model.namespace,
                     port=model.port,
@@ -518,6 +527,7 @@ class Reconciler:
                     stable_version=stable.version,
                     canary_version=canary.version,
                     weight=weight,
+                    routing_mode=model.routing_mode,
                 )
 
         lowering = target.weight < routed_before

@@ -155,18 +155,46 @@ def test_gateway_routing_needs_a_gateway_reference(api: TestClient) -> None:
     assert good.json()["gateway"] == "infra/llm-gw"
 
 
-def test_inference_pool_routing_is_refused_until_the_engine_drives_it(api: TestClient) -> None:
-    body = model_body(name="pooled", routing_mode="inference-pool", gateway="infra/llm-gw")
-    refused = api.post("/v1/models", json=body)
-    assert refused.status_code == 400
-    assert refused.json()["errors"][0]["code"] == "routing_mode_unsupported"
-    assert "'gateway-api'" in refused.json()["detail"]
+def test_inference_pool_routing_needs_a_gateway_and_an_endpoint_picker(api: TestClient) -> None:
+    bare = api.post("/v1/models", json=model_body(name="pooled", routing_mode="inference-pool"))
+    assert bare.status_code == 400
+    assert {e["code"] for e in bare.json()["errors"]} == {
+        "gateway_required",
+        "endpoint_picker_required",
+    }
     assert api.get("/v1/models/pooled").status_code == 404
-    assert api.post("/v1/models", json=model_body(name="pooled")).status_code == 201
-    patched = api.patch("/v1/models/pooled", json={"routing_mode": "inference-pool"})
+    picker = {"service_account": "epp", "config_map": "epp-plugins"}
+    bad = api.post(
+        "/v1/models",
+        json=model_body(
+            name="pooled",
+            routing_mode="inference-pool",
+            gateway="infra/gw",
+            endpoint_picker={**picker, "failure_mode": "Sometimes"},
+        ),
+    )
+    assert bad.status_code == 422
+    good = api.post(
+        "/v1/models",
+        json=model_body(
+            name="pooled", routing_mode="inference-pool", gateway="infra/gw", endpoint_picker=picker
+        ),
+    )
+    assert good.status_code == 201, good.text
+    shown = good.json()["endpoint_picker"]
+    assert shown["service_account"] == "epp"
+    assert shown["failure_mode"] == "FailClose"
+    assert shown["image"].startswith("registry.k8s.io/gateway-api-inference-extension/epp:")
+    # a model moved to inference-pool routing by PATCH must bring its picker too
+    assert api.post("/v1/models", json=model_body(name="plain")).status_code == 201
+    patched = api.patch("/v1/models/plain", json={"routing_mode": "inference-pool"})
     assert patched.status_code == 400
-    assert patched.json()["errors"][0]["code"] == "routing_mode_unsupported"
-    assert api.get("/v1/models/pooled").json()["routing_mode"] == "replicas"
+    assert api.get("/v1/models/plain").json()["routing_mode"] == "replicas"
+    moved = api.patch(
+        "/v1/models/plain",
+        json={"routing_mode": "inference-pool", "gateway": "infra/gw", "endpoint_picker": picker},
+    )
+    assert moved.status_code == 200, moved.text
 
 
 def test_node_placement_round_trips_and_patches(api: TestClient) -> None:

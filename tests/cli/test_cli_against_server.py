@@ -234,6 +234,24 @@ def test_a_base_pool_and_an_adapter_model_through_the_cli(server: Server) -> Non
     assert registered.returncode == 0, registered.stderr
     assert json.loads(registered.stdout)["lora_rank"] == 8
 
+    pooled = server.cli(
+        "models",
+        "create",
+        "embed",
+        "--image",
+        "vllm/vllm-openai:v0.11.0",
+        "--routing",
+        "inference-pool",
+        "--gateway",
+        "infra/gw",
+        "--endpoint-picker",
+        '{"service_account": "epp"}',
+        "-o",
+        "json",
+    )
+    assert pooled.returncode == 0, pooled.stderr
+    assert json.loads(pooled.stdout)["endpoint_picker"]["service_account"] == "epp"
+
     in_use = server.cli("pools", "delete", "llama")
     assert in_use.returncode == 1
     assert "chat" in in_use.stderr
