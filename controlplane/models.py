@@ -645,6 +645,10 @@ class BasePool(PoolBase, table=True):
         sa_column=sa.Column("pods", JSONColumn, nullable=False, server_default=sa.text("'[]'")),
     )
     observed_at: datetime | None = _time_field(nullable=True)
+    # who acts on the pool's pods now (the keeper, or a rollout of one of its models):
+    # one replica at a time loads, unloads and gates, on what it read after claiming
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_until: datetime | None = _time_field(nullable=True)
 
 
 class PodAdapters(BaseModel):

@@ -74,7 +74,7 @@ def _start_reconciler(app: FastAPI, settings: Settings) -> ReconcileScheduler | 
     scheduler = ReconcileScheduler(
         reconciler,
         interval_seconds=settings.reconcile_interval_seconds,
-        keeper=PoolKeeper(app.state.database, driver),
+        keeper=PoolKeeper(app.state.database, driver, owner=reconciler.owner),
     )
     scheduler.start()
     return scheduler

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -346,6 +347,37 @@ def pool_needs(session: Session, pool: BasePool) -> tuple[dict[str, str], set[st
 
 
 DRAIN = timedelta(seconds=10)
+POOL_LEASE = timedelta(seconds=30)
+
+
+def claim_pool(
+    session: Session, name: str, *, owner: str, now: datetime, lease: timedelta = POOL_LEASE
+) -> bool:
+    """Take the pool's lease (a conditional UPDATE, the same on SQLite and PostgreSQL):
+    True when ``owner`` may act on the pool's pods now. Committed at once."""
+    result = session.execute(
+        sa.update(BasePool)
+        .where(
+            col(BasePool.name) == name,
+            sa.or_(
+                col(BasePool.lease_until).is_(None),
+                col(BasePool.lease_until) < now,
+                col(BasePool.lease_owner) == owner,
+            ),
+        )
+        .values(lease_owner=owner, lease_until=now + lease)
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_pool(session: Session, name: str, *, owner: str) -> None:
+    session.execute(
+        sa.update(BasePool)
+        .where(col(BasePool.name) == name, col(BasePool.lease_owner) == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
+    session.commit()
 
 
 def retired_adapters(

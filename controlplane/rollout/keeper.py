@@ -13,6 +13,8 @@ never touches an adapter of a name it does not own, and never changes the pool's
 from __future__ import annotations
 
 import logging
+import socket
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -29,56 +31,71 @@ log = logging.getLogger(__name__)
 
 
 class PoolKeeper:
+    """Runs a pass over every pool; on each, acts only under the pool's lease (shared with
+    the rollouts of the pool's models, see Reconciler._apply_adapters), and on what it read
+    from the database after taking it: two replicas never load, unload or gate one pool's
+    pods on different readings of what the routing needs."""
+
     def __init__(
         self,
         database: Database,
         driver: KubeDriver,
         *,
         clock: Callable[[], datetime] = utcnow,
+        owner: str | None = None,
     ) -> None:
         self.database = database
         self.driver = driver
         self.clock = clock
+        self.owner = owner or f"{socket.gethostname()}-keeper-{uuid.uuid4().hex[:8]}"
 
     def run(self) -> int:
         """One pass over every pool; returns how many adapter loads it made."""
         with self.database.session() as session:
-            rows = session.exec(select(BasePool)).all()
-            plans = [
-                (
-                    pool_ref(pool),
-                    *pools.pool_needs(session, pool),
-                    pools.retired_adapters(session, pool, now=self.clock()),
-                )
-                for pool in rows
-            ]
+            names = list(session.exec(select(BasePool.name)).all())
         loaded = 0
         seen: dict[str, PoolState] = {}
-        for ref, load, gate, retired in plans:
-            if not load and not retired:
-                continue
+        for name in names:
+            with self.database.session() as session:
+                if not pools.claim_pool(session, name, owner=self.owner, now=self.clock()):
+                    continue  # another replica acts on it now
             try:
-                state = self.driver.adapters.observe_pool(ref)
-                before = sum(len(pod.adapters or ()) for pod in state.pods)
-                state = self.driver.adapters.ensure_loaded(state, load)
-                after = sum(len(pod.adapters or ()) for pod in state.pods)
-                loaded += max(0, after - before)
-                for name, why in sorted(state.failures.items()):
-                    log.warning("base pool %s: adapter %s not loaded: %s", ref.name, name, why)
-                # never unload what the routing needs, whatever else thinks it retired
-                held = {n for pod in state.pods for n in (pod.adapters or ())}
-                leftover = (held & retired) - set(load)
-                if leftover:
-                    state = self.driver.adapters.unload(state, leftover)
-                self.driver.adapters.set_gates(state, gate)
-                seen[ref.name] = state
+                loaded += self._keep(name, seen)
             except KubeError as error:
-                log.warning("base pool %s: %s", ref.name, error.message)
+                log.warning("base pool %s: %s", name, error.message)
             except Exception:  # one pool's trouble must not stop the others'
-                log.exception("base pool %s: the keeper's pass failed", ref.name)
+                log.exception("base pool %s: the keeper's pass failed", name)
+            finally:
+                with self.database.session() as session:
+                    pools.release_pool(session, name, owner=self.owner)
         if seen:
             self._keep_readings(seen)
         return loaded
+
+    def _keep(self, name: str, seen: dict[str, PoolState]) -> int:
+        with self.database.session() as session:
+            pool = session.exec(select(BasePool).where(BasePool.name == name)).first()
+            if pool is None:
+                return 0
+            ref = pool_ref(pool)
+            load, gate = pools.pool_needs(session, pool)
+            retired = pools.retired_adapters(session, pool, now=self.clock())
+        if not load and not retired:
+            return 0
+        state = self.driver.adapters.observe_pool(ref)
+        before = sum(len(pod.adapters or ()) for pod in state.pods)
+        state = self.driver.adapters.ensure_loaded(state, load)
+        after = sum(len(pod.adapters or ()) for pod in state.pods)
+        for adapter, why in sorted(state.failures.items()):
+            log.warning("base pool %s: adapter %s not loaded: %s", name, adapter, why)
+        # never unload what the routing needs, whatever else thinks it retired
+        held = {n for pod in state.pods for n in (pod.adapters or ())}
+        leftover = (held & retired) - set(load)
+        if leftover:
+            state = self.driver.adapters.unload(state, leftover)
+        self.driver.adapters.set_gates(state, gate)
+        seen[name] = state
+        return max(0, after - before)
 
     def _keep_readings(self, seen: dict[str, PoolState]) -> None:
         """Which pod holds which adapters, on each pool read (GET /v1/pools/{name}): written

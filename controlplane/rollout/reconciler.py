@@ -385,6 +385,30 @@ class Reconciler:
         return ProbeResult(result.verdict, result.summary, result.evidence()["metrics"])
 
     def _reconcile(self, session: Session, rollout: Rollout, model: Model) -> bool:
+        """One pass; an adapter model's under its base pool's lease (shared with the pool
+        keepers of every replica): one replica at a time reads and changes a pool's pods,
+        so none acts on what it read before another's change."""
+        if model.base_pool is None:
+            return self._pass(session, rollout, model)
+        pool, now = model.base_pool, self.clock()
+        with self.database.session() as lease:  # before the pass writes: SQLite has one writer
+            if not pools.claim_pool(lease, pool, owner=self.owner, now=now):
+                self._release(
+                    session,
+                    rollout,
+                    now,
+                    timedelta(seconds=2),
+                    f"base pool {pool} is being changed by another replica (its keeper, or "
+                    "a rollout of another model on it): trying again in a moment",
+                )
+                return False
+        try:
+            return self._pass(session, rollout, model)
+        finally:
+            with self.database.session() as lease:
+                pools.release_pool(lease, pool, owner=self.owner)
+
+    def _pass(self, session: Session, rollout: Rollout, model: Model) -> bool:
         """One observe-plan-act-record pass. True when the next pass should follow now."""
         now = self.clock()
         assert rollout.id is not None

@@ -437,3 +437,30 @@ def test_a_gate_is_left_alone_on_a_pod_gone_or_going(namespace: str, driver: Kub
         "llama", namespace, (gated("gone-0", terminating=False), gated("going-1", terminating=True))
     )
     assert driver.adapters.set_gates(state, {"chat-v1"}) == []
+
+
+def test_one_replica_at_a_time_acts_on_a_pool(
+    database: Database, pool: PodServers, driver: KubeDriver
+) -> None:
+    clock = Clock()
+    reconciler = Reconciler(database, driver, ScriptedProber(), clock=clock)
+    drive(reconciler, clock, database, start(database, "v1", None, clock), until={Phase.SUCCEEDED})
+    # another replica (its keeper, or a rollout of another model on the pool) holds the lease
+    with database.session() as session:
+        assert pool_service.claim_pool(session, "llama", owner="replica-b", now=clock())
+    rollout = start(database, "v2", STRATEGY, clock)
+    reconciler.run_due()
+    assert holding(pool) == {("chat-v1",)}, "nothing loaded while another replica acts"
+    held = [e.message for e in events(database, rollout) if e.kind == "hold"]
+    assert any("base pool llama is being changed by another replica" in m for m in held), held
+    keeper = PoolKeeper(database, driver, clock=clock, owner="replica-c")
+    assert keeper.run() == 0
+    with database.session() as session:
+        assert pool_service.claim_pool(session, "llama", owner="replica-c", now=clock()) is False
+    # the lease runs out (a replica died holding it): the rollout goes on
+    clock.now += timedelta(seconds=31)
+    drive(reconciler, clock, database, rollout, until={Phase.SUCCEEDED})
+    assert holding(pool) == {("chat-v1", "chat-v2")}
+    with database.session() as session:
+        row = pool_service.get_pool(session, "llama")
+        assert row.lease_owner is None, "released after each pass"
