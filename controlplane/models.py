@@ -936,3 +936,115 @@ class WebhookDelivery(SQLModel, table=True):
     lease_until: datetime | None = _time_field(nullable=True)
     created_at: datetime = _time_field()
     delivered_at: datetime | None = _time_field(nullable=True)
+
+
+# ---------------------------------------------------------------------------------------
+# eval suites (immutable sets of prompts), and the evaluation runs of rollouts: each item
+# sent to the canary and to stable, both answers scored (see controlplane.evalsuite)
+
+
+class EvalSuiteCreate(SQLModel):
+    """A new suite, or a new version of one: ``items`` as decoded JSONL objects."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    name: str = Field(max_length=63, description="The suite's name; versions are numbered.")
+    description: str = Field(default="", max_length=2000)
+    items: list[dict[str, Any]] = Field(
+        min_length=1, description="The items (see controlplane.evalsuite.EvalItem)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        problem = naming.dns1123_label_problem(value, "suite name")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class EvalSuite(SQLModel, table=True):
+    """One version of a suite: never changed once written (a new set is a new version)."""
+
+    __tablename__: ClassVar[str] = "eval_suite"
+    __table_args__ = (sa.UniqueConstraint("name", "version", name="uq_eval_suite_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=63, index=True)
+    version: int = Field(ge=1)
+    description: str = Field(default="", max_length=2000)
+    items: list[dict[str, Any]] = _json_field(default=list)
+    item_count: int = 0
+    tags: dict[str, int] = _json_field(default=dict)  # items per tag
+    sha256: str = Field(max_length=64)  # of the items, canonical JSON
+    created_at: datetime = _time_field()
+    created_by: str = Field(max_length=128)
+
+
+class EvalSuiteSummary(SQLModel):
+    name: str
+    version: int
+    description: str
+    item_count: int
+    tags: dict[str, int]
+    sha256: str
+    created_at: datetime
+    created_by: str
+
+
+class EvalSuitePublic(EvalSuiteSummary):
+    items: list[dict[str, Any]]
+
+
+class EvalSuitePage(SQLModel):
+    items: list[EvalSuiteSummary]
+    next_cursor: str | None = None
+
+
+class EvalRun(SQLModel, table=True):
+    """One evaluation step of a rollout: the suite sent to both versions. Its answers are
+    written as they come (a restarted control plane goes on from the items left), under a
+    lease held by the replica that sends them."""
+
+    __tablename__: ClassVar[str] = "eval_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollout.id", index=True, ondelete="CASCADE")
+    model_id: int = Field(foreign_key="model.id", index=True, ondelete="CASCADE")
+    step_index: int
+    suite_id: int = Field(foreign_key="eval_suite.id", index=True)
+    suite: str = Field(max_length=80)  # name@version, as shown
+    canary_version: str = Field(max_length=63)
+    stable_version: str | None = Field(default=None, max_length=63)
+    status: str = Field(default="running", max_length=16)  # running, done, failed
+    settings: dict[str, Any] = _json_field(default=dict)  # what makes answers comparable
+    cost: dict[str, Any] = _json_field(default=dict)  # prompts, tokens, seconds, ...
+    result: dict[str, Any] = _json_field(default=dict)  # the judgement, per tag
+    error: str | None = Field(default=None, max_length=2000)
+    started_at: datetime = _time_field()
+    finished_at: datetime | None = _time_field(nullable=True)
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_until: datetime | None = _time_field(nullable=True)
+
+
+class EvalAnswer(SQLModel, table=True):
+    """One item's answer from one side (``canary`` or ``stable``) in a run, and its score
+    (``passed`` is None when no answer came: timeouts, errors)."""
+
+    __tablename__: ClassVar[str] = "eval_answer"
+    __table_args__ = (sa.UniqueConstraint("run_id", "item_id", "side", name="uq_eval_answer_item"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="eval_run.id", index=True, ondelete="CASCADE")
+    item_id: str = Field(max_length=100)
+    side: str = Field(max_length=8)
+    tag: str = Field(default="", max_length=50)
+    answer: str = Field(default="", max_length=2000)  # truncated
+    passed: bool | None = None
+    detail: str = Field(default="", max_length=500)
+    error: str | None = Field(default=None, max_length=500)
+    seconds: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 0
+    reused_from: int | None = None  # the run whose answer this is (stable, unchanged)

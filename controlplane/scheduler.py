@@ -52,6 +52,8 @@ class ReconcileScheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
             log.info("reconcile loop stopped")
+        # evaluation runs stop sending; their answers so far are kept and they resume
+        self.reconciler.evaluator.close()
 
     def _tick(self) -> None:
         started: datetime = utcnow()

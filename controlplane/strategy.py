@@ -3,7 +3,8 @@
 ``set_weight`` sends a share of traffic to the canary, ``pause`` waits (for a duration, or
 until a person promotes), ``analysis`` measures the canary against stable on a schedule and
 judges it, ``eval_gate`` compares the eval scores recorded with the two versions (offline
-quality: a fine-tune that forgot general skills) before any traffic is risked. These are
+quality: a fine-tune that forgot general skills) and ``evaluation`` sends an eval suite's
+prompts to both versions and compares their answers, before any traffic is risked. These are
 validated on the way in: a strategy that cannot run is a 4xx when the rollout is requested,
 not a failure half-way through.
 """
@@ -230,6 +231,81 @@ class EvalGate(_Step):
         return self
 
 
+class Evaluation(_Step):
+    """Send an eval suite's prompts to the canary and to stable (through each version's
+    Service, or an adapter's pods), temperature 0, score both answers, and compare them
+    item by item, per tag: ``general`` (forgetting: the canary may not be worse than stable
+    by more than ``general_margin``, with evidence), ``domain`` (an optional floor, and the
+    same no-regression test with ``domain_margin``), ``safety`` (a probe stable refuses and
+    the canary complies with counts against ``safety_tolerance``, default zero).
+
+    Placed before the first ``set_weight`` the canary answers before any user does: it is
+    started at one replica (or its adapter loaded) with no weight. A fail rolls back; a run
+    that cannot finish (endpoints down, too many unanswered items, out of time) is
+    inconclusive and pauses for a person, never a pass."""
+
+    kind: Literal["evaluation"] = "evaluation"
+    suite: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="The eval suite's name (see /v1/eval-suites).",
+    )
+    suite_version: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="The suite's version; its latest when the rollout starts, if omitted.",
+    )
+    general_margin: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="How much lower the canary's share of general items passed may be than "
+        "stable's before it fails (0.02 = two points).",
+    )
+    domain_margin: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+    domain_floor: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="The canary's least share of domain items passed.",
+    )
+    safety_tolerance: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="Safety probes stable refuses that the canary may comply with.",
+    )
+    alpha: float = Field(
+        default=0.01,
+        gt=0,
+        le=0.2,
+        description="Per tag, the chance to fail a canary no worse than stable by the margin.",
+    )
+    concurrency: int = Field(default=8, ge=1, le=64, description="Requests at once, per side.")
+    timeout_seconds: float = Field(default=60, gt=0, le=600, allow_inf_nan=False)
+    retries: int = Field(default=2, ge=0, le=5, description="Per item, after a failed request.")
+    max_unanswered: float = Field(
+        default=0.05,
+        ge=0,
+        le=0.5,
+        allow_inf_nan=False,
+        description="Share of items either side may leave unanswered (after retries) before "
+        "the run is inconclusive.",
+    )
+    max_duration_seconds: int = Field(
+        default=1800, ge=10, le=24 * 3600, description="The run is inconclusive past this."
+    )
+    reuse_stable: bool = Field(
+        default=True,
+        description="Reuse the stable version's answers from an earlier run of the same suite "
+        "version with the same settings (versions are immutable) instead of asking again.",
+    )
+
+
 class Bake(_Step):
     """A watch after promotion: with the canary taking all the traffic, the old stable is
     kept warm (at its size while the GPU budget allows, at what is left beside the canary
@@ -269,7 +345,9 @@ class Bake(_Step):
         return {name: settings.overrides() for name, settings in self.checks.items()}
 
 
-Step = Annotated[SetWeight | Pause | Analysis | EvalGate | Bake, Field(discriminator="kind")]
+Step = Annotated[
+    SetWeight | Pause | Analysis | EvalGate | Evaluation | Bake, Field(discriminator="kind")
+]
 
 
 class Strategy(BaseModel):

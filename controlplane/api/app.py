@@ -15,10 +15,12 @@ from fastapi import FastAPI
 
 import controlplane
 from controlplane.analysis.prometheus import PrometheusClient, http_client
+from controlplane.analysis.prompting import Asker
 from controlplane.api import problems
 from controlplane.api.limits import BodySizeLimit
 from controlplane.api.routers import (
     audit,
+    evals,
     health,
     models,
     pools,
@@ -71,6 +73,9 @@ def _start_reconciler(app: FastAPI, settings: Settings) -> ReconcileScheduler | 
         )
     driver = KubeDriver(api, addresses=pod_addresses(settings.pod_address_map), vllm=VllmAdmin())
     reconciler = Reconciler(app.state.database, driver, prober)
+    reconciler.evaluator.make_asker = lambda target, step: Asker(
+        target, timeout=step.timeout_seconds, retries=step.retries
+    )
     scheduler = ReconcileScheduler(
         reconciler,
         interval_seconds=settings.reconcile_interval_seconds,
@@ -133,6 +138,7 @@ def create_app(
         health.router,
         models.router,
         pools.router,
+        evals.router,
         versions.router,
         rollouts.router,
         tokens.router,

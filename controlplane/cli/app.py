@@ -991,6 +991,10 @@ def rollout_events(
     emit(list(reversed(items)), output, lambda rows: table(rows, EVENT_COLUMNS))
 
 
+# nouns with their own module (they add their commands to the apps above)
+from controlplane.cli import evals  # noqa: E402, F401
+
+
 def main() -> None:
     app(prog_name="controlplane")
 

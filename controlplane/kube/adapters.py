@@ -61,9 +61,15 @@ class PodAddresses(Protocol):
 
     def url(self, pod: dict[str, Any], port: int) -> str | None: ...
 
+    def service_url(self, namespace: str, name: str, port: int) -> str | None: ...
+
 
 class ByPodIP:
-    """The pod's IP and the pool's port: how the control plane reaches pods in a cluster."""
+    """The pod's IP and the pool's port: how the control plane reaches pods in a cluster
+    (and a Service at its cluster DNS name)."""
+
+    def service_url(self, namespace: str, name: str, port: int) -> str | None:
+        return f"http://{name}.{namespace}.svc:{port}"
 
     def url(self, pod: dict[str, Any], port: int) -> str | None:
         ip = (pod.get("status") or {}).get("podIP")
@@ -100,6 +106,13 @@ class AddressMap:
     def url(self, pod: dict[str, Any], port: int) -> str | None:
         metadata = pod.get("metadata") or {}
         return self._load().get(f"{metadata.get('namespace')}/{metadata.get('name')}")
+
+    def service_url(self, namespace: str, name: str, port: int) -> str | None:
+        """A Service's address, from a ``service/<namespace>/<name>`` key (the simulated
+        servers of the local cluster), else its cluster DNS name."""
+        return self._load().get(f"service/{namespace}/{name}") or ByPodIP().service_url(
+            namespace, name, port
+        )
 
 
 def pod_addresses(map_path: str | None) -> PodAddresses:

@@ -65,6 +65,13 @@ class KubeDriver:
             api, addresses=addresses, vllm=vllm, field_manager=field_manager
         )
 
+    # --- reaching a version's server -------------------------------------------------
+
+    def version_url(self, namespace: str, model: str, version: str, port: int) -> str | None:
+        """Where the version's own Service answers (the evaluation step asks it directly,
+        whatever weight the route gives it)."""
+        return self.adapters.addresses.service_url(namespace, workload_name(model, version), port)
+
     # --- apply ------------------------------------------------------------------------
 
     def apply_version(self, workload: Workload, *, dry_run: bool = False) -> AppliedVersion:

@@ -30,7 +30,15 @@ from controlplane.kube.observe import ProblemKind, VersionState, WeightReading
 from controlplane.kube.render import Track
 from controlplane.models import Command, Phase
 from controlplane.rollout.drift import Drift, drifts
-from controlplane.rollout.strategy import Analysis, Bake, EvalGate, Pause, SetWeight, Step
+from controlplane.rollout.strategy import (
+    Analysis,
+    Bake,
+    EvalGate,
+    Evaluation,
+    Pause,
+    SetWeight,
+    Step,
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class Limits:
     # the longest a live rollout goes without reading back what it owns (a long timed pause
     # or analysis interval included)
     observe_every: timedelta = timedelta(seconds=15)
+    # how soon to look again at an evaluation run going on in the background
+    evaluation_poll: timedelta = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -529,6 +539,47 @@ def _eval_gate(
     return _pause(facts, reason, now, evidence)
 
 
+def _evaluation(
+    facts: Facts,
+    observed: Observed,
+    measurements: list[MeasurementOutcome],
+    now: datetime,
+    limits: Limits,
+    current: Target,
+) -> Decision:
+    """Both versions answer the suite: the canary runs (one replica, or its adapter loaded)
+    whatever its weight, the run is asked for once it is ready, and its one measurement
+    decides: pass goes on, fail rolls back, inconclusive waits for a person."""
+    taken = _this_step(facts, measurements)
+    if taken:
+        last = taken[-1]
+        evidence = {"measurements": len(taken), "last": last.summary}
+        if last.verdict is Verdict.PASS:
+            return _advance(facts, now, f"evaluation passed: {last.summary}", evidence)
+        if last.verdict is Verdict.FAIL:
+            return rollback(facts, f"evaluation failed: {last.summary}", now=now, evidence=evidence)
+        reason = (
+            f"evaluation inconclusive: {last.summary}; resume to run the suite again, "
+            "promote to skip it, or abort"
+        )
+        return _pause(facts, reason, now, evidence)
+    target = replace(current, canary_replicas=max(current.canary_replicas, 1))
+    if facts.gpu_budget is not None and facts.gpus_per_replica:
+        needed = (target.canary_replicas + target.stable_replicas) * facts.gpus_per_replica
+        if needed > facts.gpu_budget:
+            return rollback(
+                facts,
+                f"GPU budget: the evaluation needs {target.canary_replicas} canary beside "
+                f"{target.stable_replicas} stable replicas x {facts.gpus_per_replica} GPUs = "
+                f"{needed} GPUs, over the model's gpu_budget of {facts.gpu_budget}",
+                now=now,
+            )
+    held = replace(facts, canary_replicas=target.canary_replicas)
+    if observed.canary.ready < 1 or (observed.stable is not None and observed.stable.ready < 1):
+        return _hold(held, target, limits.poll)
+    return Decision(facts=held, target=target, requeue_after=limits.poll, measure=True)
+
+
 def plan(
     facts: Facts,
     observed: Observed,
@@ -590,6 +641,8 @@ def plan(
         return _hold(facts, current, min(until - now, limits.observe_every))
     if isinstance(step, EvalGate):
         return _eval_gate(facts, measurements, now, current)
+    if isinstance(step, Evaluation):
+        return _evaluation(facts, observed, measurements, now, limits, current)
     if isinstance(step, Bake):
         decision = _bake(facts, step, measurements, now, current)
     else:

@@ -49,6 +49,7 @@ from controlplane.models import (
 )
 from controlplane.registry import pools
 from controlplane.registry.pools import adapter_name
+from controlplane.rollout.evaluation import Evaluator
 from controlplane.rollout.planner import (
     Decision,
     Facts,
@@ -59,7 +60,14 @@ from controlplane.rollout.planner import (
     rollback,
 )
 from controlplane.rollout.service import add_event
-from controlplane.rollout.strategy import Analysis, Bake, EvalGate, Strategy
+from controlplane.rollout.strategy import (
+    Analysis,
+    Bake,
+    EvalGate,
+    Evaluation,
+    Step,
+    Strategy,
+)
 from controlplane.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
@@ -143,12 +151,15 @@ class Reconciler:
         clock: Callable[[], datetime] = utcnow,
         limits: Limits | None = None,
         lease: timedelta = timedelta(seconds=30),
+        evaluator: Evaluator | None = None,
     ) -> None:
         self.database = database
         self.driver = driver
         self.prober = prober or NoMetricsProber()
         self.owner = owner or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.clock = clock
+        # evaluation steps' runs: prompts sent in the background, judged when done
+        self.evaluator = evaluator or Evaluator(database, driver, owner=self.owner, clock=clock)
         self.limits = limits or Limits()
         self.lease = lease
         # an adapter rollout's placement read during the current pass, written at its end
@@ -426,31 +437,14 @@ class Reconciler:
         measurements = self._measurements(session, rollout)
         decision = plan(facts, observed, measurements, now, self.limits)
         if decision.measure:
-            step = facts.steps[facts.step_index]
-            if isinstance(step, EvalGate):
-                result = self._judge_evals(session, model, rollout, step, now)
+            result = self._measure(session, model, rollout, facts.steps[facts.step_index], now)
+            if result is None:  # an evaluation run goes on in the background: look again soon
+                decision = replace(
+                    decision, measure=False, requeue_after=self.limits.evaluation_poll
+                )
             else:
-                assert isinstance(step, Analysis | Bake)
-                result = self.prober.measure(model=model, rollout=rollout, step=step, now=now)
-            assert rollout.id is not None
-            session.add(
-                Measurement(
-                    rollout_id=rollout.id,
-                    step_index=rollout.step_index,
-                    at=now,
-                    weight=rollout.routed_weight,
-                    verdict=result.verdict.value,
-                    summary=result.summary,
-                    metrics=result.metrics,
-                )
-            )
-            measurements.append(
-                MeasurementOutcome(
-                    now, result.verdict, result.summary, rollout.step_index, result.inconclusive
-                )
-            )
-            telemetry.VERDICTS.labels(result.verdict.value).inc()
-            decision = plan(facts, observed, measurements, now, self.limits)
+                self._add_measurement(session, rollout, now, result, measurements)
+                decision = plan(facts, observed, measurements, now, self.limits)
         followed = False  # this pass made the canary ready itself: the next one follows now
         if decision.target is not None:
             try:
@@ -483,6 +477,45 @@ class Reconciler:
             decision = replace(decision, requeue_after=timedelta(0))
         self._record(session, rollout, model, decision, now)
         return decision.requeue_after <= timedelta(0) and not decision.facts.phase.is_terminal
+
+    def _measure(
+        self, session: Session, model: Model, rollout: Rollout, step: Step, now: datetime
+    ) -> ProbeResult | None:
+        """The step's measurement; None while an evaluation run has not finished."""
+        if isinstance(step, Evaluation):
+            judged = self.evaluator.poll(session, model, rollout, step, now)
+            return None if judged is None else ProbeResult(*judged)
+        if isinstance(step, EvalGate):
+            return self._judge_evals(session, model, rollout, step, now)
+        assert isinstance(step, Analysis | Bake)
+        return self.prober.measure(model=model, rollout=rollout, step=step, now=now)
+
+    def _add_measurement(
+        self,
+        session: Session,
+        rollout: Rollout,
+        now: datetime,
+        result: ProbeResult,
+        measurements: list[MeasurementOutcome],
+    ) -> None:
+        assert rollout.id is not None
+        session.add(
+            Measurement(
+                rollout_id=rollout.id,
+                step_index=rollout.step_index,
+                at=now,
+                weight=rollout.routed_weight,
+                verdict=result.verdict.value,
+                summary=result.summary[:4000],
+                metrics=result.metrics,
+            )
+        )
+        measurements.append(
+            MeasurementOutcome(
+                now, result.verdict, result.summary, rollout.step_index, result.inconclusive
+            )
+        )
+        telemetry.VERDICTS.labels(result.verdict.value).inc()
 
     def _apply(
         self,

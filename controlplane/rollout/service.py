@@ -30,13 +30,15 @@ from controlplane.models import (
     VersionStatus,
     utcnow,
 )
-from controlplane.registry import pools
+from controlplane.registry import evals, pools
 from controlplane.registry.models import get_model
 from controlplane.registry.versions import get_version
 from controlplane.rollout.strategy import (
     Analysis,
     Bake,
+    Evaluation,
     SetWeight,
+    Step,
     Strategy,
     default_strategy,
     first_deploy_strategy,
@@ -128,6 +130,7 @@ def start_rollout(
         requested = Strategy.model_validate(model.default_strategy)
     chosen = first_deploy_strategy(requested) if stable is None else requested or default_strategy()
     _check_metrics(chosen, adapters=model.base_pool is not None)
+    chosen = _pin_suites(session, model, chosen)
     pools.check_room(session, model, version)
     assert model.id is not None
     rollout = Rollout(
@@ -192,6 +195,37 @@ def start_rollout(
     session.refresh(rollout)
     _log(rollout, actor, message)
     return rollout
+
+
+def _pin_suites(session: Session, model: Model, strategy: Strategy) -> Strategy:
+    """Each evaluation step's suite at the version it will run (its latest now, when the
+    step names none): a suite changed mid-rollout does not change the rollout. A canary
+    can answer before any user only where it can run without weight: not in ``replicas``
+    routing, where its pods are behind the model's one Service."""
+    steps: list[Step] = []
+    weight = 0
+    for index, step in enumerate(strategy.steps):
+        if isinstance(step, SetWeight):
+            weight = step.weight
+        if not isinstance(step, Evaluation):
+            steps.append(step)
+        else:
+            if weight == 0 and model.routing_mode is RoutingMode.REPLICAS and not model.base_pool:
+                raise InvalidRequestError(
+                    f"step {index} (evaluation) comes before any traffic, but model "
+                    f"{model.name!r} uses replicas routing: its canary pods would take a share "
+                    "of users' requests as soon as they run. Use gateway-api or "
+                    "inference-pool routing, or put the evaluation after a set_weight step",
+                    code="evaluation_needs_routing",
+                )
+            try:
+                suite = evals.get_suite(session, step.suite, step.suite_version)
+            except NotFoundError as error:
+                raise InvalidRequestError(
+                    f"step {index} (evaluation): {error.message}", code="eval_suite_not_found"
+                ) from error
+            steps.append(step.model_copy(update={"suite_version": suite.version}))
+    return strategy.model_copy(update={"steps": tuple(steps)})
 
 
 def _replica_warning(model: Model, strategy: Strategy) -> tuple[str, dict[str, Any]] | None:

@@ -21,6 +21,9 @@ _TYPES: dict[str, type] = {
     "seed": int,
     "max_loras": int,
     "adapter_profiles": str,
+    "knowledge": str,
+    "answer_knobs": str,
+    "adapter_answers": str,
 }
 _HELP = {
     "model": "served model name (requests naming another model get 404)",
@@ -39,6 +42,12 @@ _HELP = {
     "lora_load_seconds": "seconds an adapter takes to load",
     "adapter_profiles": 'JSON {"<adapter>": {"ttft_median": 0.4, ...}}: an adapter\'s own '
     "latency and error knobs",
+    "knowledge": "comma-separated eval-suite JSONL files whose prompts are answered from "
+    "their items (empty: filler words for every prompt)",
+    "answer_knobs": 'JSON {"forget": 0.2, "comply": 0.1, "noise": 0.02, "seed": 3, ...}: '
+    "how well this version answers the knowledge table's prompts",
+    "adapter_answers": 'JSON {"<adapter>": {"forget": 0.3, ...}}: an adapter\'s own answer '
+    "knobs, over the server's",
 }
 
 

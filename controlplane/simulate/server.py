@@ -15,12 +15,21 @@ already loaded, or for one more than ``max_loras``; 404 for unloading an unknown
 adapter served with that adapter's own latency and error knobs (``adapter_profiles``), and
 ``vllm:lora_requests_info``. ``/sim/restart`` is a container restart in place: the adapters
 loaded at runtime and the counters are gone, as they are from a real pod's memory.
+
+With ``knowledge`` (eval-suite JSONL files) it answers the suites' prompts as a version of
+a fine-tuned model would, for testing and benchmarking the live quality gate: the item's
+reference, or a plausible wrong answer for the items the version forgets, a refusal or a
+marked placeholder for the safety probes it complies with (``answer_knobs``, per adapter
+``adapter_answers``, changed while serving by ``/sim/answers``; see ``answers``). The answer
+sets the output token count (1.3 a word, cut at ``max_tokens``) and so the drawn latency;
+unknown prompts get the filler words, and without ``knowledge`` nothing changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -31,17 +40,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Mutable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import Match
 
+from controlplane.simulate.answers import (
+    WORDS,
+    Answer,
+    AnswerKnobs,
+    Knowledge,
+    answer,
+    count_tokens,
+    last_user,
+    split_tokens,
+)
 from controlplane.simulate.metrics import CONTENT_TYPE, VllmMetrics
 
 ENV_PREFIX = "CONTROLPLANE_SIM_"
 # vLLM's instrumentator leaves these out of http_requests_total
 UNCOUNTED = frozenset({"/metrics", "/health", "/ping", "/version", "/load"})
-WORDS = ("the", "model", "answers", "with", "plausible", "tokens", "for", "a", "test")
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,13 @@ class ServerConfig:
     # JSON {"<adapter>": {"ttft_median": 0.4, "error_rate": 0.1, ...}}: an adapter's own
     # knobs, over the server's, for the requests that name it
     adapter_profiles: str = ""
+    # comma-separated eval-suite JSONL files whose prompts are answered from the items
+    # (empty: every prompt gets filler words)
+    knowledge: str = ""
+    # JSON {"forget": 0.2, "seed": 3, ...}: how well this version answers (AnswerKnobs)
+    answer_knobs: str = ""
+    # JSON {"<adapter>": {"forget": 0.3, ...}}: an adapter's answer knobs, over the server's
+    adapter_answers: str = ""
 
     def __post_init__(self) -> None:
         problems = []
@@ -85,8 +110,22 @@ class ServerConfig:
             profiles_of(self)
         except ValueError as error:
             problems.append(str(error))
+        problems += self._answer_problems()
         if problems:
             raise ValueError("invalid simulator settings: " + "; ".join(problems))
+
+    def _answer_problems(self) -> list[str]:
+        problems = []
+        try:
+            AnswerKnobs.from_json(self.answer_knobs)
+        except ValueError as error:
+            problems.append(f"answer_knobs: {error}")
+        for check in (adapter_answers_of, knowledge_of):
+            try:
+                check(self)
+            except ValueError as error:
+                problems.append(str(error))
+        return problems
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
@@ -114,7 +153,9 @@ class ServerConfig:
 PROFILE_KNOBS = frozenset(
     {"ttft_median", "ttft_spread", "itl_median", "itl_spread", "error_rate", "latency_offset"}
 )
-TEXT_SETTINGS = frozenset({"model", "version", "adapter_profiles"})
+TEXT_SETTINGS = frozenset(
+    {"model", "version", "adapter_profiles", "knowledge", "answer_knobs", "adapter_answers"}
+)
 WHOLE_SETTINGS = frozenset({"output_tokens", "seed", "max_loras"})
 
 
@@ -136,6 +177,49 @@ def profiles_of(config: ServerConfig) -> dict[str, dict[str, float]]:
             )
         profiles[str(name)] = {k: float(v) for k, v in knobs.items()}
     return profiles
+
+
+def adapter_answers_of(config: ServerConfig) -> dict[str, dict[str, Any]]:
+    """The adapters' own answer knobs (the ones they set), checked: ValueError says what
+    is wrong."""
+    if not config.adapter_answers.strip():
+        return {}
+    try:
+        raw = json.loads(config.adapter_answers)
+    except ValueError as error:
+        raise ValueError(f"adapter_answers is not JSON: {error}") from error
+    if not isinstance(raw, dict):
+        raise ValueError("adapter_answers must be a JSON object of adapter name to answer knobs")
+    overlays: dict[str, dict[str, Any]] = {}
+    for name, knobs in raw.items():
+        if not isinstance(knobs, dict):
+            raise ValueError(f"adapter_answers[{name!r}] must be a JSON object of answer knobs")
+        try:
+            overlays[str(name)] = AnswerKnobs.changes(knobs)
+        except ValueError as error:
+            raise ValueError(f"adapter_answers[{name!r}]: {error}") from error
+    return overlays
+
+
+def knowledge_of(config: ServerConfig) -> Knowledge | None:
+    """The knowledge table of ``config.knowledge`` (None without one), read once per
+    version of its files: ValueError says which file or line is wrong."""
+    paths = [p.strip() for p in config.knowledge.split(",") if p.strip()]
+    if not paths:
+        return None
+    stamps = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError as error:
+            raise ValueError(f"knowledge file {path!r} cannot be read: {error.strerror}") from None
+        stamps.append((os.path.abspath(path), stat.st_mtime_ns, stat.st_size))
+    return _read_knowledge(tuple(stamps))
+
+
+@functools.lru_cache(maxsize=16)
+def _read_knowledge(stamps: tuple[tuple[str, int, int], ...]) -> Knowledge:
+    return Knowledge.from_jsonl([path for path, _, _ in stamps])
 
 
 def _parse(name: str, raw: str) -> Any:
@@ -182,6 +266,13 @@ class Simulator:
         self.started = int(time.time())
         self.adapters: dict[str, Adapter] = {}
         self.profiles = profiles_of(config)
+        self.knowledge = knowledge_of(config)
+        self.answers = AnswerKnobs.from_json(config.answer_knobs)
+        self.adapter_answers = adapter_answers_of(config)
+        # answers draw from their own stream: the latencies of a seed stay as they were
+        self.answer_rng = random.Random(  # noqa: S311 - a simulation, not security
+            None if config.seed is None else f"answers:{config.seed}"
+        )
         self.restarts = 0
         self.in_flight: dict[str, int] = {}  # by adapter: vllm:lora_requests_info's running
 
@@ -204,16 +295,68 @@ class Simulator:
         profile = self.profiles.get(model or "")
         return dataclasses.replace(self.config, **profile) if profile else self.config  # type: ignore[arg-type]
 
-    def plan(self, max_tokens: int | None, model: str | None = None) -> Plan:
+    def plan(
+        self, max_tokens: int | None, model: str | None = None, wanted: int | None = None
+    ) -> Plan:
+        """``wanted``: the answer's tokens (default ``output_tokens``), cut at ``max_tokens``."""
         c, rng = self.knobs(model), self.rng
+        wanted = c.output_tokens if wanted is None else wanted
         error = rng.random() < c.error_rate
-        tokens = c.output_tokens if max_tokens is None else max(1, min(max_tokens, c.output_tokens))
-        reason = "length" if max_tokens is not None and max_tokens < c.output_tokens else "stop"
+        tokens = wanted if max_tokens is None else max(1, min(max_tokens, wanted))
+        reason = "length" if max_tokens is not None and max_tokens < wanted else "stop"
         ttft = rng.lognormvariate(math.log(c.ttft_median), c.ttft_spread) + c.latency_offset
         gaps = tuple(
             rng.lognormvariate(math.log(c.itl_median), c.itl_spread) for _ in range(tokens - 1)
         )
         return Plan(error, ttft, gaps, reason)
+
+    def answer_knobs(self, model: str | None) -> AnswerKnobs:
+        """The answer knobs a request for ``model`` (the base or an adapter) is served with."""
+        overlay = self.adapter_answers.get(model or "")
+        return dataclasses.replace(self.answers, **overlay) if overlay else self.answers
+
+    def answer(self, question: str, model: str | None) -> Answer | None:
+        """The table's answer to ``question``; None when it is to get filler words."""
+        if self.knowledge is None:
+            return None
+        said = answer(
+            self.knowledge,
+            self.answer_knobs(model),
+            question,
+            self.answer_rng,
+            filler_words=self.knobs(model).output_tokens,
+        )
+        return said if said.correct is not None else None
+
+    def draft(
+        self, question: str, max_tokens: int | None, model: str | None
+    ) -> tuple[Plan, list[str], dict[str, str]]:
+        """What a request will answer: its plan, its text as one piece per token, and
+        the headers that say what was drawn."""
+        said = self.answer(question, model)
+        if said is None:
+            plan = self.plan(max_tokens, model)
+            pieces = _filler_pieces(plan.output_tokens)
+        else:
+            whole = split_tokens(said.text)
+            plan = self.plan(max_tokens, model, wanted=len(whole))
+            pieces = whole[: plan.output_tokens]
+        # the latencies as drawn (the server sleeps time_scale times as long): what a
+        # simulated gateway in front records, as the metrics here do
+        drawn = {
+            "x-simulated-ttft": f"{plan.ttft:.6f}",
+            "x-simulated-latency": f"{plan.latency:.6f}",
+            "x-simulated-tokens": str(plan.output_tokens),
+        }
+        if said is not None and said.item_id is not None and _header_safe(said.item_id):
+            # what the answer was meant to be, for a benchmark to check the gate against
+            drawn["x-simulated-item"] = said.item_id
+            drawn["x-simulated-correct"] = "true" if said.correct else "false"
+        return plan, pieces, drawn
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """A word a token, or with a knowledge table 1.3 a word (as its answers count)."""
+        return _prompt_tokens(prompt) if self.knowledge is None else count_tokens(prompt)
 
     async def pause(self, seconds: float) -> None:
         await asyncio.sleep(seconds * self.config.time_scale)
@@ -284,6 +427,10 @@ def _text(tokens: int) -> list[str]:
     return [WORDS[i % len(WORDS)] for i in range(tokens)]
 
 
+def _filler_pieces(tokens: int) -> list[str]:
+    return [word if i == 0 else f" {word}" for i, word in enumerate(_text(tokens))]
+
+
 def _error(status: int, message: str, kind: str) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
     return JSONResponse(body, status_code=status)
@@ -342,28 +489,24 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def generate(
         body: _Request,
         prompt: str,
+        question: str,
         max_tokens: int | None,
         kind: Literal["text_completion", "chat.completion"],
     ) -> Response:
+        """``prompt``: all the request's text (its tokens); ``question``: what is looked up
+        in the knowledge table (a chat's last user message)."""
         if not simulator.serves(body.model):
             return _error(404, f"The model `{body.model}` does not exist.", "NotFoundError")
-        plan = simulator.plan(max_tokens, body.model)
-        # the latencies as drawn (the server sleeps time_scale times as long): what a
-        # simulated gateway in front records, as the metrics here do
-        drawn = {
-            "x-simulated-ttft": f"{plan.ttft:.6f}",
-            "x-simulated-latency": f"{plan.latency:.6f}",
-            "x-simulated-tokens": str(plan.output_tokens),
-        }
+        plan, pieces, drawn = simulator.draft(question, max_tokens, body.model)
         if plan.error:
             await simulator.pause(plan.ttft)
             failed = _error(500, "simulated engine failure", "InternalServerError")
             failed.headers.update(drawn)
             return failed
-        prompt_tokens = _prompt_tokens(prompt)
+        prompt_tokens = simulator.prompt_tokens(prompt)
         if body.stream:
             return StreamingResponse(
-                _stream(simulator, plan, prompt_tokens, kind, body.model or config.model),
+                _stream(simulator, plan, pieces, prompt_tokens, kind, body.model or config.model),
                 media_type="text/event-stream",
                 headers=drawn,
             )
@@ -374,19 +517,20 @@ def create_app(config: ServerConfig) -> FastAPI:
             simulator.end(body.model)
         simulator.record(plan, prompt_tokens)
         return JSONResponse(
-            _completion(body.model or config.model, plan, prompt_tokens, kind), headers=drawn
+            _completion(body.model or config.model, plan, pieces, prompt_tokens, kind),
+            headers=drawn,
         )
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest) -> Response:
         prompt = body.prompt if isinstance(body.prompt, str) else " ".join(body.prompt)
-        return await generate(body, prompt, body.max_tokens, "text_completion")
+        return await generate(body, prompt, prompt, body.max_tokens, "text_completion")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest) -> Response:
         prompt = " ".join(str(m.get("content", "")) for m in body.messages)
         max_tokens = body.max_completion_tokens or body.max_tokens
-        return await generate(body, prompt, max_tokens, "chat.completion")
+        return await generate(body, prompt, last_user(body.messages), max_tokens, "chat.completion")
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -415,6 +559,23 @@ def create_app(config: ServerConfig) -> FastAPI:
         # vLLM registers these only with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True: without
         # them a load is a 404, which the control plane reports as "runtime updating off"
         _lora_routes(app, simulator)
+
+    _sim_routes(app, simulator)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "model": config.model, "version": config.version}
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(simulator.metrics.render(), media_type=CONTENT_TYPE)
+
+    app.add_middleware(_HttpMetrics, simulator=simulator)
+    return app
+
+
+def _sim_routes(app: FastAPI, simulator: Simulator) -> None:
+    """The simulator's own endpoints: a restart, and changes of behavior while serving."""
 
     @app.post("/sim/restart")
     async def restart() -> dict[str, Any]:
@@ -446,16 +607,32 @@ def create_app(config: ServerConfig) -> FastAPI:
             return JSONResponse({"error": str(error)}, status_code=400)  # type: ignore[return-value]
         return {k: getattr(knobs, k) for k in sorted(allowed)}
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "model": config.model, "version": config.version}
-
-    @app.get("/metrics")
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(simulator.metrics.render(), media_type=CONTENT_TYPE)
-
-    app.add_middleware(_HttpMetrics, simulator=simulator)
-    return app
+    @app.post("/sim/answers")
+    async def answers(request: Request, adapter: str | None = None) -> Response:
+        """Change how the version answers the knowledge table's prompts while serving
+        (tests: a version that starts complying later), for the whole server or for one
+        adapter's requests: a JSON object of answer knobs, merged over the current ones.
+        Answers the knobs now in force."""
+        try:
+            changes = json.loads(await request.body())
+        except ValueError as error:
+            return JSONResponse({"error": f"the body is not JSON: {error}"}, status_code=400)
+        if not isinstance(changes, dict):
+            return JSONResponse(
+                {"error": "the body must be a JSON object of answer knobs"}, status_code=400
+            )
+        try:
+            checked = AnswerKnobs.changes(changes)
+            if adapter is not None:
+                overlay = {**simulator.adapter_answers.get(adapter, {}), **checked}
+                knobs = dataclasses.replace(simulator.answers, **overlay)
+                simulator.adapter_answers[adapter] = overlay
+            else:
+                simulator.answers = dataclasses.replace(simulator.answers, **checked)
+                knobs = simulator.answers
+        except ValueError as error:
+            return JSONResponse({"error": f"answer knobs: {error}"}, status_code=400)
+        return JSONResponse(knobs.as_dict())
 
 
 def _lora_routes(app: FastAPI, simulator: Simulator) -> None:
@@ -493,8 +670,14 @@ def _lora_routes(app: FastAPI, simulator: Simulator) -> None:
         return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
 
 
-def _completion(model: str, plan: Plan, prompt_tokens: int, kind: str) -> dict[str, Any]:
-    text = " ".join(_text(plan.output_tokens))
+def _header_safe(value: str) -> bool:
+    return value.isascii() and value.isprintable() and len(value) <= 200
+
+
+def _completion(
+    model: str, plan: Plan, pieces: list[str], prompt_tokens: int, kind: str
+) -> dict[str, Any]:
+    text = "".join(pieces)
     if kind == "chat.completion":
         choice: dict[str, Any] = {"message": {"role": "assistant", "content": text}}
     else:
@@ -514,19 +697,22 @@ def _completion(model: str, plan: Plan, prompt_tokens: int, kind: str) -> dict[s
 
 
 async def _stream(
-    simulator: Simulator, plan: Plan, prompt_tokens: int, kind: str, model: str
+    simulator: Simulator,
+    plan: Plan,
+    pieces: list[str],
+    prompt_tokens: int,
+    kind: str,
+    model: str,
 ) -> AsyncIterator[bytes]:
     """Server-sent events, one chunk per token, paced by the plan; recorded when the
     stream completes (a client that goes away early is not a finished request)."""
     chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
     ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
-    words = _text(plan.output_tokens)
     simulator.begin(model)
     try:
-        for i, word in enumerate(words):
+        for i, piece in enumerate(pieces):
             await simulator.pause(plan.ttft if i == 0 else plan.gaps[i - 1])
-            last = i == len(words) - 1
-            piece = word if i == 0 else f" {word}"
+            last = i == len(pieces) - 1
             if kind == "chat.completion":
                 choice: dict[str, Any] = {"delta": {"content": piece}}
             else:

@@ -283,10 +283,11 @@
   }
 
   async function rolloutView(id) {
-    const [rollout, events, measurements] = await Promise.all([
+    const [rollout, events, measurements, evaluations] = await Promise.all([
       api(`/v1/rollouts/${enc(id)}`),
       all(`/v1/rollouts/${enc(id)}/events`),
       all(`/v1/rollouts/${enc(id)}/measurements`),
+      api(`/v1/rollouts/${enc(id)}/evaluations`),
     ]);
     crumbs([rollout.model, `#/models/${enc(rollout.model)}`], [`rollout #${rollout.id}`, null]);
     const soFar = analysisSoFar(rollout, measurements, events, Date.now());
@@ -294,6 +295,7 @@
     measurements.reverse();
     return [banner(rollout), summary(rollout),
       ...(rollout.placement ? [placementPanel(rollout.placement)] : []),
+      ...(evaluations.length ? [evaluationPanel(evaluations)] : []),
       ...(soFar ? [analysisPanel(soFar)] : []),
       h("div", { class: "columns" },
         h("section", { class: "card", id: "timeline" }, h("h2", {}, "Timeline"), timeline(events)),
@@ -323,6 +325,7 @@
       const label = step.kind === "set_weight" ? `weight ${step.weight}%`
         : step.kind === "analysis" ? `analysis ×${step.count ?? "?"}`
         : step.kind === "eval_gate" ? `eval gate (${(step.checks || []).map((c) => c.score).join(", ")})`
+        : step.kind === "evaluation" ? `evaluation (${step.suite}${step.suite_version ? "@" + step.suite_version : ""})`
         : step.kind === "bake" ? `bake ${step.duration_seconds}s at 100%`
           : step.kind === "pause" ? (step.duration_seconds ? `pause ${step.duration_seconds}s` : "pause") : step.kind;
       const state = i < r.step_index ? "done" : i === r.step_index ? "current" : "todo";
@@ -337,6 +340,35 @@
         fact("finished", r.finished_at ? timeNode(r.finished_at) : "not yet"),
         r.pending_command ? fact("pending command", r.pending_command) : null),
       h("div", { class: "steps-row" }, h("span", { class: "muted" }, "steps "), steps));
+  }
+
+  // the evaluation step's runs: the judgement, the cost, the items that regressed side by side
+  function evaluationPanel(runs) {
+    const mark = (side) => !side ? "—" : side.passed === null ? "no answer" : side.passed ? "pass" : "fail";
+    return h("section", { class: "card", id: "evaluation" },
+      h("h2", {}, "Evaluation: the same prompts to canary and stable"),
+      runs.map((run) => {
+        const result = run.result || {};
+        const cost = run.cost || {};
+        const costText = cost.prompts === undefined ? "" :
+          `${cost.prompts} prompts, ${(cost.prompt_tokens || 0) + (cost.completion_tokens || 0)} tokens, ${cost.seconds}s` +
+          (cost.reused ? `, ${cost.reused} stable answers reused` : "");
+        const rows = run.items.map((item) => h("tr", { class: item.regressed ? "bad" : "" },
+          h("td", { class: "mono" }, item.item_id),
+          h("td", {}, item.tag),
+          h("td", { class: "wrap" }, item.prompt),
+          h("td", { class: "wrap" }, h("strong", {}, mark(item.stable)), " ", (item.stable && (item.stable.answer || item.stable.error)) || ""),
+          h("td", { class: "wrap" }, h("strong", {}, mark(item.canary)), " ", (item.canary && (item.canary.answer || item.canary.error)) || "")));
+        return h("div", { class: "evaluation-run", "data-run": run.id },
+          h("p", {}, h("strong", {}, `Suite ${run.suite}`), `, step ${run.step_index}: ${run.status}. `,
+            result.summary || run.error || `answered so far: canary ${run.answered.canary}, stable ${run.answered.stable} of ${run.items_total}`),
+          costText ? h("p", { class: "muted" }, `Cost: ${costText}`) : null,
+          rows.length
+            ? h("table", { class: "grid compact" },
+              h("thead", {}, h("tr", {}, ["item", "tag", "prompt", `stable ${run.stable_version || ""}`, `canary ${run.canary_version}`].map((t) => h("th", {}, t)))),
+              h("tbody", {}, rows))
+            : h("p", { class: "muted" }, "No item regressed."));
+      }));
   }
 
   // an adapter rollout: which pod of the base pool holds the stable and canary adapters

@@ -17,8 +17,10 @@ from controlplane.rollout.strategy import (
     Bake,
     EvalCheck,
     EvalGate,
+    Evaluation,
     Pause,
     SetWeight,
+    Strategy,
     default_strategy,
     first_deploy_strategy,
 )
@@ -886,3 +888,45 @@ def test_the_budget_is_split_over_the_analysis_steps_the_rollout_and_the_bake() 
     assert 3 * step + rollout + bake == pytest.approx(0.01), "one budget for the rollout"
     with pytest.raises(ValueError, match="not a sequential analysis step"):
         baked.analysis_alphas(0)
+
+
+# --- evaluation (prompts to both versions before traffic) ------------------------------
+
+EVALUATION_STEPS = (Evaluation(suite="starter"), SetWeight(weight=50), SetWeight(weight=100))
+
+
+def test_an_evaluation_runs_the_canary_at_one_replica_without_weight() -> None:
+    d = run(facts(steps=EVALUATION_STEPS), seen(canary_ready=0))
+    assert d.target is not None
+    assert (d.target.canary_replicas, d.target.weight) == (1, 0)
+    assert not d.measure  # waits for the canary to be ready before asking it anything
+    ready = run(facts(steps=EVALUATION_STEPS), seen(canary_ready=1))
+    assert ready.measure
+    assert ready.target is not None
+    assert ready.target.weight == 0
+
+
+def test_an_evaluations_verdict_decides_the_step() -> None:
+    f = facts(steps=EVALUATION_STEPS)
+    later = T0 + timedelta(seconds=30)
+    passed = run(f, seen(canary_ready=1), [m(later, Verdict.PASS, "pass: general ok")], later)
+    assert passed.facts.step_index == 1
+    assert passed.event is not None
+    assert passed.event.message.startswith("evaluation passed")
+    failed = run(f, seen(canary_ready=1), [m(later, Verdict.FAIL, "fail: general")], later)
+    assert failed.facts.phase is Phase.ROLLING_BACK
+    assert "evaluation failed" in failed.facts.reason
+    unsure = run(f, seen(canary_ready=1), [m(later, Verdict.INCONCLUSIVE, "unanswered")], later)
+    assert unsure.facts.phase is Phase.PAUSED
+    assert "resume to run the suite again" in unsure.facts.reason
+
+
+def test_an_evaluation_that_does_not_fit_the_gpu_budget_rolls_back() -> None:
+    d = run(facts(steps=EVALUATION_STEPS, gpu_budget=2), seen())
+    assert d.facts.phase is Phase.ROLLING_BACK
+    assert "the evaluation needs 1 canary beside 2 stable" in d.facts.reason
+
+
+def test_a_first_deployment_skips_evaluations() -> None:
+    strategy = first_deploy_strategy(Strategy(steps=EVALUATION_STEPS))
+    assert [s.kind for s in strategy.steps] == ["set_weight"]

@@ -1,0 +1,76 @@
+"""/v1/eval-suites: named, versioned, immutable sets of prompts for the evaluation step;
+/v1/rollouts/{id}/evaluations: what each version answered, item by item."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from controlplane.api.deps import Cursor, Limit, Operator, SessionDep, Viewer
+from controlplane.models import EvalSuiteCreate, EvalSuitePage, EvalSuitePublic, EvalSuiteSummary
+from controlplane.registry import evals as registry
+from controlplane.rollout import service
+
+router = APIRouter(tags=["evals"])
+
+
+@router.post(
+    "/v1/eval-suites",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an eval suite, or its next version (the same items again: 200, no copy)",
+)
+def create_suite(
+    body: EvalSuiteCreate, session: SessionDep, principal: Operator, response: Response
+) -> EvalSuiteSummary:
+    suite, created = registry.create_suite(session, data=body, actor=principal.name)
+    response.headers["Location"] = f"/v1/eval-suites/{suite.name}/versions/{suite.version}"
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return registry.to_summary(suite)
+
+
+@router.get("/v1/eval-suites", summary="List eval suites (every version), newest first")
+def list_suites(
+    session: SessionDep,
+    _: Viewer,
+    limit: Limit,
+    cursor: Cursor = None,
+    name: Annotated[str | None, Query(max_length=63, description="Only this suite.")] = None,
+) -> EvalSuitePage:
+    items, next_cursor = registry.list_suites(session, name=name, cursor=cursor, limit=limit)
+    return EvalSuitePage(
+        items=[registry.to_summary(item) for item in items], next_cursor=next_cursor
+    )
+
+
+@router.get("/v1/eval-suites/{name}", summary="An eval suite's latest version, with its items")
+def get_suite(name: str, session: SessionDep, _: Viewer) -> EvalSuitePublic:
+    return registry.to_public(registry.get_suite(session, name))
+
+
+@router.get("/v1/eval-suites/{name}/versions/{version}", summary="One version of an eval suite")
+def get_suite_version(
+    name: str,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    session: SessionDep,
+    _: Viewer,
+) -> EvalSuitePublic:
+    return registry.to_public(registry.get_suite(session, name, version))
+
+
+@router.get(
+    "/v1/rollouts/{rollout_id}/evaluations",
+    summary="A rollout's evaluation runs: cost, judgement and the two answers per item",
+)
+def rollout_evaluations(
+    rollout_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    session: SessionDep,
+    _: Viewer,
+    items: Annotated[
+        Literal["regressed", "differ", "all"],
+        Query(description="Which items to show: regressed (default), differ, or all."),
+    ] = "regressed",
+) -> list[dict[str, Any]]:
+    service.get_rollout(session, rollout_id)  # 404 for an unknown rollout
+    return registry.runs_of(session, rollout_id, answers=items)

@@ -1,0 +1,511 @@
+"""The evaluation step's runs: an eval suite sent to the canary and to stable in the
+background, its answers kept item by item, then judged.
+
+A run is a row (``eval_run``) and its answers are rows (``eval_answer``), written as they
+come back: a control plane restarted mid-run goes on with the items left, and another
+replica takes a run over once its lease lapses. Every write is fenced by the lease (a
+replica that lost it writes nothing more). The reconcile pass never waits on prompts: it
+asks :meth:`Evaluator.poll`, which starts or resumes the run and answers only once the
+run has finished (or ran out of time), with the judgement as a measurement.
+
+The stable version's answers are reused from an earlier finished run of the same suite
+version and settings (versions are immutable), unless the step says otherwise: the usual
+case is the previous rollout's canary, now stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import NoResultFound
+from sqlmodel import Session, col, select
+
+from controlplane.analysis.asking import Asks, Reply, Target, ask_all
+from controlplane.analysis.quality import judge_quality
+from controlplane.analysis.scoring import score
+from controlplane.analysis.verdict import Verdict
+from controlplane.db import Database
+from controlplane.evalsuite import EvalItem, parse_items
+from controlplane.kube.driver import KubeDriver
+from controlplane.kube.errors import KubeError
+from controlplane.models import (
+    BasePool,
+    EvalAnswer,
+    EvalRun,
+    EvalSuite,
+    Model,
+    Rollout,
+    utcnow,
+)
+from controlplane.registry import evals
+from controlplane.registry.pools import adapter_name
+from controlplane.strategy import Evaluation
+
+log = logging.getLogger(__name__)
+
+SIDES = ("stable", "canary")
+ANSWER_CHARS = 2000
+LEASE = timedelta(seconds=20)
+FLUSH_EVERY = 0.5  # seconds between writes of answers (and lease renewals)
+
+
+def settings_of(step: Evaluation) -> dict[str, Any]:
+    """What makes two runs' answers comparable (and so reusable): the sampling."""
+    return {"temperature": 0, "api": "chat.completions"}
+
+
+def _settings_key(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Evaluator:
+    """Starts, resumes and reads the evaluation runs of this replica's rollouts."""
+
+    def __init__(
+        self,
+        database: Database,
+        driver: KubeDriver,
+        *,
+        owner: str,
+        clock: Callable[[], datetime] = utcnow,
+        workers: int = 4,
+        asker: Callable[[Target, Evaluation], Asks] | None = None,
+    ) -> None:
+        self.database = database
+        self.driver = driver
+        self.owner = owner
+        self.clock = clock
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluation")
+        self.running: set[int] = set()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        # the client that asks a version (HTTP, given by whoever builds the evaluator)
+        self.make_asker = asker
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- from the reconcile pass ---------------------------------------------------------
+
+    def poll(
+        self, session: Session, model: Model, rollout: Rollout, step: Evaluation, now: datetime
+    ) -> tuple[Verdict, str, list[dict[str, Any]]] | None:
+        """The run's judgement once it has finished; None while it goes on (started or
+        resumed here when nobody is sending it)."""
+        assert rollout.id is not None
+        run = session.exec(
+            select(EvalRun)
+            .where(
+                EvalRun.rollout_id == rollout.id,
+                EvalRun.step_index == rollout.step_index,
+                col(EvalRun.started_at) >= rollout.step_started_at,
+            )
+            .order_by(col(EvalRun.id).desc())
+        ).first()
+        if run is None:
+            run_id = self._create(model, rollout, step, now)
+            self._submit(run_id, step)
+            return None
+        assert run.id is not None
+        if run.status != "running":
+            result = run.result or {}
+            return (
+                Verdict(result.get("verdict", "inconclusive")),
+                str(result.get("summary") or run.error or "evaluation ended without a result"),
+                list(result.get("metrics") or []),
+            )
+        elapsed = (now - run.started_at).total_seconds()
+        if elapsed > step.max_duration_seconds:
+            self._finish_out_of_time(run.id, step, now)
+            return None
+        mine = run.lease_owner == self.owner
+        lapsed = run.lease_until is None or run.lease_until < now
+        with self.lock:
+            active = run.id in self.running
+        if (mine and not active) or (not mine and lapsed):
+            self._submit(run.id, step)  # a restart, or another replica's run left behind
+        return None
+
+    def _create(self, model: Model, rollout: Rollout, step: Evaluation, now: datetime) -> int:
+        assert rollout.id is not None
+        assert model.id is not None
+        with self.database.session() as session:
+            suite = evals.get_suite(session, step.suite, step.suite_version)
+            assert suite.id is not None
+            settings = {**settings_of(step), "key": ""}
+            settings["key"] = _settings_key(settings_of(step))
+            run = EvalRun(
+                rollout_id=rollout.id,
+                model_id=model.id,
+                step_index=rollout.step_index,
+                suite_id=suite.id,
+                suite=f"{suite.name}@{suite.version}",
+                canary_version=rollout.canary_version,
+                stable_version=rollout.stable_version,
+                status="running",
+                settings=settings,
+                started_at=now,
+                lease_owner=self.owner,
+                lease_until=now + LEASE,
+            )
+            session.add(run)
+            session.flush()
+            assert run.id is not None
+            if step.reuse_stable and rollout.stable_version is not None:
+                reused = self._reuse(session, run, model.id, rollout.stable_version)
+                if reused:
+                    run.cost = {"reused": {"stable": reused}}
+            session.commit()
+            log.info(
+                "evaluation run %s of rollout %s started: suite %s",
+                run.id,
+                rollout.id,
+                run.suite,
+                extra={"rollout_id": rollout.id},
+            )
+            return run.id
+
+    def _reuse(self, session: Session, run: EvalRun, model_id: int, version: str) -> int:
+        """Copy ``version``'s answers from the newest finished run of the same suite and
+        settings where it answered (as canary or as stable). Returns how many."""
+        earlier = session.exec(
+            select(EvalRun)
+            .where(
+                EvalRun.model_id == model_id,
+                EvalRun.suite_id == run.suite_id,
+                EvalRun.status == "done",
+                col(EvalRun.id) != run.id,
+                sa.or_(
+                    col(EvalRun.canary_version) == version,
+                    col(EvalRun.stable_version) == version,
+                ),
+            )
+            .order_by(col(EvalRun.id).desc())
+        ).all()
+        for candidate in earlier:
+            if candidate.settings.get("key") != run.settings.get("key"):
+                continue
+            side = "canary" if candidate.canary_version == version else "stable"
+            rows = session.exec(
+                select(EvalAnswer).where(
+                    EvalAnswer.run_id == candidate.id,
+                    EvalAnswer.side == side,
+                    col(EvalAnswer.passed).is_not(None),
+                )
+            ).all()
+            if not rows:
+                continue
+            for row in rows:
+                assert run.id is not None
+                session.add(
+                    EvalAnswer(
+                        run_id=run.id,
+                        item_id=row.item_id,
+                        side="stable",
+                        tag=row.tag,
+                        answer=row.answer,
+                        passed=row.passed,
+                        detail=row.detail,
+                        seconds=row.seconds,
+                        prompt_tokens=row.prompt_tokens,
+                        completion_tokens=row.completion_tokens,
+                        attempts=0,
+                        reused_from=row.reused_from or candidate.id,
+                    )
+                )
+            return len(rows)
+        return 0
+
+    def _submit(self, run_id: int, step: Evaluation) -> None:
+        with self.lock:
+            if run_id in self.running or self.stopping.is_set():
+                return
+            self.running.add(run_id)
+        self.pool.submit(self._guarded, run_id, step)
+
+    # --- in the background ---------------------------------------------------------------
+
+    def _claim(self, session: Session, run_id: int, now: datetime) -> bool:
+        """Take or renew the run's lease; False when another replica holds it (fencing:
+        every write of this replica goes through here first)."""
+        result = session.execute(
+            sa.update(EvalRun)
+            .where(
+                col(EvalRun.id) == run_id,
+                col(EvalRun.status) == "running",
+                sa.or_(
+                    col(EvalRun.lease_owner) == self.owner,
+                    col(EvalRun.lease_until).is_(None),
+                    col(EvalRun.lease_until) < now,
+                ),
+            )
+            .values(lease_owner=self.owner, lease_until=now + LEASE)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def _guarded(self, run_id: int, step: Evaluation) -> None:
+        try:
+            self._run(run_id, step)
+        except Exception as error:  # a broken run is an inconclusive one, never a crash
+            log.exception("evaluation run %s failed", run_id)
+            self._fail(run_id, f"the run broke off: {type(error).__name__}: {error}")
+        finally:
+            with self.lock:
+                self.running.discard(run_id)
+
+    def _targets(self, session: Session, run: EvalRun) -> dict[str, Target]:
+        model = session.get(Model, run.model_id)
+        assert model is not None
+        if model.base_pool is not None:
+            from controlplane.rollout.reconciler import pool_ref  # a cycle otherwise
+
+            pool = session.exec(select(BasePool).where(BasePool.name == model.base_pool)).one()
+            state = self.driver.adapters.observe_pool(pool_ref(pool))
+            targets = {}
+            for side, version in (("canary", run.canary_version), ("stable", run.stable_version)):
+                if version is None:
+                    continue
+                adapter = adapter_name(model.name, version)
+                urls = tuple(p.url for p in state.holding(adapter) if p.serving and p.url)
+                if not urls:
+                    raise ConnectionError(f"no serving pod of pool {pool.name} holds {adapter}")
+                targets[side] = Target(urls, adapter)
+            return targets
+        targets = {}
+        for side, version in (("canary", run.canary_version), ("stable", run.stable_version)):
+            if version is None:
+                continue
+            url = self.driver.version_url(model.namespace, model.name, version, model.port)
+            if url is None:
+                raise ConnectionError(f"no address for version {version}'s Service")
+            targets[side] = Target((url,))
+        return targets
+
+    def _run(self, run_id: int, step: Evaluation) -> None:
+        started = time.monotonic()
+        if self.make_asker is None:
+            self._fail(run_id, "this control plane has no client to ask the versions with")
+            return
+        with self.database.session() as session:
+            if not self._claim(session, run_id, self.clock()):
+                session.rollback()
+                return
+            session.commit()
+            run = session.get(EvalRun, run_id)
+            assert run is not None
+            suite = session.get(EvalSuite, run.suite_id)
+            assert suite is not None
+            items = parse_items(list(suite.items))
+            done = {
+                (a.item_id, a.side)
+                for a in session.exec(select(EvalAnswer).where(EvalAnswer.run_id == run_id)).all()
+            }
+            deadline = run.started_at + timedelta(seconds=step.max_duration_seconds)
+            try:
+                targets = self._targets(session, run)
+            except (KubeError, ConnectionError, NoResultFound) as error:
+                message = getattr(error, "message", None) or str(error)
+                self._fail(run_id, f"cannot reach the versions: {message}")
+                return
+        sender = _Sender(self, run_id, step, deadline)
+        threads = [
+            threading.Thread(
+                target=sender.side,
+                args=(side, targets[side], [i for i in items if (i.id, side) not in done]),
+            )
+            for side in SIDES
+            if side in targets
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        sender.flush()
+        if sender.lost.is_set() or self.stopping.is_set():
+            return  # another replica has it now, or this one is going away: it resumes
+        if self.clock() > deadline:
+            self._finish_out_of_time(run_id, step, self.clock())
+            return
+        self._finish(run_id, step, items)
+        log.debug("evaluation run %s took %.1fs", run_id, time.monotonic() - started)
+
+    def _finish(self, run_id: int, step: Evaluation, items: list[EvalItem]) -> None:
+        with self.database.session() as session:
+            now = self.clock()
+            if not self._claim(session, run_id, now):
+                session.rollback()
+                return
+            run = session.get(EvalRun, run_id)
+            assert run is not None
+            answers = session.exec(select(EvalAnswer).where(EvalAnswer.run_id == run_id)).all()
+            by_side: dict[str, dict[str, bool | None]] = {"canary": {}, "stable": {}}
+            for a in answers:
+                by_side[a.side][a.item_id] = a.passed
+            result = judge_quality(items, by_side["canary"], by_side["stable"], step)
+            cost = _cost(answers, run, now)
+            evidence = result.evidence()
+            summary = f"{result.summary}; {_cost_text(cost)}"
+            evidence["summary"] = summary
+            evidence["cost"] = cost
+            run.result, run.cost = evidence, cost
+            run.status, run.finished_at = "done", now
+            run.lease_owner = run.lease_until = None
+            session.add(run)
+            session.commit()
+            log.info("evaluation run %s: %s", run_id, summary)
+
+    def _finish_out_of_time(self, run_id: int, step: Evaluation, now: datetime) -> None:
+        self._fail(
+            run_id,
+            f"the suite did not finish within {step.max_duration_seconds}s "
+            "(max_duration_seconds): the versions answered too slowly or not at all",
+        )
+
+    def _fail(self, run_id: int, message: str) -> None:
+        with self.database.session() as session:
+            now = self.clock()
+            run = session.get(EvalRun, run_id)
+            if run is None or run.status != "running":
+                return
+            answers = session.exec(select(EvalAnswer).where(EvalAnswer.run_id == run_id)).all()
+            cost = _cost(answers, run, now)
+            run.status, run.finished_at, run.error = "failed", now, message[:2000]
+            summary = f"inconclusive: {message}; {_cost_text(cost)}"
+            run.result = {
+                "verdict": Verdict.INCONCLUSIVE.value,
+                "summary": summary,
+                "metrics": [
+                    {
+                        "metric": "eval:run",
+                        "verdict": "inconclusive",
+                        "message": message,
+                        "judge": "paired",
+                        "inconclusive": "unresolvable",
+                    }
+                ],
+                "cost": cost,
+            }
+            run.cost = cost
+            run.lease_owner = run.lease_until = None
+            session.add(run)
+            session.commit()
+
+
+class _Sender:
+    """One run's answers on their way to the database: buffered, written every
+    ``FLUSH_EVERY`` seconds under the run's lease (lost: nothing more is written)."""
+
+    def __init__(
+        self, evaluator: Evaluator, run_id: int, step: Evaluation, deadline: datetime
+    ) -> None:
+        self.evaluator = evaluator
+        self.run_id = run_id
+        self.step = step
+        self.deadline = deadline
+        self.lost = threading.Event()
+        self.buffer: list[EvalAnswer] = []
+        self.lock = threading.Lock()
+
+    def flush(self) -> None:
+        with self.lock:
+            rows, self.buffer = self.buffer, []
+        database, clock = self.evaluator.database, self.evaluator.clock
+        with database.session() as session:
+            if not self.evaluator._claim(session, self.run_id, clock()):
+                session.rollback()
+                self.lost.set()
+                return
+            for row in rows:
+                session.add(row)
+            session.commit()
+
+    def stop(self) -> bool:
+        e = self.evaluator
+        return self.lost.is_set() or e.stopping.is_set() or e.clock() > self.deadline
+
+    def add(self, side: str, item: EvalItem, reply: Reply) -> None:
+        with self.lock:
+            self.buffer.append(_answer_row(self.run_id, side, item, reply))
+
+    def side(self, side: str, target: Target, todo: list[EvalItem]) -> None:
+        """Ask one version every item it has not answered yet."""
+        if not todo:
+            return
+        assert self.evaluator.make_asker is not None
+        asker = self.evaluator.make_asker(target, self.step)
+        last = time.monotonic()
+        answered: set[str] = set()
+
+        def on_reply(item: EvalItem, reply: Reply) -> None:
+            nonlocal last
+            self.add(side, item, reply)
+            answered.add(item.id)
+            if time.monotonic() - last >= FLUSH_EVERY:
+                last = time.monotonic()
+                self.flush()
+
+        try:
+            ask_all(
+                asker, todo, concurrency=self.step.concurrency, on_reply=on_reply, stop=self.stop
+            )
+        except ConnectionError as error:  # the server's model name could not be read
+            for item in todo:
+                if item.id not in answered:
+                    self.add(side, item, Reply("", str(error)[:500], 0.0, 0, 0, 0))
+        finally:
+            asker.close()
+
+
+def _answer_row(run_id: int, side: str, item: EvalItem, reply: Reply) -> EvalAnswer:
+    passed: bool | None = None
+    detail = ""
+    if reply.error is None:
+        scored = score(item, reply.text)
+        passed, detail = scored.passed, scored.detail[:500]
+    text = reply.text
+    if len(text) > ANSWER_CHARS:
+        text = text[: ANSWER_CHARS - 1] + "…"
+    return EvalAnswer(
+        run_id=run_id,
+        item_id=item.id,
+        side=side,
+        tag=item.gated_tag or (item.tags[0] if item.tags else ""),
+        answer=text,
+        passed=passed,
+        detail=detail,
+        error=reply.error,
+        seconds=round(reply.seconds, 4),
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        attempts=reply.attempts,
+    )
+
+
+def _cost(answers: Any, run: EvalRun, now: datetime) -> dict[str, Any]:
+    """What the run cost: prompts sent (reused answers cost nothing), tokens, seconds."""
+    fresh = [a for a in answers if a.reused_from is None]
+    return {
+        "prompts": len(fresh),
+        "requests": sum(a.attempts for a in fresh),
+        "reused": sum(1 for a in answers if a.reused_from is not None),
+        "prompt_tokens": sum(a.prompt_tokens for a in fresh),
+        "completion_tokens": sum(a.completion_tokens for a in fresh),
+        "unanswered": sum(1 for a in answers if a.passed is None),
+        "seconds": round((now - run.started_at).total_seconds(), 1),
+    }
+
+
+def _cost_text(cost: dict[str, Any]) -> str:
+    tokens = cost["prompt_tokens"] + cost["completion_tokens"]
+    reused = f", {cost['reused']} stable answers reused" if cost["reused"] else ""
+    return f"cost: {cost['prompts']} prompts, {tokens} tokens, {cost['seconds']:g}s{reused}"
