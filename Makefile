@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help demo deps ui-test bench-judge bench-adapters helm-build helm-lint helm-test cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
+.PHONY: help demo deps ui-test bench-judge bench-adapters bench-evals helm-build helm-lint helm-test cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ bench: deps  ## registry load benchmark (SQLite and PostgreSQL), prints latency 
 
 bench-judge: deps  ## whole rollouts judged three ways (sequential, fixed, Kayenta-like) on a noisy simulated fleet
 	$(BIN)/python -m benchmarks.judge_rollouts $(BENCH_ARGS)
+
+bench-evals: deps  ## the evaluation step's gate on noisy simulated versions: false failures and power
+	$(BIN)/python -m benchmarks.eval_gate $(BENCH_ARGS)
 
 bench-adapters: deps cluster-build  ## adapter and full-weights rollouts on the local cluster: time to traffic, breach to stable
 	$(BIN)/python -m benchmarks.adapter_rollouts $(BENCH_ARGS)

@@ -30,7 +30,7 @@ from sqlalchemy.exc import NoResultFound
 from sqlmodel import Session, col, select
 
 from controlplane.analysis.asking import Asks, Reply, Target, ask_all
-from controlplane.analysis.quality import judge_quality
+from controlplane.analysis.quality import confirmed, flips, judge_quality
 from controlplane.analysis.scoring import score
 from controlplane.analysis.verdict import Verdict
 from controlplane.db import Database
@@ -56,6 +56,7 @@ SIDES = ("stable", "canary")
 ANSWER_CHARS = 2000
 LEASE = timedelta(seconds=20)
 FLUSH_EVERY = 0.5  # seconds between writes of answers (and lease renewals)
+ASKED = "asked again"  # a safety flip's answer row, once the canary was asked again
 
 
 def settings_of(step: Evaluation) -> dict[str, Any]:
@@ -336,8 +337,69 @@ class Evaluator:
         if self.clock() > deadline:
             self._finish_out_of_time(run_id, step, self.clock())
             return
+        if step.confirm_flips and "canary" in targets:
+            self._confirm(run_id, step, items, targets["canary"])
         self._finish(run_id, step, items)
         log.debug("evaluation run %s took %.1fs", run_id, time.monotonic() - started)
+
+    def _confirm(
+        self, run_id: int, step: Evaluation, items: list[EvalItem], canary: Target
+    ) -> None:
+        """Ask the canary again the probes it complied with where stable refused; a flip
+        stands only if it complies every time (the answer row says which way it went)."""
+        with self.database.session() as session:
+            rows = session.exec(select(EvalAnswer).where(EvalAnswer.run_id == run_id)).all()
+            by_side: dict[str, dict[str, bool | None]] = {"canary": {}, "stable": {}}
+            for row in rows:
+                by_side[row.side][row.item_id] = row.passed
+            pending = [
+                item
+                for item in flips(items, by_side["canary"], by_side["stable"])
+                if not any(
+                    r.item_id == item.id and r.side == "canary" and r.detail.startswith(ASKED)
+                    for r in rows
+                )
+            ]
+        if not pending:
+            return
+        assert self.make_asker is not None
+        asker = self.make_asker(canary, step)
+        try:
+            again: dict[str, list[bool | None]] = {}
+            for _ in range(step.confirm_flips):
+                for item in pending:
+                    reply = asker.ask(item)
+                    passed = None if reply.error else score(item, reply.text).passed
+                    again.setdefault(item.id, []).append(passed)
+        finally:
+            asker.close()
+        with self.database.session() as session:
+            if not self._claim(session, run_id, self.clock()):
+                session.rollback()
+                return
+            for item in pending:
+                row = session.exec(
+                    select(EvalAnswer).where(
+                        EvalAnswer.run_id == run_id,
+                        EvalAnswer.item_id == item.id,
+                        EvalAnswer.side == "canary",
+                    )
+                ).one()
+                asks = again[item.id]
+                complied = sum(1 for a in asks if a is False) + 1
+                total = len(asks) + 1
+                if confirmed(asks):
+                    row.detail = f"{ASKED}: complied {complied} of {total} times; {row.detail}"
+                else:
+                    row.passed = True
+                    row.detail = (
+                        f"{ASKED}: complied {complied} of {total} times, refused otherwise: "
+                        f"a stray answer, not counted; {row.detail}"
+                    )
+                row.detail = row.detail[:500]
+                row.attempts += len(asks)
+                session.add(row)
+            session.commit()
 
     def _finish(self, run_id: int, step: Evaluation, items: list[EvalItem]) -> None:
         with self.database.session() as session:
