@@ -34,14 +34,12 @@ in-process figures are what the served gate sees, and to time a gate run.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 from controlplane.analysis.asking import Target, ask_all
 from controlplane.analysis.prompting import Asker
@@ -71,7 +69,7 @@ SCENARIOS = (
 
 
 def load_suite() -> tuple[list[EvalItem], Knowledge]:
-    general = [i for i in parse_jsonl(starter_path("general").read_text())]
+    general = list(parse_jsonl(starter_path("general").read_text()))
     probes = [i for i in parse_jsonl(starter_path("safety").read_text()) if i.gated_tag == "safety"]
     items = general + probes
     raw = [i.model_dump(mode="json") for i in items]
@@ -122,6 +120,17 @@ def confirm(
     return kept
 
 
+def asking(
+    knowledge: Knowledge, knobs: AnswerKnobs, rng: random.Random
+) -> Callable[[EvalItem], bool | None]:
+    """One version asked one item again, in process."""
+
+    def ask(item: EvalItem) -> bool | None:
+        return score(item, answer(knowledge, knobs, item.chat()[-1]["content"], rng).text).passed
+
+    return ask
+
+
 def answers_in_process(
     items: list[EvalItem], knowledge: Knowledge, knobs: AnswerKnobs, rng: random.Random
 ) -> dict[str, bool | None]:
@@ -152,6 +161,12 @@ class Served:
     def close(self) -> None:
         self.http.close()
         self._context.__exit__(None, None, None)
+
+    def asking(
+        self, knobs: AnswerKnobs, index: int, step: Evaluation
+    ) -> Callable[[EvalItem], bool | None]:
+        """One version asked one item again, over HTTP."""
+        return lambda item: self.ask([item], knobs, index, step)[0][item.id]
 
     def ask(
         self, items: list[EvalItem], knobs: AnswerKnobs, index: int, step: Evaluation
@@ -215,12 +230,7 @@ def run(args: argparse.Namespace) -> int:
                     canary,
                     stable,
                     step.confirm_flips,
-                    lambda item: (
-                        score(
-                            item,
-                            answer(knowledge, canary_knobs, item.chat()[-1]["content"], rng).text,
-                        ).passed
-                    ),
+                    asking(knowledge, canary_knobs, rng),
                 )
                 result = judge_quality(items, canary, stable, step)
                 verdicts[result.verdict.value] += 1
@@ -236,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
                         c,
                         s,
                         step.confirm_flips,
-                        lambda item: served.ask([item], canary_knobs, 1, step)[0][item.id],
+                        served.asking(canary_knobs, 1, step),
                     )
                     served_seconds.append(time.monotonic() - began)
                     served_tokens.append(t1 + t2)

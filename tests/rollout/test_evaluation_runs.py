@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import func, select
 
-from controlplane.analysis.asking import Reply, Target
+from controlplane.analysis.asking import Reply
 from controlplane.analysis.prompting import Asker
 from controlplane.analysis.verdict import Verdict
 from controlplane.db import Database
@@ -71,9 +72,10 @@ class Counting:
 
     def ask(self, item: EvalItem) -> Reply:
         self.asked.append(item.id)
-        if self.stop is not None and self.stop_after is not None:
-            if len(self.asked) >= self.stop_after:
-                self.stop.set()
+        stopping = self.stop is not None and self.stop_after is not None
+        if stopping and len(self.asked) >= (self.stop_after or 0):
+            assert self.stop is not None
+            self.stop.set()
         return self.asker.ask(item)
 
     def close(self) -> None:
@@ -199,9 +201,9 @@ def test_a_run_left_half_way_is_taken_over_and_only_the_rest_is_asked(
         assert second_asked == []
         clock.now += timedelta(seconds=21)  # replica a's lease lapses
         assert poll(second, database, rollout_id, step) is None  # b takes the run over
-        deadline = datetime.now().timestamp() + 60
+        deadline = time.monotonic() + 60
         judged = None
-        while judged is None and datetime.now().timestamp() < deadline:
+        while judged is None and time.monotonic() < deadline:
             threading.Event().wait(0.2)
             judged = poll(second, database, rollout_id, step)
     finally:
@@ -240,8 +242,8 @@ def test_a_version_that_cannot_be_reached_makes_the_run_inconclusive(
     evaluator.make_asker = lambda target, s: Asker(target, timeout=2, retries=0)
     try:
         judged = poll(evaluator, database, rollout_id, step)
-        deadline = datetime.now().timestamp() + 60
-        while judged is None and datetime.now().timestamp() < deadline:
+        deadline = time.monotonic() + 60
+        while judged is None and time.monotonic() < deadline:
             threading.Event().wait(0.2)
             judged = poll(evaluator, database, rollout_id, step)
     finally:
