@@ -1048,3 +1048,50 @@ class EvalAnswer(SQLModel, table=True):
     completion_tokens: int = 0
     attempts: int = 0
     reused_from: int | None = None  # the run whose answer this is (stable, unchanged)
+
+
+class EvalScore(SQLModel, table=True):
+    """A score measured elsewhere (lm-evaluation-harness, OpenAI evals) and imported for a
+    version, with its provenance: what the eval gate calls measured, not typed."""
+
+    __tablename__: ClassVar[str] = "eval_score"
+    __table_args__ = (sa.UniqueConstraint("version_id", "name", name="uq_eval_score_version_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="model_version.id", index=True, ondelete="CASCADE")
+    name: str = Field(max_length=200)
+    value: float
+    source: str = Field(max_length=32)
+    provenance: dict[str, Any] = _json_field(default=dict)
+    recorded_at: datetime = _time_field()
+    recorded_by: str = Field(max_length=128)
+
+
+class EvalScoresImport(SQLModel):
+    """Results measured elsewhere, to record as the version's scores."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    format: Literal["lm-eval-harness", "openai-evals"]
+    document: dict[str, Any] | str = Field(
+        description="lm-eval-harness: the results JSON (object, or its text: the hash is "
+        "then of the file's bytes); openai-evals: the JSONL log as text."
+    )
+    tasks: list[str] | None = Field(
+        default=None, max_length=200, description="Only these tasks (lm-eval-harness)."
+    )
+    metric: str | None = Field(
+        default=None,
+        max_length=100,
+        description="The metric read as each task's score (default: acc_norm, acc, "
+        "exact_match, ... whichever the task has first; accuracy for openai-evals).",
+    )
+
+
+class EvalScorePublic(SQLModel):
+    name: str
+    value: float
+    source: str
+    provenance: dict[str, Any]
+    recorded_at: datetime
+    recorded_by: str

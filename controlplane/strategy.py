@@ -199,6 +199,12 @@ class EvalCheck(BaseModel):
         allow_inf_nan=False,
         description="The canary's ceiling, whatever higher_is_better says.",
     )
+    measured: bool = Field(
+        default=False,
+        description="Only scores imported from an evaluation harness count (POST "
+        ".../eval-scores, with their provenance); a score typed into metadata is "
+        "inconclusive.",
+    )
 
     @model_validator(mode="after")
     def _some_bound(self) -> EvalCheck:

@@ -1,4 +1,5 @@
-"""eval suites, and the evaluation runs of rollouts with each item's answers
+"""eval suites, the evaluation runs of rollouts with each item's answers, and scores
+imported from lm-evaluation-harness or OpenAI evals
 
 Revision ID: 0012
 Revises: 0011
@@ -88,9 +89,28 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("eval_answer", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_eval_answer_run_id"), ["run_id"], unique=False)
+    op.create_table(
+        "eval_score",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("version_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column("provenance", JSON, nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("recorded_by", sa.String(length=128), nullable=False),
+        sa.ForeignKeyConstraint(["version_id"], ["model_version.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("version_id", "name", name="uq_eval_score_version_name"),
+    )
+    with op.batch_alter_table("eval_score", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_eval_score_version_id"), ["version_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("eval_score", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_eval_score_version_id"))
+    op.drop_table("eval_score")
     with op.batch_alter_table("eval_answer", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_eval_answer_run_id"))
     op.drop_table("eval_answer")

@@ -52,6 +52,42 @@ def _n(value: float) -> str:
     return f"{value:.10g}"
 
 
+def _typed_only(
+    check: EvalCheck,
+    c: float | None,
+    s: float | None,
+    canary_version: str,
+    stable_version: str | None,
+    measured: Mapping[str, Mapping[str, str]],
+) -> MetricVerdict | None:
+    """A check that asks for measured scores, given a typed one: inconclusive."""
+    if not check.measured:
+        return None
+    typed = [
+        v
+        for v, value in ((canary_version, c), (stable_version, s))
+        if v is not None
+        and value is not None
+        and check.score not in measured.get(v, {})
+        and (v == canary_version or check.max_regression is not None)
+    ]
+    if not typed:
+        return None
+    return MetricVerdict(
+        check.score,
+        Verdict.INCONCLUSIVE,
+        c,
+        s,
+        math.nan,
+        math.nan,
+        None,
+        None,
+        f"{check.score}: {' and '.join(typed)} only has a typed score (the check asks "
+        "for a measured one: import the harness's results with POST "
+        "/v1/models/<model>/versions/<version>/eval-scores)",
+    )
+
+
 def judge_check(
     check: EvalCheck,
     canary: Mapping[str, Any],
@@ -59,20 +95,34 @@ def judge_check(
     *,
     canary_version: str,
     stable_version: str | None,
+    measured: Mapping[str, Mapping[str, str]] | None = None,
 ) -> MetricVerdict:
+    """``measured``: per version, the scores imported from a harness (name -> where they
+    came from); the others were typed into the version's metadata."""
+    measured = measured or {}
     c = _number(canary, check.score)
     s = _number(stable, check.score) if stable is not None else None
+    unjudged = _typed_only(check, c, s, canary_version, stable_version, measured)
+    if unjudged is not None or c is None:
+        return unjudged or MetricVerdict(
+            check.score,
+            Verdict.INCONCLUSIVE,
+            c,
+            s,
+            math.nan,
+            math.nan,
+            None,
+            None,
+            f"{check.score}: {canary_version} has no eval score {check.score!r} "
+            f"(a finite number under metadata.{EVAL_KEY}); or import a harness's results: "
+            "POST .../eval-scores",
+        )
 
     def verdict(v: Verdict, message: str) -> MetricVerdict:
         return MetricVerdict(check.score, v, c, s, math.nan, math.nan, None, None, message)
 
-    if c is None:
-        return verdict(
-            Verdict.INCONCLUSIVE,
-            f"{check.score}: {canary_version} has no eval score {check.score!r} "
-            f"(a finite number under metadata.{EVAL_KEY})",
-        )
-    shown = f"{check.score} {canary_version} {_n(c)}"
+    source = measured.get(canary_version, {}).get(check.score)
+    shown = f"{check.score} {canary_version} {_n(c)}" + (f" ({source})" if source else "")
     if check.at_least is not None and _beyond(check.at_least, c):
         return verdict(Verdict.FAIL, f"{shown}, below the floor {_n(check.at_least)}")
     if check.at_most is not None and _beyond(c, check.at_most):
@@ -104,11 +154,19 @@ def judge_evals(
     canary_version: str,
     stable_version: str | None,
     at: Any,
+    measured: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Measurement:
     """One measurement of the gate: every check, the worst verdict, a summary that leads
     with what failed (or was missing)."""
     verdicts = tuple(
-        judge_check(c, canary, stable, canary_version=canary_version, stable_version=stable_version)
+        judge_check(
+            c,
+            canary,
+            stable,
+            canary_version=canary_version,
+            stable_version=stable_version,
+            measured=measured,
+        )
         for c in checks
     )
     overall = combine(verdicts)

@@ -20,6 +20,7 @@ from controlplane.cli.app import (
     client,
     fail,
     rollout_app,
+    versions_app,
 )
 from controlplane.cli.output import Column, details, emit, table
 
@@ -198,3 +199,44 @@ def rollout_evals(
     with client(url, token) as api:
         runs = api.get(f"/v1/rollouts/{rollout_id}/evaluations", items=items)
     emit(runs, output, runs_text)
+
+
+SCORE_COLUMNS: list[Column] = [
+    ("SCORE", lambda s: s["name"]),
+    ("VALUE", lambda s: f"{s['value']:.6g}"),
+    ("SOURCE", lambda s: s["source"]),
+    ("SHA256", lambda s: str(s["provenance"].get("sha256", ""))[:12]),
+    ("LIMIT", lambda s: s["provenance"].get("limit")),
+    ("RECORDED", lambda s: s["recorded_at"][:19].replace("T", " ")),
+]
+
+
+@versions_app.command("import-evals")
+def versions_import_evals(
+    model: str,
+    version: str,
+    file: Annotated[Path, typer.Option("--file", "-f", help="The harness's output file.")],
+    format: Annotated[
+        str, typer.Option("--format", help="lm-eval-harness (results JSON) or openai-evals.")
+    ] = "lm-eval-harness",
+    task: Annotated[
+        list[str] | None, typer.Option("--task", help="Only this task (repeat).")
+    ] = None,
+    metric: Annotated[str | None, typer.Option(help="The metric read as each score.")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Record a version's scores from lm-evaluation-harness or OpenAI evals output, with
+    their provenance (the file's SHA-256, task, metric, limit): an eval_gate check with
+    measured: true counts only these."""
+    if format not in ("lm-eval-harness", "openai-evals"):
+        raise fail("--format is lm-eval-harness or openai-evals", EXIT_CONFIG)
+    try:
+        text = file.read_text()
+    except OSError as error:
+        raise fail(f"cannot read {file}: {error}", EXIT_CONFIG) from None
+    body = {"format": format, "document": text, "tasks": task, "metric": metric}
+    with client(url, token) as api:
+        scores = api.post(f"/v1/models/{model}/versions/{version}/eval-scores", body)
+    emit(scores, output, lambda rows: table(rows, SCORE_COLUMNS))

@@ -19,16 +19,21 @@ from sqlmodel import Session, col, select
 
 from controlplane import audit, pagination
 from controlplane.errors import ConflictError, FieldIssue, InvalidRequestError, NotFoundError
+from controlplane.evalresults import ResultsError, lm_eval_scores, openai_evals_scores
 from controlplane.evalsuite import SuiteError, parse_items
 from controlplane.models import (
     EvalAnswer,
     EvalRun,
+    EvalScore,
+    EvalScorePublic,
+    EvalScoresImport,
     EvalSuite,
     EvalSuiteCreate,
     EvalSuitePublic,
     EvalSuiteSummary,
     utcnow,
 )
+from controlplane.registry.versions import get_version
 
 
 def to_summary(suite: EvalSuite) -> EvalSuiteSummary:
@@ -208,3 +213,95 @@ def _side(row: EvalAnswer | None) -> dict[str, Any] | None:
         "tokens": row.prompt_tokens + row.completion_tokens,
         "reused_from": row.reused_from,
     }
+
+
+# --- scores measured elsewhere ----------------------------------------------------------
+
+
+def import_scores(
+    session: Session,
+    *,
+    model_name: str,
+    version: str,
+    data: EvalScoresImport,
+    actor: str,
+    now: datetime | None = None,
+) -> list[EvalScore]:
+    """Record a version's scores from an evaluation harness's output; a score of the same
+    name is replaced (the newest measurement counts), with the import audited."""
+    now = now or utcnow()
+    owner, row = get_version(session, model_name=model_name, version=version)
+    assert row.id is not None
+    try:
+        if data.format == "lm-eval-harness":
+            measured = lm_eval_scores(data.document, tasks=data.tasks, metric=data.metric)
+        else:
+            if not isinstance(data.document, str):
+                raise ResultsError("openai-evals: send the JSONL log as text")
+            measured = openai_evals_scores(data.document, metric=data.metric)
+    except ResultsError as error:
+        raise InvalidRequestError(
+            f"cannot read the {data.format} results: {error}", code="invalid_eval_results"
+        ) from error
+    existing = {
+        s.name: s
+        for s in session.exec(select(EvalScore).where(EvalScore.version_id == row.id)).all()
+    }
+    kept = []
+    for score in measured:
+        record = existing.get(score.name) or EvalScore(
+            version_id=row.id,
+            name=score.name,
+            value=score.value,
+            source=data.format,
+            recorded_at=now,
+            recorded_by=actor,
+        )
+        record.value, record.source, record.provenance = score.value, data.format, score.provenance
+        record.recorded_at, record.recorded_by = now, actor
+        session.add(record)
+        kept.append(record)
+    audit.record(
+        session,
+        actor=actor,
+        action="eval_scores.imported",
+        at=now,
+        model=owner.name,
+        version=version,
+        details={
+            "format": data.format,
+            "sha256": measured[0].provenance.get("sha256"),
+            "scores": {s.name: s.value for s in measured if ":" not in s.name},
+        },
+    )
+    session.commit()
+    for record in kept:
+        session.refresh(record)
+    return sorted(kept, key=lambda record: record.name)
+
+
+def scores_of_version(session: Session, version_id: int) -> list[EvalScore]:
+    return list(
+        session.exec(
+            select(EvalScore)
+            .where(EvalScore.version_id == version_id)
+            .order_by(col(EvalScore.name))
+        ).all()
+    )
+
+
+def score_public(score: EvalScore) -> EvalScorePublic:
+    return EvalScorePublic.model_validate(score, from_attributes=True)
+
+
+def provenance_text(score: EvalScore) -> str:
+    """Where a measured score came from, in a few words for a verdict's message."""
+    p = score.provenance
+    parts = [f"measured: {score.source}", f"sha256 {str(p.get('sha256', ''))[:12]}"]
+    if p.get("metric"):
+        parts.append(f"metric {p['metric']}")
+    if p.get("limit") is not None:
+        parts.append(f"limit {p['limit']}")
+    if p.get("samples") is not None:
+        parts.append(f"{p['samples']} samples")
+    return ", ".join(parts)

@@ -47,7 +47,7 @@ from controlplane.models import (
     VersionStatus,
     utcnow,
 )
-from controlplane.registry import pools
+from controlplane.registry import evals, pools
 from controlplane.registry.pools import adapter_name
 from controlplane.rollout.evaluation import Evaluator
 from controlplane.rollout.planner import (
@@ -385,13 +385,24 @@ class Reconciler:
         stable = None
         if rollout.stable_version is not None:
             stable = _version_row(session, model, rollout.stable_version)
+        measured: dict[str, dict[str, str]] = {}
+        scores: dict[str, dict[str, Any]] = {}
+        for row in (canary, stable):
+            if row is None:
+                continue
+            assert row.id is not None
+            imported = evals.scores_of_version(session, row.id)
+            # measured scores over typed ones of the same name
+            scores[row.version] = {**scores_of(row.meta), **{s.name: s.value for s in imported}}
+            measured[row.version] = {s.name: evals.provenance_text(s) for s in imported}
         result = judge_evals(
             step.checks,
-            scores_of(canary.meta),
-            scores_of(stable.meta) if stable is not None else None,
+            scores[canary.version],
+            scores[stable.version] if stable is not None else None,
             canary_version=rollout.canary_version,
             stable_version=rollout.stable_version,
             at=now,
+            measured=measured,
         )
         return ProbeResult(result.verdict, result.summary, result.evidence()["metrics"])
 

@@ -168,3 +168,37 @@ def test_an_evaluation_before_traffic_is_refused_in_replicas_routing(
 def test_a_rollouts_evaluations_are_404_for_an_unknown_rollout(api: TestClient) -> None:
     response = api.get("/v1/rollouts/999/evaluations")
     assert response.status_code == 404
+
+
+LM_EVAL = {
+    "results": {"mmlu": {"acc,none": 0.6213, "acc_stderr,none": 0.0039}},
+    "config": {"limit": None},
+    "lm_eval_version": "0.4.8",
+}
+
+
+def test_scores_imported_from_a_harness_are_kept_with_their_provenance(
+    api: TestClient, viewer: TestClient, database: Database
+) -> None:
+    _two_versions(api, name="chat")
+    path = "/v1/models/chat/versions/v2/eval-scores"
+    body = {"format": "lm-eval-harness", "document": LM_EVAL}
+    assert viewer.post(path, json=body).status_code == 403
+    imported = api.post(path, json=body)
+    assert imported.status_code == 201, imported.text
+    scores = {s["name"]: s for s in imported.json()}
+    assert scores["mmlu"]["value"] == 0.6213
+    assert scores["mmlu"]["provenance"]["metric"] == "acc"
+    assert scores["mmlu"]["recorded_by"] == "admin"
+    assert {s["name"] for s in viewer.get(path).json()} == {"mmlu", "mmlu:acc"}
+    again = api.post(path, json={**body, "document": {"results": {"mmlu": {"acc,none": 0.63}}}})
+    assert again.status_code == 201  # a newer measurement replaces the score
+    assert {s["name"]: s["value"] for s in viewer.get(path).json()}["mmlu"] == 0.63
+    bad = api.post(path, json={"format": "lm-eval-harness", "document": {"x": 1}})
+    assert bad.status_code == 400
+    assert bad.json()["code"] == "invalid_eval_results"
+    with database.session() as session:
+        audited = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "eval_scores.imported")
+        ).all()
+    assert [e.details["scores"] for e in audited] == [{"mmlu": 0.6213}, {"mmlu": 0.63}]

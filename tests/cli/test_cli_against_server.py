@@ -259,6 +259,32 @@ def test_a_base_pool_and_an_adapter_model_through_the_cli(server: Server) -> Non
     assert server.cli("pools", "delete", "llama").returncode == 0
 
 
+def test_eval_suites_and_measured_scores_through_the_cli(server: Server, tmp_path: Path) -> None:
+    from controlplane.evals import starter_path
+
+    created = server.cli("evals", "create", "starter", "--file", str(starter_path("general")))
+    assert created.returncode == 0, created.stderr
+    assert "eval suite starter version 1" in created.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "prompt": "2+2?", "scorer": "number", "expected": "four"}\n')
+    refused = server.cli("evals", "create", "starter", "--file", str(bad))
+    assert refused.returncode == 1
+    assert "number" in refused.stderr
+    listed = server.cli("evals", "list")
+    assert listed.stdout.splitlines()[1].split()[:3] == ["starter", "1", "300"]
+    shown = server.cli("evals", "show", "starter", "--items")
+    assert "gen-arith-001" in shown.stdout
+
+    assert server.cli("models", "create", "chat", "--image", "x/y:1").returncode == 0
+    registered = server.cli("versions", "register", "chat", "v1", "--artifact-uri", "s3://m/v1")
+    assert registered.returncode == 0, registered.stderr
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"results": {"mmlu": {"acc,none": 0.62}}}))
+    imported = server.cli("versions", "import-evals", "chat", "v1", "--file", str(results))
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.splitlines()[1].split()[:3] == ["mmlu", "0.62", "lm-eval-harness"]
+
+
 def test_day_one_over_raw_http(server: Server) -> None:
     admin = {"Authorization": f"Bearer {ADMIN}"}
     with httpx.Client(base_url=server.url, timeout=10) as http:

@@ -8,8 +8,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response, status
 
 from controlplane.api.deps import Cursor, Limit, Operator, SessionDep, Viewer
-from controlplane.models import EvalSuiteCreate, EvalSuitePage, EvalSuitePublic, EvalSuiteSummary
+from controlplane.models import (
+    EvalScorePublic,
+    EvalScoresImport,
+    EvalSuiteCreate,
+    EvalSuitePage,
+    EvalSuitePublic,
+    EvalSuiteSummary,
+)
 from controlplane.registry import evals as registry
+from controlplane.registry import versions
 from controlplane.rollout import service
 
 router = APIRouter(tags=["evals"])
@@ -74,3 +82,27 @@ def rollout_evaluations(
 ) -> list[dict[str, Any]]:
     service.get_rollout(session, rollout_id)  # 404 for an unknown rollout
     return registry.runs_of(session, rollout_id, answers=items)
+
+
+@router.post(
+    "/v1/models/{model}/versions/{version}/eval-scores",
+    status_code=status.HTTP_201_CREATED,
+    summary="Import a version's scores from lm-evaluation-harness or OpenAI evals output",
+)
+def import_scores(
+    model: str, version: str, body: EvalScoresImport, session: SessionDep, principal: Operator
+) -> list[EvalScorePublic]:
+    scores = registry.import_scores(
+        session, model_name=model, version=version, data=body, actor=principal.name
+    )
+    return [registry.score_public(s) for s in scores]
+
+
+@router.get(
+    "/v1/models/{model}/versions/{version}/eval-scores",
+    summary="A version's imported scores, with their provenance",
+)
+def list_scores(model: str, version: str, session: SessionDep, _: Viewer) -> list[EvalScorePublic]:
+    _owner, row = versions.get_version(session, model_name=model, version=version)
+    assert row.id is not None
+    return [registry.score_public(s) for s in registry.scores_of_version(session, row.id)]

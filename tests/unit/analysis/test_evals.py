@@ -194,7 +194,9 @@ def test_a_first_deployment_keeps_the_gates_floors_and_ceilings() -> None:
     assert first.model_dump(mode="json", exclude_none=True)["steps"] == [
         {
             "kind": "eval_gate",
-            "checks": [{"score": "mmlu", "higher_is_better": True, "at_least": 0.5}],
+            "checks": [
+                {"score": "mmlu", "higher_is_better": True, "at_least": 0.5, "measured": False}
+            ],
         },
         {"kind": "set_weight", "weight": 100},
     ]
@@ -203,3 +205,33 @@ def test_a_first_deployment_keeps_the_gates_floors_and_ceilings() -> None:
     )
     assert first_deploy_strategy(regression_only) == first_deploy_strategy()
     assert [s.kind for s in first_deploy_strategy().steps] == ["set_weight"]
+
+
+def test_a_check_that_asks_for_measured_scores_refuses_typed_ones() -> None:
+    check = EvalCheck(score="mmlu", max_regression=0.01, measured=True)
+    typed = judge_check(
+        check, {"mmlu": 0.62}, {"mmlu": 0.61}, canary_version="v2", stable_version="v1"
+    )
+    assert typed.verdict is Verdict.INCONCLUSIVE
+    assert "v2 and v1 only has a typed score" in typed.message
+    source = {"mmlu": "measured: lm-eval-harness, sha256 0123456789ab, metric acc"}
+    measured = judge_check(
+        check,
+        {"mmlu": 0.62},
+        {"mmlu": 0.61},
+        canary_version="v2",
+        stable_version="v1",
+        measured={"v2": source, "v1": source},
+    )
+    assert measured.verdict is Verdict.PASS
+    assert "lm-eval-harness, sha256 0123456789ab" in measured.message
+    floor_only = EvalCheck(score="mmlu", at_least=0.5, measured=True)
+    stable_typed = judge_check(
+        floor_only,
+        {"mmlu": 0.62},
+        {"mmlu": 0.61},
+        canary_version="v2",
+        stable_version="v1",
+        measured={"v2": source},
+    )
+    assert stable_typed.verdict is Verdict.PASS  # a floor does not read stable's score
