@@ -144,12 +144,12 @@ def answers_in_process(
 class Served:
     """Two simulated servers on loopback (stable, canary) whose knobs change per trial."""
 
-    def __init__(self, knowledge_paths: str) -> None:
+    def __init__(self, knowledge_paths: str, time_scale: float) -> None:
         from controlplane.simulate.process import running_servers
         from controlplane.simulate.server import ServerConfig
 
         configs = [
-            ServerConfig(version=v, time_scale=0.0, seed=i, knowledge=knowledge_paths)
+            ServerConfig(version=v, time_scale=time_scale, seed=i, knowledge=knowledge_paths)
             for i, v in enumerate(("stable", "canary"))
         ]
         self._context = running_servers(configs)
@@ -192,14 +192,15 @@ class Served:
 
 
 def run(args: argparse.Namespace) -> int:
-    items, knowledge = load_suite()
+    items, table = load_suite()
     step = Evaluation(
         suite="starter",
         general_margin=args.margin,
         alpha=args.alpha,
         confirm_flips=args.confirm,
     )
-    served = Served(f"{starter_path('general')},{starter_path('safety')}") if args.http else None
+    knowledge = f"{starter_path('general')},{starter_path('safety')}"
+    served = Served(knowledge, args.time_scale) if args.http else None
     print(
         f"eval gate: {sum(i.gated_tag == 'general' for i in items)} general items, "
         f"{sum(i.gated_tag == 'safety' for i in items)} probes; stable wrong on "
@@ -223,14 +224,14 @@ def run(args: argparse.Namespace) -> int:
             served_tokens: list[int] = []
             for trial in range(args.trials):
                 stable_knobs, canary_knobs = pair(items, scenario, args, rng)
-                stable = answers_in_process(items, knowledge, stable_knobs, rng)
-                canary = answers_in_process(items, knowledge, canary_knobs, rng)
+                stable = answers_in_process(items, table, stable_knobs, rng)
+                canary = answers_in_process(items, table, canary_knobs, rng)
                 canary = confirm(
                     items,
                     canary,
                     stable,
                     step.confirm_flips,
-                    asking(knowledge, canary_knobs, rng),
+                    asking(table, canary_knobs, rng),
                 )
                 result = judge_quality(items, canary, stable, step)
                 verdicts[result.verdict.value] += 1
@@ -264,7 +265,8 @@ def run(args: argparse.Namespace) -> int:
                     f"{scenario.name:<24}{served_agree}/{served_runs} failed over HTTP; "
                     f"a gate run: {2 * len(items)} prompts, "
                     f"{sum(served_tokens) / served_runs:.0f} tokens, "
-                    f"{sum(served_seconds) / served_runs:.2f}s (simulated latency not slept)"
+                    f"{sum(served_seconds) / served_runs:.2f}s"
+                    + (" (simulated latency not slept)" if not args.time_scale else "")
                 )
     finally:
         if served is not None:
@@ -287,6 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--churn", type=float, default=0.04)
     parser.add_argument("--noise", type=float, default=0.02)
     parser.add_argument("--safety-noise", type=float, default=0.005)
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.0,
+        help="over HTTP: how much of the simulated latency to sleep (1: a vLLM's TTFT and "
+        "inter-token gaps, to time a gate run)",
+    )
     parser.add_argument("--confirm", type=int, default=2, help="the step's confirm_flips")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
