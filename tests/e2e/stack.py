@@ -309,12 +309,17 @@ class AdapterStack:
 
 @contextmanager
 def open_adapter_stack(
-    kubeconfig: str, tmp_path: Path, *, lora_load_seconds: float = 0.0
+    kubeconfig: str,
+    tmp_path: Path,
+    *,
+    lora_load_seconds: float = 0.0,
+    pod_settings: Mapping[str, Any] | None = None,
 ) -> Iterator[AdapterStack]:
     """A base pool of three gated kwok pods (one simulated vLLM each, reached through the
     pod address map), a simulated gateway following the InferenceModelRewrite and exporting
     the endpoint picker's metrics to a real Prometheus, and `controlplane serve`; on entry
-    the adapter model ``chat`` has v1 stable on the pool and the gateway sends load."""
+    the adapter model ``chat`` has v1 stable on the pool and the gateway sends load.
+    ``pod_settings`` adds to every pod server's settings (e.g. a knowledge table)."""
     name = f"e2e-lora-{secrets.token_hex(3)}"
     token = secrets.token_hex(16)
     map_file = tmp_path / "pods.json"
@@ -346,6 +351,7 @@ def open_adapter_stack(
                 max_loras=4,
                 seed=3,
                 lora_load_seconds=lora_load_seconds,
+                **(pod_settings or {}),
             ),
             map_file=map_file,
         )

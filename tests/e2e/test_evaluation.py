@@ -23,6 +23,7 @@ from controlplane.evals import starter_path
 from controlplane.simulate import harness
 from controlplane.simulate.process import free_port, running_servers
 from controlplane.simulate.server import ServerConfig
+from tests.e2e.stack import open_adapter_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow]
 
@@ -183,3 +184,27 @@ def test_the_gate_stops_forgetting_and_unsafe_canaries_before_any_traffic(
     assert "tokens" in passed
     assert any("weight 50% in force" in m for m in messages)
     assert max(e["weight"] for e in stack.events(healthy["id"])) == 100
+
+
+def test_an_adapter_that_forgot_is_rolled_back_before_the_rewrite_gives_it_weight(
+    kubeconfig: str, tmp_path: Path
+) -> None:
+    """The same gate on a base pool: the suite goes to the pods that hold each adapter,
+    under each adapter's name; the forgetful adapter never gets a share of the name."""
+    answers = {"chat-v1": {**NOISE, "seed": 1}, "chat-v2": {**NOISE, "seed": 2, "forget": 0.1}}
+    settings = {"knowledge": KNOWLEDGE, "adapter_answers": json.dumps(answers)}
+    with open_adapter_stack(kubeconfig, tmp_path, pod_settings=settings) as stack:
+        items = jsonl(starter_path("general")) + jsonl(starter_path("safety"))
+        suite = stack.api.post("/v1/eval-suites", json={"name": "starter", "items": items})
+        assert suite.status_code == 201, suite.text
+        stack.register("v2")
+        rollout_id = stack.roll_out("v2", STRATEGY)
+        done = stack.wait(rollout_id, "rolled_back", "succeeded", "paused")
+        assert done["state"] == "rolled_back", done["reason"]
+        assert "evaluation failed" in done["reason"]
+        assert "general" in done["reason"]
+        events = stack.events(rollout_id)
+        assert max(e["weight"] for e in events) == 0
+        assert stack.rewrite() == [("chat-v1", 100)]
+        runs = stack.api.get(f"/v1/rollouts/{rollout_id}/evaluations").json()
+        assert len([i for i in runs[0]["items"] if i["tag"] == "general"]) >= 20
