@@ -779,6 +779,9 @@ def _step_text(step: dict[str, Any] | None) -> str:
         return "eval_gate " + ", ".join(c["score"] for c in step.get("checks", []))
     if kind == "bake":
         return f"bake {step['duration_seconds']}s at 100%, old version warm"
+    if kind == "evaluation":
+        pinned = f"@{step['suite_version']}" if step.get("suite_version") else ""
+        return f"evaluation {step['suite']}{pinned} (both versions answer it, paired)"
     return f"analysis x{step['count']} every {step['interval_seconds']}s"
 
 

@@ -25,6 +25,10 @@ STEPS: list[tuple[dict[str, Any], str]] = [
         "eval_gate mmlu, toxicity",
     ),
     ({"kind": "bake", "duration_seconds": 900}, "bake 900s at 100%, old version warm"),
+    (
+        {"kind": "evaluation", "suite": "starter", "suite_version": 3},
+        "evaluation starter@3 (both versions answer it, paired)",
+    ),
 ]
 
 
@@ -80,3 +84,36 @@ def test_placement_reads_as_a_table_of_pods_and_the_two_adapters() -> None:
     assert lines[4].split()[:5] == ["c", "no", "no", "?", "?"]
     assert lines[4].endswith("connection refused")
     assert placement_text({**placement, "pods": []}).endswith("no pod of the pool found")
+
+
+def test_an_evaluation_run_reads_as_its_judgement_then_the_items_side_by_side() -> None:
+    from controlplane.cli.evals import runs_text
+
+    run = {
+        "id": 4,
+        "step_index": 0,
+        "suite": "starter@1",
+        "canary_version": "v2",
+        "stable_version": "v1",
+        "status": "done",
+        "result": {"summary": "fail: general: canary failed 31 items stable passed"},
+        "items": [
+            {
+                "item_id": "gen-fact-007",
+                "tag": "general",
+                "prompt": "What is the capital of Australia? One word.",
+                "regressed": True,
+                "stable": {"answer": "Canberra", "passed": True},
+                "canary": {"answer": "Sydney", "passed": False},
+            }
+        ],
+    }
+    text = runs_text([run])
+    assert text.splitlines() == [
+        "run 4 (step 0): suite starter@1, v2 vs v1, done",
+        "  fail: general: canary failed 31 items stable passed",
+        "  REGRESSED gen-fact-007 [general]: What is the capital of Australia? One word.",
+        "      stable pass      Canberra",
+        "      canary FAIL      Sydney",
+    ]
+    assert runs_text([]) == "no evaluation run yet"
