@@ -4,7 +4,7 @@ start fast and work without the server's dependencies configured."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -763,26 +763,30 @@ EVENT_COLUMNS: list[Column] = [
 TERMINAL = analysis.TERMINAL
 
 
+def _evaluation_text(step: dict[str, Any]) -> str:
+    pinned = f"@{step['suite_version']}" if step.get("suite_version") else ""
+    return f"evaluation {step['suite']}{pinned} (both versions answer it, paired)"
+
+
+STEP_TEXT: dict[str, Callable[[dict[str, Any]], str]] = {
+    "set_weight": lambda step: f"set_weight {step['weight']}%",
+    "pause": lambda step: (
+        f"pause {step['duration_seconds']}s"
+        if step.get("duration_seconds")
+        else "pause until promoted"
+    ),
+    "eval_gate": lambda step: "eval_gate " + ", ".join(c["score"] for c in step["checks"]),
+    "bake": lambda step: f"bake {step['duration_seconds']}s at 100%, old version warm",
+    "evaluation": _evaluation_text,
+    "analysis": lambda step: f"analysis x{step['count']} every {step['interval_seconds']}s",
+}
+
+
 def _step_text(step: dict[str, Any] | None) -> str:
     if not step:
         return "-"
-    kind = step["kind"]
-    if kind == "set_weight":
-        return f"set_weight {step['weight']}%"
-    if kind == "pause":
-        return (
-            f"pause {step['duration_seconds']}s"
-            if step.get("duration_seconds")
-            else ("pause until promoted")
-        )
-    if kind == "eval_gate":
-        return "eval_gate " + ", ".join(c["score"] for c in step.get("checks", []))
-    if kind == "bake":
-        return f"bake {step['duration_seconds']}s at 100%, old version warm"
-    if kind == "evaluation":
-        pinned = f"@{step['suite_version']}" if step.get("suite_version") else ""
-        return f"evaluation {step['suite']}{pinned} (both versions answer it, paired)"
-    return f"analysis x{step['count']} every {step['interval_seconds']}s"
+    text = STEP_TEXT.get(str(step["kind"]))
+    return text(step) if text is not None else str(step["kind"])
 
 
 def _rollout_line(r: dict[str, Any]) -> str:
