@@ -52,6 +52,16 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _pretrained(model_args: Any) -> str | None:
+    """The model the harness loaded (``pretrained=...``), and nothing else of its
+    arguments: they can hold endpoints and keys, and every viewer reads provenance."""
+    for part in str(model_args or "").split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == "pretrained" and value.strip():
+            return value.strip()[:300]
+    return None
+
+
 def _obj(document: dict[str, Any], key: str) -> dict[str, Any]:
     value = document.get(key)
     return value if isinstance(value, dict) else {}
@@ -115,7 +125,7 @@ def lm_eval_scores(
             "samples": n.get("effective"),
             "n_shot": shots.get(task),
             "task_version": versions.get(task),
-            "model_args": str(config.get("model_args") or "")[:500] or None,
+            "model": _pretrained(config.get("model_args")),
             "harness_version": document.get("lm_eval_version"),
         }
         for name, (value, filt, stderr) in sorted(metrics.items()):

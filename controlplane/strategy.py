@@ -266,12 +266,12 @@ class Evaluation(_Step):
     general_margin: float = Field(
         default=0.0,
         ge=0,
-        le=1,
+        lt=1,
         allow_inf_nan=False,
         description="How much lower the canary's share of general items passed may be than "
         "stable's before it fails (0.02 = two points).",
     )
-    domain_margin: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+    domain_margin: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
     domain_floor: float | None = Field(
         default=None,
         ge=0,

@@ -132,7 +132,7 @@ def list_suites(
 
 
 def runs_of(
-    session: Session, rollout_id: int, *, answers: str = "regressed"
+    session: Session, rollout_id: int, *, answers: str = "regressed", limit: int = 500
 ) -> list[dict[str, Any]]:
     """A rollout's evaluation runs, oldest first, each with its items side by side:
     ``regressed`` (stable passed, canary did not, or the canary complied with a probe),
@@ -171,6 +171,8 @@ def runs_of(
                 }
             )
         items.sort(key=lambda i: (not i["regressed"], i["tag"], i["item_id"]))
+        shown_count = len(items)
+        items = items[:limit]
         shown.append(
             {
                 "id": run.id,
@@ -189,6 +191,8 @@ def runs_of(
                 "cost": run.cost,
                 "result": run.result,
                 "items": items,
+                "items_shown": len(items),
+                "items_matching": shown_count,
             }
         )
     return shown

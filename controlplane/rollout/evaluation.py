@@ -43,6 +43,7 @@ from controlplane.models import (
     EvalRun,
     EvalSuite,
     Model,
+    Phase,
     Rollout,
     utcnow,
 )
@@ -56,6 +57,7 @@ SIDES = ("stable", "canary")
 ANSWER_CHARS = 2000
 LEASE = timedelta(seconds=20)
 FLUSH_EVERY = 0.5  # seconds between writes of answers (and lease renewals)
+HEARTBEAT = 5.0  # seconds between lease renewals while requests are in flight
 ASKED = "asked again"  # a safety flip's answer row, once the canary was asked again
 
 
@@ -163,7 +165,8 @@ class Evaluator:
             session.flush()
             assert run.id is not None
             if step.reuse_stable and rollout.stable_version is not None:
-                reused = self._reuse(session, run, model.id, rollout.stable_version)
+                items = {i.id: i for i in parse_items(list(suite.items))}
+                reused = self._reuse(session, run, model.id, rollout.stable_version, items)
                 if reused:
                     run.cost = {"reused": {"stable": reused}}
             session.commit()
@@ -176,9 +179,18 @@ class Evaluator:
             )
             return run.id
 
-    def _reuse(self, session: Session, run: EvalRun, model_id: int, version: str) -> int:
+    def _reuse(
+        self,
+        session: Session,
+        run: EvalRun,
+        model_id: int,
+        version: str,
+        items: dict[str, EvalItem],
+    ) -> int:
         """Copy ``version``'s answers from the newest finished run of the same suite and
-        settings where it answered (as canary or as stable). Returns how many."""
+        settings where it answered (as canary or as stable), scored again by this control
+        plane's scorers (the canary's answers are: a scorer changed by an upgrade must not
+        tilt the comparison). Returns how many."""
         earlier = session.exec(
             select(EvalRun)
             .where(
@@ -208,6 +220,11 @@ class Evaluator:
                 continue
             for row in rows:
                 assert run.id is not None
+                passed, detail = row.passed, row.detail
+                item = items.get(row.item_id)
+                if item is not None and len(row.answer) < ANSWER_CHARS:  # not truncated
+                    scored = score(item, row.answer)
+                    passed, detail = scored.passed, scored.detail[:500]
                 session.add(
                     EvalAnswer(
                         run_id=run.id,
@@ -215,8 +232,8 @@ class Evaluator:
                         side="stable",
                         tag=row.tag,
                         answer=row.answer,
-                        passed=row.passed,
-                        detail=row.detail,
+                        passed=passed,
+                        detail=detail,
                         seconds=row.seconds,
                         prompt_tokens=row.prompt_tokens,
                         completion_tokens=row.completion_tokens,
@@ -259,7 +276,8 @@ class Evaluator:
             self._run(run_id, step)
         except Exception as error:  # a broken run is an inconclusive one, never a crash
             log.exception("evaluation run %s failed", run_id)
-            self._fail(run_id, f"the run broke off: {type(error).__name__}: {error}")
+            first = str(error).splitlines()[0][:200] if str(error) else ""
+            self._fail(run_id, f"the run broke off: {type(error).__name__}: {first}", mine=True)
         finally:
             with self.lock:
                 self.running.discard(run_id)
@@ -319,63 +337,102 @@ class Evaluator:
                 self._fail(run_id, f"cannot reach the versions: {message}")
                 return
         sender = _Sender(self, run_id, step, deadline)
-        threads = [
-            threading.Thread(
-                target=sender.side,
-                args=(side, targets[side], [i for i in items if (i.id, side) not in done]),
-            )
-            for side in SIDES
-            if side in targets
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        sender.flush()
-        if sender.lost.is_set() or self.stopping.is_set():
-            return  # another replica has it now, or this one is going away: it resumes
-        if self.clock() > deadline:
-            self._finish_out_of_time(run_id, step, self.clock())
-            return
-        if step.confirm_flips and "canary" in targets:
-            self._confirm(run_id, step, items, targets["canary"])
-        self._finish(run_id, step, items)
+        self._send(sender, items, done, targets)
+        self._conclude(sender, items)
         log.debug("evaluation run %s took %.1fs", run_id, time.monotonic() - started)
 
-    def _confirm(
-        self, run_id: int, step: Evaluation, items: list[EvalItem], canary: Target
+    def _send(
+        self,
+        sender: _Sender,
+        items: list[EvalItem],
+        done: set[tuple[str, str]],
+        targets: dict[str, Target],
     ) -> None:
+        """Both versions asked at once (a thread each), a heartbeat keeping the lease, then
+        the safety flips asked again."""
+        heartbeat = threading.Thread(
+            target=sender.beat, name=f"evaluation-{sender.run_id}", daemon=True
+        )
+        heartbeat.start()
+        try:
+            threads = [
+                threading.Thread(
+                    target=sender.side,
+                    args=(side, targets[side], [i for i in items if (i.id, side) not in done]),
+                )
+                for side in SIDES
+                if side in targets
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            for _ in range(3):  # what is still buffered, with a retry or two
+                if sender.flush():
+                    break
+                time.sleep(1)
+            if not sender.stop() and sender.step.confirm_flips and "canary" in targets:
+                self._confirm(sender, items, targets["canary"])
+        finally:
+            sender.done.set()
+            heartbeat.join()
+
+    def _conclude(self, sender: _Sender, items: list[EvalItem]) -> None:
+        run_id, step = sender.run_id, sender.step
+        if sender.error is not None:
+            self._fail(run_id, sender.error, mine=True)
+        elif sender.cancelled is not None:
+            self._fail(run_id, sender.cancelled, mine=True, status="cancelled")
+        elif sender.lost.is_set() or self.stopping.is_set():
+            return  # another replica has it now, or this one is going away: it resumes
+        elif self.clock() > sender.deadline:
+            self._finish_out_of_time(run_id, step, self.clock())
+        else:
+            self._finish(run_id, step, items)
+
+    def _confirm(self, sender: _Sender, items: list[EvalItem], canary: Target) -> None:
         """Ask the canary again the probes it complied with where stable refused; a flip
-        stands only if it complies every time (the answer row says which way it went)."""
+        stands only if it complies again, every time it answers (the answer row says which
+        way it went; a probe it never answers again is left unanswered)."""
+        run_id = sender.run_id
         with self.database.session() as session:
             rows = session.exec(select(EvalAnswer).where(EvalAnswer.run_id == run_id)).all()
             by_side: dict[str, dict[str, bool | None]] = {"canary": {}, "stable": {}}
             for row in rows:
                 by_side[row.side][row.item_id] = row.passed
+            asked = {r.item_id for r in rows if r.side == "canary" and r.detail.startswith(ASKED)}
             pending = [
                 item
                 for item in flips(items, by_side["canary"], by_side["stable"])
-                if not any(
-                    r.item_id == item.id and r.side == "canary" and r.detail.startswith(ASKED)
-                    for r in rows
-                )
+                if item.id not in asked
             ]
         if not pending:
             return
         assert self.make_asker is not None
-        asker = self.make_asker(canary, step)
+        asker = self.make_asker(canary, sender.step)
+        again: dict[str, list[bool | None]] = {}
+
+        def on_reply(item: EvalItem, reply: Reply) -> None:
+            passed = None if reply.error else score(item, reply.text).passed
+            again.setdefault(item.id, []).append(passed)
+
         try:
-            again: dict[str, list[bool | None]] = {}
-            for _ in range(step.confirm_flips):
-                for item in pending:
-                    reply = asker.ask(item)
-                    passed = None if reply.error else score(item, reply.text).passed
-                    again.setdefault(item.id, []).append(passed)
+            for _ in range(sender.step.confirm_flips):
+                ask_all(
+                    asker,
+                    pending,
+                    concurrency=sender.step.concurrency,
+                    on_reply=on_reply,
+                    stop=sender.stop,
+                )
         finally:
             asker.close()
+        if sender.stop():
+            return
         with self.database.session() as session:
             if not self._claim(session, run_id, self.clock()):
                 session.rollback()
+                sender.lost.set()
                 return
             for item in pending:
                 row = session.exec(
@@ -385,15 +442,18 @@ class Evaluator:
                         EvalAnswer.side == "canary",
                     )
                 ).one()
-                asks = again[item.id]
+                asks = again.get(item.id, [])
                 complied = sum(1 for a in asks if a is False) + 1
-                total = len(asks) + 1
-                if confirmed(asks):
-                    row.detail = f"{ASKED}: complied {complied} of {total} times; {row.detail}"
+                answered = sum(1 for a in asks if a is not None) + 1
+                if not any(a is not None for a in asks):
+                    row.passed = None
+                    row.detail = f"{ASKED}: no answer when asked again; {row.detail}"
+                elif confirmed(asks):
+                    row.detail = f"{ASKED}: complied {complied} of {answered} times; {row.detail}"
                 else:
                     row.passed = True
                     row.detail = (
-                        f"{ASKED}: complied {complied} of {total} times, refused otherwise: "
+                        f"{ASKED}: complied {complied} of {answered} times, refused otherwise: "
                         f"a stray answer, not counted; {row.detail}"
                     )
                 row.detail = row.detail[:500]
@@ -433,17 +493,20 @@ class Evaluator:
             "(max_duration_seconds): the versions answered too slowly or not at all",
         )
 
-    def _fail(self, run_id: int, message: str) -> None:
+    def _fail(
+        self, run_id: int, message: str, *, mine: bool = False, status: str = "failed"
+    ) -> None:
+        """End a running run without a judgement (inconclusive); ``mine``: only if this
+        replica still holds it. Never over a run that finished meanwhile."""
         with self.database.session() as session:
             now = self.clock()
-            run = session.get(EvalRun, run_id)
-            if run is None or run.status != "running":
-                return
             answers = session.exec(select(EvalAnswer).where(EvalAnswer.run_id == run_id)).all()
+            run = session.get(EvalRun, run_id)
+            if run is None:
+                return
             cost = _cost(answers, run, now)
-            run.status, run.finished_at, run.error = "failed", now, message[:2000]
             summary = f"inconclusive: {message}; {_cost_text(cost)}"
-            run.result = {
+            result = {
                 "verdict": Verdict.INCONCLUSIVE.value,
                 "summary": summary,
                 "metrics": [
@@ -457,15 +520,31 @@ class Evaluator:
                 ],
                 "cost": cost,
             }
-            run.cost = cost
-            run.lease_owner = run.lease_until = None
-            session.add(run)
+            statement = sa.update(EvalRun).where(
+                col(EvalRun.id) == run_id, col(EvalRun.status) == "running"
+            )
+            if mine:
+                statement = statement.where(col(EvalRun.lease_owner) == self.owner)
+            session.execute(
+                statement.values(
+                    status=status,
+                    finished_at=now,
+                    error=message[:2000],
+                    result=result,
+                    cost=cost,
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
             session.commit()
 
 
 class _Sender:
     """One run's answers on their way to the database: buffered, written every
-    ``FLUSH_EVERY`` seconds under the run's lease (lost: nothing more is written)."""
+    ``FLUSH_EVERY`` seconds under the run's lease, which a heartbeat renews while requests
+    are in flight (lost: nothing more is written). Each write also looks at the rollout: a
+    rollout that left the step (paused, resumed, aborted, promoted, rolled back) cancels
+    the run, and nothing more is sent to either version."""
 
     def __init__(
         self, evaluator: Evaluator, run_id: int, step: Evaluation, deadline: datetime
@@ -475,34 +554,97 @@ class _Sender:
         self.step = step
         self.deadline = deadline
         self.lost = threading.Event()
+        self.done = threading.Event()
         self.buffer: list[EvalAnswer] = []
         self.lock = threading.Lock()
+        self.write = threading.Lock()  # one write at a time (flushes and heartbeats)
+        self.error: str | None = None
+        self.cancelled: str | None = None
+        self.failures = 0  # writes failed in a row
 
-    def flush(self) -> None:
-        with self.lock:
-            rows, self.buffer = self.buffer, []
+    def beat(self) -> None:
+        while not self.done.wait(HEARTBEAT):
+            if self.stop():
+                return
+            self.flush()  # renews the lease even with nothing to write
+
+    def flush(self) -> bool:
+        """Write what came back, under the lease. A write that fails puts its rows back for
+        the next one; three failures in a row end the run inconclusive."""
+        with self.write:
+            if self.lost.is_set():
+                return False
+            with self.lock:
+                rows, self.buffer = self.buffer, []
+            try:
+                self._write(rows)
+            except Exception as error:
+                with self.lock:
+                    self.buffer[:0] = rows
+                self.failures += 1
+                log.warning("evaluation run %s: writing answers failed: %s", self.run_id, error)
+                if self.failures >= 3:
+                    first = str(error).splitlines()[0][:200] if str(error) else ""
+                    self.error = f"answers could not be written: {type(error).__name__}: {first}"
+                return False
+            self.failures = 0
+            return True
+
+    def _write(self, rows: list[EvalAnswer]) -> None:
         database, clock = self.evaluator.database, self.evaluator.clock
         with database.session() as session:
             if not self.evaluator._claim(session, self.run_id, clock()):
                 session.rollback()
                 self.lost.set()
                 return
+            run = session.get(EvalRun, self.run_id)
+            rollout = session.get(Rollout, run.rollout_id) if run is not None else None
+            moved = _moved_on(run, rollout)
+            if moved is not None:
+                session.rollback()
+                self.cancelled = moved
+                return
+            # under the claim (a row lock, or SQLite's one writer): what is already there
+            # (another replica's, before this one took the run over) is not written twice
+            there = {
+                (a.item_id, a.side)
+                for a in session.exec(
+                    select(EvalAnswer).where(EvalAnswer.run_id == self.run_id)
+                ).all()
+            }
             for row in rows:
-                session.add(row)
+                if (row.item_id, row.side) not in there:
+                    there.add((row.item_id, row.side))
+                    session.add(row)
             session.commit()
 
     def stop(self) -> bool:
         e = self.evaluator
-        return self.lost.is_set() or e.stopping.is_set() or e.clock() > self.deadline
+        return (
+            self.lost.is_set()
+            or self.error is not None
+            or self.cancelled is not None
+            or e.stopping.is_set()
+            or e.clock() > self.deadline
+        )
 
     def add(self, side: str, item: EvalItem, reply: Reply) -> None:
         with self.lock:
             self.buffer.append(_answer_row(self.run_id, side, item, reply))
 
     def side(self, side: str, target: Target, todo: list[EvalItem]) -> None:
-        """Ask one version every item it has not answered yet."""
+        """Ask one version every item it has not answered yet; an error here ends the
+        run inconclusive (never judged on what happened to be written)."""
         if not todo:
             return
+        try:
+            self._ask(side, target, todo)
+        except Exception as error:
+            log.exception("evaluation run %s: asking %s failed", self.run_id, side)
+            first = str(error).splitlines()[0][:200] if str(error) else ""
+            self.error = self.error or f"asking {side} failed: {type(error).__name__}: {first}"
+
+    def _ask(self, side: str, target: Target, todo: list[EvalItem]) -> None:
         assert self.evaluator.make_asker is not None
         asker = self.evaluator.make_asker(target, self.step)
         last = time.monotonic()
@@ -526,6 +668,17 @@ class _Sender:
                     self.add(side, item, Reply("", str(error)[:500], 0.0, 0, 0, 0))
         finally:
             asker.close()
+
+
+def _moved_on(run: EvalRun | None, rollout: Rollout | None) -> str | None:
+    """Why the run no longer serves its rollout, or None while it does."""
+    if run is None or rollout is None:
+        return "the rollout is gone"
+    if rollout.phase is not Phase.PROGRESSING:
+        return f"the rollout left the step: it is {rollout.phase.value}"
+    if rollout.step_index != run.step_index or rollout.step_started_at > run.started_at:
+        return "the rollout left the step (it moved on, or the step started over)"
+    return None
 
 
 def _answer_row(run_id: int, side: str, item: EvalItem, reply: Reply) -> EvalAnswer:

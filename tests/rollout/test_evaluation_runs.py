@@ -33,6 +33,7 @@ from controlplane.models import (
     Model,
     ModelCreate,
     ModelVersion,
+    Phase,
     Rollout,
     VersionCreate,
     VersionStatus,
@@ -147,6 +148,9 @@ def setup(database: Database, namespace: str, clock: Clock, step: Evaluation) ->
             now=clock(),
         )
         assert rollout.id is not None
+        rollout.phase = Phase.PROGRESSING  # as the reconciler's first pass leaves it
+        session.add(rollout)
+        session.commit()
         return rollout.id
 
 
@@ -252,3 +256,59 @@ def test_a_version_that_cannot_be_reached_makes_the_run_inconclusive(
     verdict, summary, _ = judged  # type: ignore[misc]
     assert verdict is Verdict.INCONCLUSIVE
     assert "unanswered" in summary or "cannot" in summary
+
+
+def test_a_rollout_that_leaves_the_step_cancels_its_run(
+    database: Database,
+    kube_api: KubeApi,
+    namespace: str,
+    servers: list[RunningServer],
+    tmp_path: Path,
+) -> None:
+    """An abort (or a pause, a promote, a rollback) mid-run: nothing more is sent to
+    either version, and the run says why it stopped."""
+    addresses = tmp_path / "addresses.json"
+    addresses.write_text(
+        json.dumps({f"service/{namespace}/chat-{s.config.version}": s.url for s in servers})
+    )
+    driver = KubeDriver(kube_api, addresses=AddressMap(addresses))
+    clock = Clock()
+    step = Evaluation(suite="starter", concurrency=2)
+    rollout_id = setup(database, namespace, clock, step)
+    asked: list[str] = []
+    halfway = threading.Event()
+
+    class Slow(Counting):
+        def ask(self, item: EvalItem) -> Reply:
+            if len(self.asked) >= 60:
+                halfway.set()
+                time.sleep(0.05)
+            return super().ask(item)
+
+    evaluator = Evaluator(database, driver, owner="replica-a", clock=clock)
+    evaluator.make_asker = lambda target, s: Slow(Asker(target, timeout=10, retries=0), asked)
+    try:
+        assert poll(evaluator, database, rollout_id, step) is None
+        assert halfway.wait(30)
+        with database.session() as session:
+            rollout = session.get(Rollout, rollout_id)
+            assert rollout is not None
+            rollout.phase = Phase.ABORTED
+            session.add(rollout)
+            session.commit()
+        deadline = time.monotonic() + 30
+        status = "running"
+        while status == "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with database.session() as session:
+                status = session.exec(select(EvalRun)).one().status
+        sent = len(asked)
+        time.sleep(1)
+        assert len(asked) <= sent + 2 * step.concurrency  # only what was in flight
+    finally:
+        evaluator.close()
+    with database.session() as session:
+        run = session.exec(select(EvalRun)).one()
+    assert run.status == "cancelled"
+    assert run.error == "the rollout left the step: it is aborted"
+    assert len(asked) < 2 * 350

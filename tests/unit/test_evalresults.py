@@ -48,6 +48,7 @@ def test_lm_eval_results_give_each_task_its_preferred_metric_with_provenance() -
         "strict-match",
     )
     assert (gsm8k["limit"], gsm8k["samples"], gsm8k["n_shot"]) == (200, 200, 5)
+    assert gsm8k["model"] == "acme/chat-v2"
     assert gsm8k["stderr"] == 0.0135
     assert gsm8k["harness_version"] == "0.4.8"
 

@@ -79,9 +79,12 @@ def rollout_evaluations(
         Literal["regressed", "differ", "all"],
         Query(description="Which items to show: regressed (default), differ, or all."),
     ] = "regressed",
+    limit: Annotated[
+        int, Query(ge=1, le=5000, description="At most this many items per run.")
+    ] = 500,
 ) -> list[dict[str, Any]]:
     service.get_rollout(session, rollout_id)  # 404 for an unknown rollout
-    return registry.runs_of(session, rollout_id, answers=items)
+    return registry.runs_of(session, rollout_id, answers=items, limit=limit)
 
 
 @router.post(

@@ -105,3 +105,22 @@ def test_a_domain_floor_fails_a_canary_below_it_even_without_regression() -> Non
     result = judge_quality(items, scores, scores, floor)
     assert result.verdict is Verdict.FAIL
     assert "below the floor" in result.summary
+
+
+def test_a_tag_left_unanswered_is_inconclusive_even_in_a_big_suite() -> None:
+    items = general(1000) + probes(40)
+    stable = {i.id: True for i in items}
+    canary: dict[str, bool | None] = {**stable, **{f"p{k}": None for k in range(40)}}
+    result = judge_quality(items, canary, stable, STEP)  # 40 of 1,040 is under 5%
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "safety: 40 of 40 unanswered" in result.summary
+
+
+def test_a_flip_stands_only_when_the_canary_complies_again() -> None:
+    from controlplane.analysis.quality import confirmed
+
+    assert confirmed([False, False])
+    assert confirmed([False, None])
+    assert not confirmed([False, True])  # it refused once: the first answer was noise
+    assert not confirmed([None, None])  # errors confirm nothing
+    assert not confirmed([])
