@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from controlplane.evals import starter_path
 from controlplane.simulate import harness
 from controlplane.simulate.process import free_port, running_servers
 from controlplane.simulate.prometheus import prometheus_server, version_jobs
@@ -49,6 +50,10 @@ STRATEGY = {
         # offline quality first: no more than one MMLU point below stable, before any traffic
         {"kind": "eval_gate", "checks": [{"score": "mmlu", "max_regression": 0.01}]},
         {"kind": "set_weight", "weight": 25},
+        # live quality: the starter suite's 350 prompts to both versions, paired item by item
+        # (in replicas routing the canary takes traffic as soon as it runs: with gateway-api
+        # routing this step would come first, at 0%)
+        {"kind": "evaluation", "suite": "starter"},
         {"kind": "analysis", "interval_seconds": 10, "count": 2, "metrics": ["ttft", "error_rate"]},
         {"kind": "set_weight", "weight": 50},
         {"kind": "analysis", "interval_seconds": 10, "count": 2, "metrics": ["ttft", "error_rate"]},
@@ -100,6 +105,10 @@ def rollout(
 
 
 def register(env: dict[str, str]) -> None:
+    say("the starter eval suite: 300 general items, 40 red-team probes, 10 over-refusal checks")
+    suite = Path(tempfile.mkdtemp(prefix="cp-suite-")) / "starter.jsonl"
+    suite.write_text(starter_path("general").read_text() + starter_path("safety").read_text())
+    cli(env, "evals", "create", "starter", "--file", str(suite))
     say("register the model and three versions")
     cli(
         env,
@@ -137,6 +146,45 @@ def register(env: dict[str, str]) -> None:
         )
 
 
+def server_configs() -> list[ServerConfig]:
+    """v1 and v2 healthy, v3 slower to the first token; all three answer the starter suite
+    from its knowledge table, with 1% of answers flipped (temperature 0 under batching)."""
+    knowledge = f"{starter_path('general')},{starter_path('safety')}"
+    answers = json.dumps({"noise": 0.01})
+    return [
+        ServerConfig(
+            version=version,
+            time_scale=0.05,
+            seed=seed,
+            latency_offset=0.25 if version == "v3" else 0.0,
+            knowledge=knowledge,
+            answer_knobs=answers,
+        )
+        for seed, version in enumerate(("v1", "v2", "v3"), start=1)
+    ]
+
+
+def show_history(
+    env: dict[str, str], token: str, second: dict[str, Any], third: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Print what happened; returns v3's measurements, newest first."""
+    say("the history")
+    cli(env, "rollout", "history", "chat")
+    say(f"the history of rollout {second['id']} (v2, promoted)")
+    cli(env, "rollout", "events", str(second["id"]))
+    cli(env, "rollout", "evals", str(second["id"]), "--items", "differ")
+    say(f"the history of rollout {third['id']} (v3, rolled back)")
+    cli(env, "rollout", "events", str(third["id"]))
+    cli(env, "versions", "list", "chat")
+    measurements: list[dict[str, Any]] = httpx.get(
+        f"{env['CONTROLPLANE_URL']}/v1/rollouts/{third['id']}/measurements",
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["items"]
+    if measurements:
+        print(f"\nthe measurement that failed v3: {measurements[0]['summary']}")
+    return measurements
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="controlplane demo: a real rollout end to end")
     parser.add_argument("--summary", type=Path, help="write what happened as JSON here")
@@ -151,17 +199,18 @@ def main() -> int:
         print(f"kubeconfig: {kubeconfig}; namespace {NAMESPACE}")
 
         say("three simulated vLLM servers and a Prometheus scraping them every second")
-        configs = [
-            ServerConfig(version="v1", time_scale=0.05, seed=1),
-            ServerConfig(version="v2", time_scale=0.05, seed=2),
-            ServerConfig(version="v3", time_scale=0.05, seed=3, latency_offset=0.25),
-        ]
+        configs = server_configs()
         ports = [free_port() for _ in configs]
         by_version = {c.version: p for c, p in zip(configs, ports, strict=True)}
         jobs = version_jobs(NAMESPACE, "chat", by_version)
         prometheus = stack.enter_context(prometheus_server(jobs))
         stack.enter_context(running_servers(configs, ports=ports))
         servers = {c.version: f"http://127.0.0.1:{p}" for c, p in zip(configs, ports, strict=True)}
+        # where each version's Service answers: the simulated servers stand in for its pods
+        addresses = work / "addresses.json"
+        addresses.write_text(
+            json.dumps({f"service/{NAMESPACE}/chat-{v}": url for v, url in servers.items()})
+        )
         print(f"prometheus: {prometheus.url}; v1, v2: healthy; v3: +250 ms time to first token")
 
         say("controlplane serve (SQLite, reconcile loop every second, Prometheus analysis)")
@@ -174,6 +223,7 @@ def main() -> int:
             "CONTROLPLANE_KUBECONFIG": kubeconfig,
             "CONTROLPLANE_PROMETHEUS_URL": prometheus.url,
             "CONTROLPLANE_RECONCILE_INTERVAL_SECONDS": "1",
+            "CONTROLPLANE_POD_ADDRESS_MAP": str(addresses),
         }
         server = harness.ControlPlane(env, int(port), work / "server.log")
         stack.callback(server.stop)
@@ -185,24 +235,15 @@ def main() -> int:
 
         say("v1: the first version goes straight to stable")
         first = rollout(env, traffic, servers, "v1", None)
-        say("v2: eval gate (mmlu) -> canary 25% -> analysis -> 50% -> analysis -> 100%, vs v1")
+        say(
+            "v2: eval gate (mmlu) -> canary 25% -> evaluation (starter suite) -> analysis -> "
+            "50% -> analysis -> 100%, vs v1"
+        )
         second = rollout(env, traffic, servers, "v2", "v1")
         say("v3: a regressed canary (slower time to first token), judged against v2")
         third = rollout(env, traffic, servers, "v3", "v2")
 
-        say("the history")
-        cli(env, "rollout", "history", "chat")
-        say(f"the history of rollout {second['id']} (v2, promoted)")
-        cli(env, "rollout", "events", str(second["id"]))
-        say(f"the history of rollout {third['id']} (v3, rolled back)")
-        cli(env, "rollout", "events", str(third["id"]))
-        cli(env, "versions", "list", "chat")
-        measurements = httpx.get(
-            f"{env['CONTROLPLANE_URL']}/v1/rollouts/{third['id']}/measurements",
-            headers={"Authorization": f"Bearer {token}"},
-        ).json()["items"]
-        if measurements:
-            print(f"\nthe measurement that failed v3: {measurements[0]['summary']}")
+        measurements = show_history(env, token, second, third)
         summary = {
             "rollouts": [first, second, third],
             "measurements_v3": measurements,

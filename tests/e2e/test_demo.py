@@ -48,6 +48,11 @@ def test_demo_promotes_a_good_canary_and_rolls_back_a_slow_one(
     assert "ttft" in third["reason"]
     gate = [m for m in summary["measurements_v3"] if m["metrics"][0]["metric"] == "mmlu"]
     assert [m["verdict"] for m in gate] == ["pass"], "v3's mmlu (0.64) is not below v2's"
+    evaluated = [
+        m for m in summary["measurements_v3"] if m["metrics"][0]["metric"].startswith("eval:")
+    ]
+    assert [m["verdict"] for m in evaluated] == ["pass"], "v3 answers the suite as well as v2"
+    assert "cost: 350 prompts" in evaluated[0]["summary"], "v2's answers reused as stable's"
     failed = [m for m in summary["measurements_v3"] if m["verdict"] == "fail"]
     assert failed, summary["measurements_v3"]
     ttft = next(m for m in failed[0]["metrics"] if m["metric"] == "ttft")
