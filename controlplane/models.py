@@ -164,10 +164,16 @@ def _check_env(env: dict[str, str] | None) -> dict[str, str] | None:
     return env
 
 
+def _one_token(value: str) -> bool:
+    """One token on one line: no whitespace (a trailing newline included) and no control
+    characters, as a value that becomes an image, a URI or a path in a pod spec must be."""
+    return bool(value) and value.isprintable() and not any(ch.isspace() for ch in value)
+
+
 def _check_image(image: str | None) -> str | None:
     if image is None:
         return None
-    if not image.strip() or any(ch.isspace() for ch in image) or len(image) > 512:
+    if not _one_token(image) or len(image) > 512:
         raise ValueError(
             f"image {image!r} is not a valid container image reference "
             "(e.g. 'vllm/vllm-openai:v0.11.0' or 'registry.example.com/llm/server@sha256:...')"
@@ -178,6 +184,11 @@ def _check_image(image: str | None) -> str | None:
 def _check_path(path: str | None) -> str | None:
     if path is not None and not path.startswith("/"):
         raise ValueError(f"path {path!r} must start with '/' (e.g. '/health')")
+    if path is not None and not _one_token(path):
+        raise ValueError(
+            f"path {path!r} must be one URL path, without spaces or control characters "
+            "(e.g. '/health')"
+        )
     return path
 
 
@@ -186,12 +197,21 @@ ARTIFACT_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "hf", "oci", "pvc", "file",
 
 def _check_artifact_uri(uri: str) -> str:
     scheme, sep, rest = uri.partition("://")
-    if not sep or not rest or scheme.lower() not in ARTIFACT_SCHEMES:
+    if not sep or not rest or scheme.lower() not in ARTIFACT_SCHEMES or not _one_token(uri):
         raise ValueError(
-            f"artifact_uri {uri!r} must be a URI with one of the schemes "
-            f"{', '.join(ARTIFACT_SCHEMES)} (e.g. 's3://models/chat/v2')"
+            f"artifact_uri {uri!r} must be a URI, without spaces or control characters, "
+            f"with one of the schemes {', '.join(ARTIFACT_SCHEMES)} (e.g. 's3://models/chat/v2')"
         )
     return uri
+
+
+def _check_base_model(value: str | None) -> str | None:
+    if value is not None and (not value.strip() or not value.isprintable()):
+        raise ValueError(
+            f"base_model {value!r} must be a model name on one line, without control "
+            "characters (e.g. 'meta-llama/Llama-3.1-8B-Instruct')"
+        )
+    return value
 
 
 # ---------------------------------------------------------------------------------------
@@ -207,6 +227,24 @@ class Toleration(BaseModel):
     operator: Literal["Equal", "Exists"] = "Equal"
     value: str | None = Field(default=None, max_length=63)
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        problem = naming.label_key_problem(value) if value else None
+        if problem:
+            raise ValueError(f"toleration {problem}")
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str | None) -> str | None:
+        if value and naming.label_value_problem("", value):
+            raise ValueError(
+                f"toleration value {value!r} is invalid: at most 63 characters of letters, "
+                "digits, '-', '_' or '.', starting and ending with a letter or digit"
+            )
+        return value
 
 
 EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.5.0"
@@ -244,6 +282,23 @@ class EndpointPicker(BaseModel):
             problem = naming.dns1123_label_problem(value, "name")
             if problem:
                 raise ValueError(problem)
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        checked = _check_image(value)
+        assert checked is not None
+        return checked
+
+    @field_validator("config_file")
+    @classmethod
+    def _config_file(cls, value: str) -> str:
+        if not _one_token(value) or "/" in value or value in (".", ".."):
+            raise ValueError(
+                f"config_file {value!r} must be a file name in the ConfigMap, without '/', "
+                "spaces or control characters (e.g. 'default-plugins.yaml')"
+            )
         return value
 
 
@@ -501,6 +556,11 @@ class VersionCreate(_ServingValidators, VersionBase):
     def _artifact_uri(cls, value: str) -> str:
         return _check_artifact_uri(value)
 
+    @field_validator("base_model")
+    @classmethod
+    def _base_model(cls, value: str | None) -> str | None:
+        return _check_base_model(value)
+
     @model_validator(mode="after")
     def _adapter_needs_base(self) -> Self:
         if self.artifact_kind is ArtifactKind.LORA_ADAPTER and not self.base_model:
@@ -595,6 +655,11 @@ class _PoolValidators:
     @classmethod
     def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return _check_labels(value)
+
+    @field_validator("base_model", check_fields=False)
+    @classmethod
+    def _base_model(cls, value: str | None) -> str | None:
+        return _check_base_model(value)
 
 
 class PoolCreate(_PoolValidators, PoolBase):

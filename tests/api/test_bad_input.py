@@ -1,0 +1,155 @@
+"""Inputs found by fuzzing the API: each gets a clear 4xx problem document naming what to
+fix, never a 500, and nothing of the request is stored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlmodel import SQLModel
+
+from controlplane.db import Database
+from tests.factories import adapter_body, model_body, pool_body, version_body
+
+
+def row_counts(database: Database) -> dict[str, int]:
+    """How many rows each table holds: equal before and after means nothing was written."""
+    with database.session() as session:
+        return {
+            name: int(session.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+            for name, table in SQLModel.metadata.tables.items()
+        }
+
+
+@pytest.fixture
+def raw(api: TestClient) -> Iterator[TestClient]:
+    """The admin client, answering a server error with its 500 instead of raising it."""
+    with TestClient(api.app, headers=dict(api.headers), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def chat(api: TestClient) -> str:
+    assert api.post("/v1/models", json=model_body(name="chat")).status_code == 201
+    assert api.post("/v1/models/chat/versions", json=version_body(version="v1")).status_code == 201
+    return "chat"
+
+
+def assert_refused(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem: dict[str, Any] = response.json()
+    assert problem["code"] == code, problem
+    assert problem["status"] == status
+    return problem
+
+
+# --- a trailing newline passes no name check ---------------------------------------------
+
+NL = "\n"
+EVAL_ITEM = {"id": "q1", "prompt": "2+2?", "scorer": "number", "expected": 4, "tags": ["general"]}
+
+NEWLINE_BODIES: list[tuple[str, dict[str, Any], str]] = [
+    ("/v1/models", model_body(name="chat2" + NL), "name"),
+    ("/v1/models", model_body(namespace="llm" + NL), "namespace"),
+    ("/v1/models", model_body(image="vllm/vllm-openai:v1" + NL), "image"),
+    ("/v1/models", model_body(gpu_resource="nvidia.com/gpu" + NL), "gpu_resource"),
+    ("/v1/models", model_body(health_path="/health" + NL), "health_path"),
+    ("/v1/models", model_body(labels={"team" + NL: "nlp"}), "labels"),
+    ("/v1/models", model_body(labels={"team": "nlp" + NL}), "labels"),
+    ("/v1/models", model_body(env={"HF_HOME" + NL: "/x"}), "env"),
+    ("/v1/models", model_body(node_selector={"pool": "a100" + NL}), "node_selector"),
+    ("/v1/models", model_body(tolerations=[{"key": "gpu" + NL}]), "tolerations"),
+    (
+        "/v1/models",
+        model_body(routing_mode="gateway-api", gateway="infra/gw" + NL),
+        "gateway",
+    ),
+    (
+        "/v1/models",
+        model_body(
+            routing_mode="inference-pool",
+            gateway="gw",
+            endpoint_picker={"service_account": "epp" + NL},
+        ),
+        "endpoint_picker",
+    ),
+    (
+        "/v1/models",
+        model_body(
+            routing_mode="inference-pool",
+            gateway="gw",
+            endpoint_picker={"service_account": "epp", "config_file": "p.yaml" + NL},
+        ),
+        "endpoint_picker",
+    ),
+    ("/v1/models/chat/versions", version_body(version="v2" + NL), "version"),
+    ("/v1/models/chat/versions", version_body(artifact_uri="s3://m/v2" + NL), "artifact_uri"),
+    ("/v1/models/chat/versions", version_body(labels={"stage": "prod" + NL}), "labels"),
+    (
+        "/v1/models/chat/versions",
+        adapter_body(base_model="meta-llama/Llama-3.1-8B" + NL),
+        "base_model",
+    ),
+    ("/v1/pools", pool_body(name="llama" + NL), "name"),
+    ("/v1/pools", pool_body(deployment="llama-base" + NL), "deployment"),
+    ("/v1/tokens", {"name": "ci" + NL, "role": "viewer"}, "name"),
+    (
+        "/v1/webhooks",
+        {"name": "ops" + NL, "url": "https://hooks.example.com/x", "events": ["promoted"]},
+        "name",
+    ),
+    ("/v1/eval-suites", {"name": "starter" + NL, "items": [EVAL_ITEM]}, "name"),
+    ("/v1/models/chat/rollouts", {"version": "v1" + NL}, "version"),
+    (
+        "/v1/models/chat/rollouts",
+        {
+            "version": "v1",
+            "strategy": {
+                "steps": [{"kind": "eval_gate", "checks": [{"score": "mmlu" + NL, "at_least": 0}]}]
+            },
+        },
+        "strategy",
+    ),
+    (
+        "/v1/models/chat/rollouts",
+        {"version": "v1", "strategy": {"steps": [{"kind": "evaluation", "suite": "s" + NL}]}},
+        "strategy",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), NEWLINE_BODIES)
+def test_a_trailing_newline_fails_every_name_check(
+    api: TestClient, database: Database, chat: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    before = row_counts(database)
+    problem = assert_refused(api.post(path, json=body), 422, "validation_error")
+    assert any(e["field"].startswith(field) for e in problem["errors"]), problem
+    assert row_counts(database) == before
+
+
+@pytest.mark.parametrize(
+    "item",
+    [{**EVAL_ITEM, "id": "q1" + NL}, {**EVAL_ITEM, "tags": ["general" + NL]}],
+)
+def test_a_trailing_newline_fails_an_eval_items_id_and_tags(
+    api: TestClient, database: Database, item: dict[str, Any]
+) -> None:
+    before = row_counts(database)
+    response = api.post("/v1/eval-suites", json={"name": "starter", "items": [item]})
+    assert "item 1" in assert_refused(response, 400, "invalid_eval_items")["detail"]
+    assert row_counts(database) == before
+
+
+def test_a_model_named_with_a_newline_is_refused_before_its_location_is_built(
+    raw: TestClient, database: Database
+) -> None:
+    before = row_counts(database)
+    response = raw.post("/v1/models", json=model_body(name="chat" + NL))
+    assert_refused(response, 422, "validation_error")
+    assert "location" not in response.headers
+    assert row_counts(database) == before
