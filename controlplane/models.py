@@ -46,6 +46,11 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 JSONColumn = sa.JSON().with_variant(JSONB(), "postgresql")
 
+# Every id column is an INTEGER, 32 bits on PostgreSQL: no row has a larger id, and a larger
+# one in a path or a cursor is refused before it reaches a query (SQLite overflows past
+# 2**63 - 1, PostgreSQL past this).
+MAX_ID = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

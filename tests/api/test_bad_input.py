@@ -3,11 +3,13 @@ fix, never a 500, and nothing of the request is stored."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlmodel import SQLModel
 
@@ -153,3 +155,103 @@ def test_a_model_named_with_a_newline_is_refused_before_its_location_is_built(
     assert_refused(response, 422, "validation_error")
     assert "location" not in response.headers
     assert row_counts(database) == before
+
+
+# --- ids: in a path, in a cursor -----------------------------------------------------------
+
+
+def api_routes(app: Any) -> list[APIRoute]:
+    """Every endpoint of the app, through the routers it includes."""
+    return [
+        context.original_route
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute)
+    ]
+
+
+def id_routes(app: Any) -> list[tuple[str, str, str]]:
+    """(method, path template, id parameter) of every route with an integer path parameter."""
+    found = []
+    for route in api_routes(app):
+        for param in route.dependant.path_params:
+            if param.field_info.annotation is int:
+                found.extend((method, route.path, param.name) for method in route.methods)
+    return found
+
+
+@pytest.fixture
+def live(api: TestClient, chat: str) -> dict[str, str]:
+    """Values for every path parameter: an existing model, rollout, suite and webhook."""
+    rollout = api.post("/v1/models/chat/rollouts", json={"version": "v1"})
+    assert rollout.status_code == 201, rollout.text
+    suite = {"name": "starter", "items": [EVAL_ITEM]}
+    assert api.post("/v1/eval-suites", json=suite).status_code == 201
+    hook = {"name": "ops", "url": "https://hooks.example.com/x", "events": ["promoted"]}
+    assert api.post("/v1/webhooks", json=hook).status_code == 201, "webhook"
+    return {
+        "model": "chat",
+        "version": "v1",
+        "rollout_id": str(rollout.json()["id"]),
+        "name": "ops",
+        "pool": "none",
+    }
+
+
+def test_every_integer_path_parameter_is_found(api: TestClient) -> None:
+    paths = {path for _, path, _ in id_routes(api.app)}
+    assert "/v1/rollouts/{rollout_id}" in paths
+    assert "/v1/rollouts/{rollout_id}/abort" in paths
+    assert "/v1/eval-suites/{name}/versions/{version}" in paths
+    assert len(paths) >= 8
+
+
+@pytest.mark.parametrize(
+    "bad", [str(2**63), str(2**63 - 1), str(2**31), "0", "-1", "1.0", "1e3", "+1", "1_0", "x"]
+)
+def test_an_id_out_of_range_or_not_an_integer_is_422_on_every_route(
+    raw: TestClient, database: Database, live: dict[str, str], bad: str
+) -> None:
+    routes = id_routes(raw.app)
+    before = row_counts(database)
+    for method, template, param in routes:
+        path = template.format(**{**live, param: bad})
+        response = raw.request(method, path, json={} if method == "POST" else None)
+        problem = assert_refused(response, 422, "validation_error")
+        assert problem["errors"][0]["field"] == f"path.{param}", (method, path, problem)
+    assert row_counts(database) == before
+
+
+def test_an_id_in_range_still_answers(api: TestClient, live: dict[str, str]) -> None:
+    rollout_id = live["rollout_id"]
+    assert api.get(f"/v1/rollouts/{rollout_id}").status_code == 200
+    assert api.get(f"/v1/rollouts/0{rollout_id}").status_code == 200  # leading zeros: digits
+    assert api.get("/v1/rollouts/2147483647").json()["code"] == "rollout_not_found"
+
+
+def cursor_of(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "decoded",
+    [f"id:{2**63}", f"id:{2**63 - 1}", f"id:{2**31}", "id:0", "id:-1", "id:1.0", "id: 1", "id:"],
+)
+def test_a_cursor_outside_the_id_range_is_400_on_every_list(
+    raw: TestClient, live: dict[str, str], decoded: str
+) -> None:
+    lists = [
+        route.path
+        for route in api_routes(raw.app)
+        if "GET" in route.methods and any(p.name == "cursor" for p in route.dependant.query_params)
+    ]
+    assert len(lists) >= 10
+    for template in lists:
+        response = raw.get(template.format(**live), params={"cursor": cursor_of(decoded)})
+        assert_refused(response, 400, "invalid_cursor")
+
+
+def test_a_limit_is_a_whole_number(api: TestClient) -> None:
+    problem = assert_refused(
+        api.get("/v1/models", params={"limit": "1.0"}), 422, "validation_error"
+    )
+    assert problem["errors"][0]["field"] == "query.limit"
