@@ -149,9 +149,23 @@ class ArtifactKind(StrEnum):
 # shared validators
 
 
+# How much of each collection a model or version may hold: far more than any real use, and
+# small enough that every row, pod spec and audit record stays small.
+MAX_LABELS = 64  # labels, node_selector
+MAX_ENV = 256
+MAX_ENV_NAME = 256
+MAX_ENV_VALUE = 32 * 1024
+MAX_ARGS = 256
+MAX_ARG = 4096
+MAX_TOLERATIONS = 64
+MAX_GPU_BUDGET = 1_000_000
+
+
 def _check_labels(labels: dict[str, str] | None) -> dict[str, str] | None:
     if labels is None:
         return None
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"{len(labels)} labels given; the limit is {MAX_LABELS}")
     for key, value in labels.items():
         problem = naming.label_key_problem(key) or naming.label_value_problem(key, value)
         if problem:
@@ -162,11 +176,34 @@ def _check_labels(labels: dict[str, str] | None) -> dict[str, str] | None:
 def _check_env(env: dict[str, str] | None) -> dict[str, str] | None:
     if env is None:
         return None
-    for key in env:
+    if len(env) > MAX_ENV:
+        raise ValueError(f"{len(env)} environment variables given; the limit is {MAX_ENV}")
+    for key, value in env.items():
         problem = naming.env_name_problem(key)
         if problem:
             raise ValueError(problem)
+        if len(key) > MAX_ENV_NAME:
+            raise ValueError(
+                f"environment variable name {key[:40]!r}... is {len(key)} characters long; "
+                f"the limit is {MAX_ENV_NAME}"
+            )
+        if len(value) > MAX_ENV_VALUE:
+            raise ValueError(
+                f"environment variable {key} is {len(value)} characters long; the limit is "
+                f"{MAX_ENV_VALUE} (mount larger values from a ConfigMap or Secret)"
+            )
     return env
+
+
+def _check_args(args: list[str] | None) -> list[str] | None:
+    if args is None:
+        return None
+    if len(args) > MAX_ARGS:
+        raise ValueError(f"{len(args)} args given; the limit is {MAX_ARGS}")
+    for index, arg in enumerate(args):
+        if len(arg) > MAX_ARG:
+            raise ValueError(f"args[{index}] is {len(arg)} characters long; the limit is {MAX_ARG}")
+    return args
 
 
 def _one_token(value: str) -> bool:
@@ -306,6 +343,13 @@ class EndpointPicker(BaseModel):
             )
         return value
 
+    @field_validator("args")
+    @classmethod
+    def _args(cls, value: list[str]) -> list[str]:
+        checked = _check_args(value)
+        assert checked is not None
+        return checked
+
 
 class ServingDefaults(SQLModel):
     """How a model's pods are run, unless a version overrides it."""
@@ -322,6 +366,7 @@ class ServingDefaults(SQLModel):
     gpu_budget: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_GPU_BUDGET,
         description="The most GPUs a rollout of this model may hold at once (stable + canary). "
         "None: no limit, the canary surges beside a full stable.",
     )
@@ -374,6 +419,18 @@ class _ServingValidators:
     @classmethod
     def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return _check_env(value)
+
+    @field_validator("args", check_fields=False)
+    @classmethod
+    def _args(cls, value: list[str] | None) -> list[str] | None:
+        return _check_args(value)
+
+    @field_validator("tolerations", check_fields=False)
+    @classmethod
+    def _tolerations(cls, value: list[Toleration] | None) -> list[Toleration] | None:
+        if value is not None and len(value) > MAX_TOLERATIONS:
+            raise ValueError(f"{len(value)} tolerations given; the limit is {MAX_TOLERATIONS}")
+        return value
 
     @field_validator("labels", check_fields=False)
     @classmethod
@@ -473,7 +530,7 @@ class ModelUpdate(_ServingValidators, SQLModel):
     port: int | None = Field(default=None, ge=1, le=65535)
     args: list[str] | None = None
     env: dict[str, str] | None = None
-    gpu_budget: int | None = Field(default=None, ge=0)
+    gpu_budget: int | None = Field(default=None, ge=0, le=MAX_GPU_BUDGET)
     routing_mode: RoutingMode | None = None
     health_path: str | None = Field(default=None, max_length=256)
     gateway: str | None = Field(default=None, max_length=127)

@@ -255,3 +255,102 @@ def test_a_limit_is_a_whole_number(api: TestClient) -> None:
         api.get("/v1/models", params={"limit": "1.0"}), 422, "validation_error"
     )
     assert problem["errors"][0]["field"] == "query.limit"
+
+
+# --- every count has an upper bound --------------------------------------------------------
+
+HUGE = 10**30
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (model_body(gpu_budget=HUGE), "gpu_budget"),
+        (model_body(gpu_budget=1_000_001), "gpu_budget"),
+        (model_body(replicas=HUGE), "replicas"),
+        (model_body(gpus_per_replica=HUGE), "gpus_per_replica"),
+        (model_body(port=HUGE), "port"),
+        (model_body(labels={f"k{i}": "v" for i in range(65)}), "labels"),
+        (model_body(node_selector={f"k{i}": "v" for i in range(65)}), "node_selector"),
+        (model_body(env={f"E{i}": "v" for i in range(257)}), "env"),
+        (model_body(env={"BIG": "x" * (32 * 1024 + 1)}), "env"),
+        (model_body(env={"E" * 257: "v"}), "env"),
+        (model_body(args=["--x"] * 257), "args"),
+        (model_body(args=["x" * 4097]), "args"),
+        (model_body(tolerations=[{"key": "gpu", "operator": "Exists"}] * 65), "tolerations"),
+        (
+            model_body(
+                routing_mode="inference-pool",
+                gateway="gw",
+                endpoint_picker={"service_account": "epp", "args": ["--v"] * 257},
+            ),
+            "endpoint_picker",
+        ),
+        (
+            model_body(
+                default_strategy={"steps": [{"kind": "analysis", "inconclusive_limit": HUGE}]}
+            ),
+            "default_strategy",
+        ),
+        (
+            model_body(
+                default_strategy={"steps": [{"kind": "analysis", "consecutive_error_limit": HUGE}]}
+            ),
+            "default_strategy",
+        ),
+        (
+            model_body(default_strategy={"steps": [{"kind": "analysis", "metrics": ["m"] * 51}]}),
+            "default_strategy",
+        ),
+    ],
+)
+def test_a_count_past_its_bound_is_422_on_create(
+    raw: TestClient, database: Database, body: dict[str, Any], field: str
+) -> None:
+    before = row_counts(database)
+    problem = assert_refused(raw.post("/v1/models", json=body), 422, "validation_error")
+    assert any(e["field"].startswith(field) for e in problem["errors"]), problem
+    assert row_counts(database) == before
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"gpu_budget": HUGE},
+        {"gpu_budget": 1_000_001},
+        {"replicas": HUGE},
+        {"labels": {f"k{i}": "v" for i in range(65)}},
+        {"args": ["--x"] * 257},
+    ],
+)
+def test_a_count_past_its_bound_is_422_on_patch_and_the_model_is_unchanged(
+    raw: TestClient, database: Database, chat: str, change: dict[str, Any]
+) -> None:
+    model = raw.get("/v1/models/chat").json()
+    before = row_counts(database)
+    problem = assert_refused(raw.patch("/v1/models/chat", json=change), 422, "validation_error")
+    assert problem["errors"][0]["field"].startswith(next(iter(change)))
+    assert raw.get("/v1/models/chat").json() == model
+    assert row_counts(database) == before
+
+
+def test_a_gpu_budget_of_a_million_is_accepted(api: TestClient, chat: str) -> None:
+    assert api.patch("/v1/models/chat", json={"gpu_budget": 1_000_000}).status_code == 200
+    created = api.post("/v1/models", json=model_body(name="big", gpu_budget=1_000_000))
+    assert created.status_code == 201, created.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        version_body(labels={f"k{i}": "v" for i in range(65)}),
+        version_body(env={f"E{i}": "v" for i in range(257)}),
+        version_body(args=["--x"] * 257),
+    ],
+)
+def test_a_versions_collections_are_bounded(
+    api: TestClient, database: Database, chat: str, body: dict[str, Any]
+) -> None:
+    before = row_counts(database)
+    assert_refused(api.post("/v1/models/chat/versions", json=body), 422, "validation_error")
+    assert row_counts(database) == before
