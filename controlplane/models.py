@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from controlplane import naming
+from controlplane.jsonlimits import KIB, MAX_DEPTH, json_problem
 from controlplane.strategy import Strategy
 
 # ---------------------------------------------------------------------------------------
@@ -159,6 +160,14 @@ MAX_ARGS = 256
 MAX_ARG = 4096
 MAX_TOLERATIONS = 64
 MAX_GPU_BUDGET = 1_000_000
+MAX_JSON_BYTES = 64 * KIB  # env, args, version metadata: each, as stored
+
+
+def _check_json(value: Any, what: str, **limits: Any) -> None:
+    """``value`` can be stored as JSON: depth, size, finite numbers, Unicode text."""
+    problem = json_problem(value, what, **limits)
+    if problem is not None:
+        raise ValueError(problem.message)
 
 
 def _check_labels(labels: dict[str, str] | None) -> dict[str, str] | None:
@@ -192,6 +201,7 @@ def _check_env(env: dict[str, str] | None) -> dict[str, str] | None:
                 f"environment variable {key} is {len(value)} characters long; the limit is "
                 f"{MAX_ENV_VALUE} (mount larger values from a ConfigMap or Secret)"
             )
+    _check_json(env, "env", max_bytes=MAX_JSON_BYTES)
     return env
 
 
@@ -203,6 +213,7 @@ def _check_args(args: list[str] | None) -> list[str] | None:
     for index, arg in enumerate(args):
         if len(arg) > MAX_ARG:
             raise ValueError(f"args[{index}] is {len(arg)} characters long; the limit is {MAX_ARG}")
+    _check_json(args, "args", max_bytes=MAX_JSON_BYTES)
     return args
 
 
@@ -602,8 +613,15 @@ class VersionCreate(_ServingValidators, VersionBase):
     meta: dict[str, Any] = Field(
         default_factory=dict,
         alias="metadata",
-        description="Free-form lineage: training run, dataset hash, eval scores.",
+        description="Free-form lineage: training run, dataset hash, eval scores. At most "
+        f"{MAX_DEPTH} levels deep and {MAX_JSON_BYTES // KIB} KiB as JSON; numbers finite.",
     )
+
+    @field_validator("meta")
+    @classmethod
+    def _meta(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_json(value, "metadata", max_bytes=MAX_JSON_BYTES)
+        return value
 
     @field_validator("version")
     @classmethod
@@ -1080,6 +1098,12 @@ class EvalSuiteCreate(SQLModel):
     items: list[dict[str, Any]] = Field(
         min_length=1, description="The items (see controlplane.evalsuite.EvalItem)."
     )
+
+    @field_validator("items")
+    @classmethod
+    def _items(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        _check_json(value, "items", max_depth=8)  # an item is a few levels deep at most
+        return value
 
     @field_validator("name")
     @classmethod

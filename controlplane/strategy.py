@@ -16,9 +16,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from controlplane.jsonlimits import KIB, json_problem
+
 DEFAULT_MAX_ANALYSIS_SECONDS = 3600
 DEFAULT_FALSE_ROLLBACK_BUDGET = 0.01
 MAX_METRICS = 50  # metric names, or checks, in one step
+MAX_STRATEGY_BYTES = 64 * KIB  # as stored on the model and on each of its rollouts
 
 MetricName = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -395,6 +398,15 @@ class Strategy(BaseModel):
         if len(sequential) == 1:
             return analyses, None
         return analyses / 2 / len(sequential), analyses / 2
+
+    @model_validator(mode="after")
+    def _storable(self) -> Strategy:
+        problem = json_problem(
+            self.model_dump(mode="json"), "strategy", max_bytes=MAX_STRATEGY_BYTES
+        )
+        if problem is not None:
+            raise ValueError(problem.message)
+        return self
 
     @model_validator(mode="after")
     def _weights_only_grow(self) -> Strategy:
