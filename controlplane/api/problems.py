@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from controlplane.api.routing import RequestRejected
 from controlplane.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -150,6 +151,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+        if isinstance(exc, RequestRejected):  # refused before the handler ran
+            code = exc.code
+            title = "Malformed JSON" if code == "malformed_json" else "Invalid request"
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no endpoint at {request.url.path}; see /openapi.json for the API"

@@ -13,7 +13,11 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlmodel import SQLModel
 
+from controlplane.api import create_app
+from controlplane.api.routing import StrictRoute
+from controlplane.config import Settings
 from controlplane.db import Database
+from tests.conftest import ADMIN_TOKEN
 from tests.factories import adapter_body, model_body, pool_body, version_body
 
 
@@ -354,3 +358,197 @@ def test_a_versions_collections_are_bounded(
     before = row_counts(database)
     assert_refused(api.post("/v1/models/chat/versions", json=body), 422, "validation_error")
     assert row_counts(database) == before
+
+
+# --- JSON that is stored: depth, size, numbers, text -----------------------------------------
+
+
+def nested(levels: int) -> Any:
+    value: Any = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def post_raw(client: TestClient, path: str, body: str) -> Any:
+    """A body as written, for what json= cannot send (NaN, deep nesting, odd escapes)."""
+    return client.post(path, content=body.encode(), headers={"content-type": "application/json"})
+
+
+def test_every_endpoint_reads_its_input_strictly(api: TestClient) -> None:
+    routes = api_routes(api.app)
+    assert len(routes) > 40
+    assert [r.path for r in routes if not isinstance(r, StrictRoute)] == []
+
+
+@pytest.mark.parametrize("levels", [33, 256, 300, 900])
+def test_deep_version_metadata_is_422_and_the_versions_still_list(
+    raw: TestClient, database: Database, chat: str, levels: int
+) -> None:
+    before = row_counts(database)
+    body = version_body(version="v2", metadata=nested(levels))
+    problem = assert_refused(
+        raw.post("/v1/models/chat/versions", json=body), 422, "validation_error"
+    )
+    assert problem["errors"][0]["field"] == "metadata"
+    assert "more than 32 levels deep" in problem["detail"]
+    assert row_counts(database) == before
+    assert raw.get("/v1/models/chat/versions").status_code == 200
+    assert raw.get("/v1/models/chat/versions/v2").status_code == 404
+
+
+def test_metadata_thirty_two_levels_deep_is_stored_and_read_back(
+    api: TestClient, chat: str
+) -> None:
+    body = version_body(version="v2", metadata=nested(32))
+    assert api.post("/v1/models/chat/versions", json=body).status_code == 201
+    assert api.get("/v1/models/chat/versions/v2").json()["metadata"] == nested(32)
+    assert api.get("/v1/models/chat/versions").status_code == 200
+
+
+def test_a_body_nested_deeper_than_the_parser_goes_is_400(
+    raw: TestClient, database: Database, chat: str
+) -> None:
+    before = row_counts(database)
+    deep = "[" * 5000 + "]" * 5000
+    body = f'{{"version": "v2", "artifact_uri": "s3://m/v2", "metadata": {{"a": {deep}}}}}'
+    problem = assert_refused(post_raw(raw, "/v1/models/chat/versions", body), 400, "malformed_json")
+    assert "nested too deeply" in problem["detail"]
+    assert row_counts(database) == before
+
+
+@pytest.fixture
+def roomy(settings: Settings, database: Database) -> Iterator[TestClient]:
+    """The API with a 1 MiB body limit (the default), above the limits on stored JSON."""
+    roomy = settings.model_copy(update={"max_body_bytes": 1024 * 1024})
+    app = create_app(roomy, database, start_reconciler=False)
+    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/models/chat/versions", version_body(metadata={"blob": "x" * 65_536}), "metadata"),
+        (
+            "/v1/models/chat/versions",
+            version_body(env={f"E{i}": "x" * 300 for i in range(250)}),
+            "env",
+        ),
+        ("/v1/models", model_body(args=["x" * 4000] * 20), "args"),
+    ],
+)
+def test_stored_json_past_64_kib_is_422_naming_the_field(
+    roomy: TestClient, database: Database, chat: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    before = row_counts(database)
+    problem = assert_refused(roomy.post(path, json=body), 422, "validation_error")
+    assert problem["errors"][0]["field"] == field
+    assert "the limit is 64 KiB" in problem["detail"]
+    assert row_counts(database) == before
+
+
+def test_metadata_just_under_64_kib_is_stored(roomy: TestClient, chat: str) -> None:
+    body = version_body(version="v2", metadata={"blob": "x" * 65_000})
+    assert roomy.post("/v1/models/chat/versions", json=body).status_code == 201
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
+def test_non_finite_numbers_are_400_and_never_stored_as_null(
+    raw: TestClient, database: Database, chat: str, number: str
+) -> None:
+    before = row_counts(database)
+    body = f'{{"version": "v2", "artifact_uri": "s3://m/v2", "metadata": {{"x": {number}}}}}'
+    problem = assert_refused(post_raw(raw, "/v1/models/chat/versions", body), 400, "malformed_json")
+    assert "not valid JSON" in problem["detail"]
+    assert row_counts(database) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/models/chat/rollouts",
+            '{"version": "v1", "strategy": {"steps": [{"kind": "analysis",'
+            ' "checks": {"ttft": {"max_value": NaN}}}]}}',
+        ),
+        (
+            "/v1/eval-suites",
+            '{"name": "s", "items": [{"id": "q", "prompt": "1?", "scorer": "number",'
+            ' "expected": Infinity}]}',
+        ),
+        ("/v1/models", '{"name": "m2", "image": "a:b", "gpu_budget": 1e400}'),
+        (
+            "/v1/models/chat/versions",
+            '{"version": "v2", "artifact_uri": "s3://m/v2", "metadata": {"n": ' + "9" * 5000 + "}}",
+        ),
+    ],
+)
+def test_numbers_json_does_not_have_are_400_on_every_body(
+    raw: TestClient, database: Database, chat: str, path: str, body: str
+) -> None:
+    before = row_counts(database)
+    assert_refused(post_raw(raw, path, body), 400, "malformed_json")
+    assert row_counts(database) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/models", model_body(name="m2", description="a\x00b")),
+        ("/v1/models", model_body(name="m2", env={"A": "\x00"})),
+        ("/v1/models", model_body(name="m2", args=["--x=\x00"])),
+        ("/v1/models/chat/versions", version_body(metadata={"a": "x\x00"})),
+        ("/v1/models/chat/versions", version_body(metadata={"a\x00": "x"})),
+        ("/v1/models/chat/versions", version_body(description="\x00")),
+        (
+            "/v1/models/chat/rollouts",
+            {
+                "version": "v1",
+                "strategy": {"steps": [{"kind": "analysis", "metrics": ["ttft\x00"]}]},
+            },
+        ),
+        ("/v1/eval-suites", {"name": "s", "items": [{**EVAL_ITEM, "prompt": "2+2?\x00"}]}),
+        ("/v1/tokens", {"name": "ci", "role": "viewer", "description": "\x00"}),
+    ],
+)
+def test_a_nul_character_in_any_body_is_400_on_both_databases(
+    raw: TestClient, database: Database, chat: str, path: str, body: dict[str, Any]
+) -> None:
+    before = row_counts(database)
+    problem = assert_refused(raw.post(path, json=body), 400, "invalid_character")
+    assert "NUL character" in problem["detail"]
+    assert row_counts(database) == before
+
+
+def test_a_lone_surrogate_in_metadata_is_400(
+    raw: TestClient, database: Database, chat: str
+) -> None:
+    before = row_counts(database)
+    body = '{"version": "v2", "artifact_uri": "s3://m/v2", "metadata": {"a": "\\ud800"}}'
+    problem = assert_refused(
+        post_raw(raw, "/v1/models/chat/versions", body), 400, "invalid_character"
+    )
+    assert "body.metadata.a" in problem["detail"]
+    assert row_counts(database) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params"),
+    [
+        ("GET", "/v1/models/%00", None),
+        ("GET", "/v1/models/chat/versions/v%00", None),
+        ("DELETE", "/v1/models/%00", None),
+        ("PATCH", "/v1/pools/%00", None),
+        ("GET", "/v1/audit", {"actor": "\x00"}),
+        ("GET", "/v1/models", {"namespace": "llm\x00"}),
+        ("GET", "/v1/eval-suites", {"name": "\x00"}),
+        ("GET", "/v1/models/chat/versions", {"label": "team=\x00"}),
+    ],
+)
+def test_a_nul_character_in_a_path_or_query_parameter_is_400(
+    raw: TestClient, chat: str, method: str, path: str, params: dict[str, str] | None
+) -> None:
+    response = raw.request(method, path, params=params, json={} if method == "PATCH" else None)
+    problem = assert_refused(response, 400, "invalid_character")
+    assert "NUL character" in problem["detail"]

@@ -16,11 +16,12 @@ from controlplane.api.deps import (
     SuiteVersion,
     Viewer,
 )
+from controlplane.api.routing import StrictRoute
 from controlplane.models import EvalSuiteCreate, EvalSuitePage, EvalSuitePublic, EvalSuiteSummary
 from controlplane.registry import evals as registry
 from controlplane.rollout import service
 
-router = APIRouter(tags=["evals"])
+router = APIRouter(tags=["evals"], route_class=StrictRoute)
 
 
 @router.post(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from controlplane.api.deps import Cursor, Limit, Operator, RolloutId, SessionDep, Viewer
+from controlplane.api.routing import StrictRoute
 from controlplane.models import Command
 from controlplane.rollout import service
 from controlplane.rollout.schemas import (
@@ -19,7 +20,7 @@ from controlplane.rollout.schemas import (
     RolloutPublic,
 )
 
-router = APIRouter(tags=["rollouts"])
+router = APIRouter(tags=["rollouts"], route_class=StrictRoute)
 
 
 def _kick(request: Request) -> None:

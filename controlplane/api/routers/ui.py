@@ -14,6 +14,8 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse, RedirectResponse
 
+from controlplane.api.routing import StrictRoute
+
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 _TYPES = {
@@ -35,7 +37,7 @@ _HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-router = APIRouter(tags=["ui"], include_in_schema=False)
+router = APIRouter(tags=["ui"], include_in_schema=False, route_class=StrictRoute)
 
 
 def _assets() -> dict[str, Path]:
