@@ -552,3 +552,42 @@ def test_a_nul_character_in_a_path_or_query_parameter_is_400(
     response = raw.request(method, path, params=params, json={} if method == "PATCH" else None)
     problem = assert_refused(response, 400, "invalid_character")
     assert "NUL character" in problem["detail"]
+
+
+# --- label selectors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        '"=x',
+        'a"b=x',
+        "a'b=x",
+        "$.a=x",
+        "a.b[0]=x",
+        "te am=x",
+        "a/b/c=x",
+        "team=nlp!",
+        "k" * 64 + "=x",
+    ],
+)
+def test_a_label_selector_that_names_no_possible_label_is_400(
+    raw: TestClient, chat: str, selector: str
+) -> None:
+    response = raw.get("/v1/models/chat/versions", params={"label": selector})
+    problem = assert_refused(response, 400, "invalid_label_selector")
+    assert "label selector term" in problem["detail"]
+
+
+def test_a_nul_in_a_label_selector_key_is_400(raw: TestClient, chat: str) -> None:
+    response = raw.get("/v1/models/chat/versions?label=%00%3Dx")
+    assert response.status_code == 400
+    assert response.json()["code"] in ("invalid_character", "invalid_label_selector")
+
+
+def test_a_label_selector_on_a_prefixed_key_matches(api: TestClient, chat: str) -> None:
+    labels = {"app.kubernetes.io/part-of": "chat", "team": "nlp"}
+    api.post("/v1/models/chat/versions", json=version_body(version="v2", labels=labels))
+    selector = "app.kubernetes.io/part-of=chat, team==nlp"
+    found = api.get("/v1/models/chat/versions", params={"label": selector}).json()["items"]
+    assert [v["version"] for v in found] == ["v2"]

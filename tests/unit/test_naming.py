@@ -82,3 +82,19 @@ def test_names_are_matched_whole_so_a_trailing_newline_fails(
 
 def test_a_label_key_prefix_with_a_trailing_newline_fails() -> None:
     assert naming.label_key_problem("example.com\n/team") is not None
+
+
+@pytest.mark.parametrize("selector", ["\x00=x", "team=\x00", '"=x', "a b=c", "x=" + "v" * 64])
+def test_a_label_selector_is_checked_by_the_label_rules(selector: str) -> None:
+    from controlplane.errors import InvalidRequestError
+    from controlplane.registry.versions import parse_label_selector
+
+    with pytest.raises(InvalidRequestError) as raised:
+        parse_label_selector(selector)
+    assert raised.value.code == "invalid_label_selector"
+
+
+def test_a_label_selector_may_select_the_empty_value() -> None:
+    from controlplane.registry.versions import parse_label_selector
+
+    assert parse_label_selector("team=,stage==prod") == {"team": "", "stage": "prod"}
