@@ -49,6 +49,11 @@ def _file(path: Path) -> FileResponse:
     return FileResponse(path, media_type=_TYPES[path.suffix], headers=_HEADERS)
 
 
+@router.get("/", summary="The root: the history page")
+def root() -> RedirectResponse:
+    return RedirectResponse("/ui", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+
+
 @router.get("/ui", summary="The history page")
 def index() -> FileResponse:
     return _file(STATIC / "index.html")
