@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from controlplane import naming
+from controlplane.jsonlimits import KIB, MAX_DEPTH, json_problem
 from controlplane.strategy import Strategy
 
 # ---------------------------------------------------------------------------------------
@@ -45,6 +46,11 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 
 JSONColumn = sa.JSON().with_variant(JSONB(), "postgresql")
+
+# Every id column is an INTEGER, 32 bits on PostgreSQL: no row has a larger id, and a larger
+# one in a path or a cursor is refused before it reaches a query (SQLite overflows past
+# 2**63 - 1, PostgreSQL past this).
+MAX_ID = 2**31 - 1
 
 
 def utcnow() -> datetime:
@@ -144,9 +150,31 @@ class ArtifactKind(StrEnum):
 # shared validators
 
 
+# How much of each collection a model or version may hold: far more than any real use, and
+# small enough that every row, pod spec and audit record stays small.
+MAX_LABELS = 64  # labels, node_selector
+MAX_ENV = 256
+MAX_ENV_NAME = 256
+MAX_ENV_VALUE = 32 * 1024
+MAX_ARGS = 256
+MAX_ARG = 4096
+MAX_TOLERATIONS = 64
+MAX_GPU_BUDGET = 1_000_000
+MAX_JSON_BYTES = 64 * KIB  # env, args, version metadata: each, as stored
+
+
+def _check_json(value: Any, what: str, **limits: Any) -> None:
+    """``value`` can be stored as JSON: depth, size, finite numbers, Unicode text."""
+    problem = json_problem(value, what, **limits)
+    if problem is not None:
+        raise ValueError(problem.message)
+
+
 def _check_labels(labels: dict[str, str] | None) -> dict[str, str] | None:
     if labels is None:
         return None
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"{len(labels)} labels given; the limit is {MAX_LABELS}")
     for key, value in labels.items():
         problem = naming.label_key_problem(key) or naming.label_value_problem(key, value)
         if problem:
@@ -157,17 +185,48 @@ def _check_labels(labels: dict[str, str] | None) -> dict[str, str] | None:
 def _check_env(env: dict[str, str] | None) -> dict[str, str] | None:
     if env is None:
         return None
-    for key in env:
+    if len(env) > MAX_ENV:
+        raise ValueError(f"{len(env)} environment variables given; the limit is {MAX_ENV}")
+    for key, value in env.items():
         problem = naming.env_name_problem(key)
         if problem:
             raise ValueError(problem)
+        if len(key) > MAX_ENV_NAME:
+            raise ValueError(
+                f"environment variable name {key[:40]!r}... is {len(key)} characters long; "
+                f"the limit is {MAX_ENV_NAME}"
+            )
+        if len(value) > MAX_ENV_VALUE:
+            raise ValueError(
+                f"environment variable {key} is {len(value)} characters long; the limit is "
+                f"{MAX_ENV_VALUE} (mount larger values from a ConfigMap or Secret)"
+            )
+    _check_json(env, "env", max_bytes=MAX_JSON_BYTES)
     return env
+
+
+def _check_args(args: list[str] | None) -> list[str] | None:
+    if args is None:
+        return None
+    if len(args) > MAX_ARGS:
+        raise ValueError(f"{len(args)} args given; the limit is {MAX_ARGS}")
+    for index, arg in enumerate(args):
+        if len(arg) > MAX_ARG:
+            raise ValueError(f"args[{index}] is {len(arg)} characters long; the limit is {MAX_ARG}")
+    _check_json(args, "args", max_bytes=MAX_JSON_BYTES)
+    return args
+
+
+def _one_token(value: str) -> bool:
+    """One token on one line: no whitespace (a trailing newline included) and no control
+    characters, as a value that becomes an image, a URI or a path in a pod spec must be."""
+    return bool(value) and value.isprintable() and not any(ch.isspace() for ch in value)
 
 
 def _check_image(image: str | None) -> str | None:
     if image is None:
         return None
-    if not image.strip() or any(ch.isspace() for ch in image) or len(image) > 512:
+    if not _one_token(image) or len(image) > 512:
         raise ValueError(
             f"image {image!r} is not a valid container image reference "
             "(e.g. 'vllm/vllm-openai:v0.11.0' or 'registry.example.com/llm/server@sha256:...')"
@@ -178,6 +237,11 @@ def _check_image(image: str | None) -> str | None:
 def _check_path(path: str | None) -> str | None:
     if path is not None and not path.startswith("/"):
         raise ValueError(f"path {path!r} must start with '/' (e.g. '/health')")
+    if path is not None and not _one_token(path):
+        raise ValueError(
+            f"path {path!r} must be one URL path, without spaces or control characters "
+            "(e.g. '/health')"
+        )
     return path
 
 
@@ -186,12 +250,21 @@ ARTIFACT_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "hf", "oci", "pvc", "file",
 
 def _check_artifact_uri(uri: str) -> str:
     scheme, sep, rest = uri.partition("://")
-    if not sep or not rest or scheme.lower() not in ARTIFACT_SCHEMES:
+    if not sep or not rest or scheme.lower() not in ARTIFACT_SCHEMES or not _one_token(uri):
         raise ValueError(
-            f"artifact_uri {uri!r} must be a URI with one of the schemes "
-            f"{', '.join(ARTIFACT_SCHEMES)} (e.g. 's3://models/chat/v2')"
+            f"artifact_uri {uri!r} must be a URI, without spaces or control characters, "
+            f"with one of the schemes {', '.join(ARTIFACT_SCHEMES)} (e.g. 's3://models/chat/v2')"
         )
     return uri
+
+
+def _check_base_model(value: str | None) -> str | None:
+    if value is not None and (not value.strip() or not value.isprintable()):
+        raise ValueError(
+            f"base_model {value!r} must be a model name on one line, without control "
+            "characters (e.g. 'meta-llama/Llama-3.1-8B-Instruct')"
+        )
+    return value
 
 
 # ---------------------------------------------------------------------------------------
@@ -207,6 +280,24 @@ class Toleration(BaseModel):
     operator: Literal["Equal", "Exists"] = "Equal"
     value: str | None = Field(default=None, max_length=63)
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        problem = naming.label_key_problem(value) if value else None
+        if problem:
+            raise ValueError(f"toleration {problem}")
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str | None) -> str | None:
+        if value and naming.label_value_problem("", value):
+            raise ValueError(
+                f"toleration value {value!r} is invalid: at most 63 characters of letters, "
+                "digits, '-', '_' or '.', starting and ending with a letter or digit"
+            )
+        return value
 
 
 EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.5.0"
@@ -246,6 +337,30 @@ class EndpointPicker(BaseModel):
                 raise ValueError(problem)
         return value
 
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        checked = _check_image(value)
+        assert checked is not None
+        return checked
+
+    @field_validator("config_file")
+    @classmethod
+    def _config_file(cls, value: str) -> str:
+        if not _one_token(value) or "/" in value or value in (".", ".."):
+            raise ValueError(
+                f"config_file {value!r} must be a file name in the ConfigMap, without '/', "
+                "spaces or control characters (e.g. 'default-plugins.yaml')"
+            )
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, value: list[str]) -> list[str]:
+        checked = _check_args(value)
+        assert checked is not None
+        return checked
+
 
 class ServingDefaults(SQLModel):
     """How a model's pods are run, unless a version overrides it."""
@@ -262,6 +377,7 @@ class ServingDefaults(SQLModel):
     gpu_budget: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_GPU_BUDGET,
         description="The most GPUs a rollout of this model may hold at once (stable + canary). "
         "None: no limit, the canary surges beside a full stable.",
     )
@@ -314,6 +430,18 @@ class _ServingValidators:
     @classmethod
     def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return _check_env(value)
+
+    @field_validator("args", check_fields=False)
+    @classmethod
+    def _args(cls, value: list[str] | None) -> list[str] | None:
+        return _check_args(value)
+
+    @field_validator("tolerations", check_fields=False)
+    @classmethod
+    def _tolerations(cls, value: list[Toleration] | None) -> list[Toleration] | None:
+        if value is not None and len(value) > MAX_TOLERATIONS:
+            raise ValueError(f"{len(value)} tolerations given; the limit is {MAX_TOLERATIONS}")
+        return value
 
     @field_validator("labels", check_fields=False)
     @classmethod
@@ -413,7 +541,7 @@ class ModelUpdate(_ServingValidators, SQLModel):
     port: int | None = Field(default=None, ge=1, le=65535)
     args: list[str] | None = None
     env: dict[str, str] | None = None
-    gpu_budget: int | None = Field(default=None, ge=0)
+    gpu_budget: int | None = Field(default=None, ge=0, le=MAX_GPU_BUDGET)
     routing_mode: RoutingMode | None = None
     health_path: str | None = Field(default=None, max_length=256)
     gateway: str | None = Field(default=None, max_length=127)
@@ -485,8 +613,15 @@ class VersionCreate(_ServingValidators, VersionBase):
     meta: dict[str, Any] = Field(
         default_factory=dict,
         alias="metadata",
-        description="Free-form lineage: training run, dataset hash, eval scores.",
+        description="Free-form lineage: training run, dataset hash, eval scores. At most "
+        f"{MAX_DEPTH} levels deep and {MAX_JSON_BYTES // KIB} KiB as JSON; numbers finite.",
     )
+
+    @field_validator("meta")
+    @classmethod
+    def _meta(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_json(value, "metadata", max_bytes=MAX_JSON_BYTES)
+        return value
 
     @field_validator("version")
     @classmethod
@@ -500,6 +635,11 @@ class VersionCreate(_ServingValidators, VersionBase):
     @classmethod
     def _artifact_uri(cls, value: str) -> str:
         return _check_artifact_uri(value)
+
+    @field_validator("base_model")
+    @classmethod
+    def _base_model(cls, value: str | None) -> str | None:
+        return _check_base_model(value)
 
     @model_validator(mode="after")
     def _adapter_needs_base(self) -> Self:
@@ -595,6 +735,11 @@ class _PoolValidators:
     @classmethod
     def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return _check_labels(value)
+
+    @field_validator("base_model", check_fields=False)
+    @classmethod
+    def _base_model(cls, value: str | None) -> str | None:
+        return _check_base_model(value)
 
 
 class PoolCreate(_PoolValidators, PoolBase):
@@ -953,6 +1098,12 @@ class EvalSuiteCreate(SQLModel):
     items: list[dict[str, Any]] = Field(
         min_length=1, description="The items (see controlplane.evalsuite.EvalItem)."
     )
+
+    @field_validator("items")
+    @classmethod
+    def _items(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        _check_json(value, "items", max_depth=8)  # an item is a few levels deep at most
+        return value
 
     @field_validator("name")
     @classmethod

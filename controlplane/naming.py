@@ -9,24 +9,27 @@ from __future__ import annotations
 
 import re
 
-DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Every pattern here is matched against the whole string (``fullmatch``): with ``match``
+# and a ``$`` anchor, a name with a trailing newline ("chat\n") would pass, since ``$``
+# also matches just before a final newline.
+DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 LABEL_MAX = 63
 # label keys: optional DNS-subdomain prefix, then a name of at most 63 characters
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _RESOURCE_NAME = re.compile(
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 )
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 
 
 def dns1035_label_problem(value: str, what: str) -> str | None:
     """Why ``value`` is not a valid RFC 1035 label (Service names), or None when it is."""
     if len(value) > LABEL_MAX:
         return f"{what} {value!r} is {len(value)} characters long; the limit is {LABEL_MAX}"
-    if not DNS1035_LABEL.match(value):
+    if not DNS1035_LABEL.fullmatch(value):
         return (
             f"{what} {value!r} is not a valid Kubernetes name: use lowercase letters, digits "
             "and '-', starting with a letter and ending with a letter or digit (e.g. 'chat-7b')"
@@ -38,7 +41,7 @@ def dns1123_label_problem(value: str, what: str) -> str | None:
     """Why ``value`` is not a valid RFC 1123 label (namespaces, name parts), or None."""
     if len(value) > LABEL_MAX:
         return f"{what} {value!r} is {len(value)} characters long; the limit is {LABEL_MAX}"
-    if not DNS1123_LABEL.match(value):
+    if not DNS1123_LABEL.fullmatch(value):
         return (
             f"{what} {value!r} is not a valid Kubernetes name: use lowercase letters, digits "
             "and '-', starting and ending with a letter or digit (e.g. 'v2' or '2024-11-rc1')"
@@ -48,18 +51,18 @@ def dns1123_label_problem(value: str, what: str) -> str | None:
 
 def label_key_problem(key: str) -> str | None:
     prefix, _, name = key.rpartition("/")
-    if not name or len(name) > LABEL_MAX or not _LABEL_NAME.match(name):
+    if not name or len(name) > LABEL_MAX or not _LABEL_NAME.fullmatch(name):
         return (
             f"label key {key!r} is invalid: its name part must be 1-63 characters of "
             "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
         )
-    if prefix and (len(prefix) > 253 or not _SUBDOMAIN.match(prefix)):
+    if prefix and (len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)):
         return f"label key {key!r} has an invalid prefix: it must be a DNS subdomain"
     return None
 
 
 def label_value_problem(key: str, value: str) -> str | None:
-    if len(value) > LABEL_MAX or not _LABEL_NAME.match(value):
+    if len(value) > LABEL_MAX or not _LABEL_NAME.fullmatch(value):
         return (
             f"label {key}={value!r} has an invalid value: at most 63 characters of letters, "
             "digits, '-', '_' or '.', starting and ending with a letter or digit"
@@ -69,7 +72,7 @@ def label_value_problem(key: str, value: str) -> str | None:
 
 def resource_name_problem(value: str) -> str | None:
     """Why ``value`` is not a valid extended resource name (e.g. ``nvidia.com/gpu``)."""
-    if not _RESOURCE_NAME.match(value) or len(value) > 253:
+    if not _RESOURCE_NAME.fullmatch(value) or len(value) > 253:
         return (
             f"resource name {value!r} is invalid: use a qualified name such as "
             "'nvidia.com/gpu' or 'amd.com/gpu'"
@@ -78,7 +81,7 @@ def resource_name_problem(value: str) -> str | None:
 
 
 def env_name_problem(value: str) -> str | None:
-    if not _ENV_NAME.match(value):
+    if not _ENV_NAME.fullmatch(value):
         return (
             f"environment variable name {value!r} is invalid: use letters, digits, '_', '-' "
             "or '.', not starting with a digit"

@@ -6,14 +6,17 @@ A cursor is opaque to clients; it encodes the id of the last row of the previous
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from controlplane.errors import InvalidRequestError
+from controlplane.models import MAX_ID
 
 T = TypeVar("T")
+_DIGITS = re.compile(r"[0-9]{1,10}")
 
 
 def encode_cursor(row_id: int) -> str:
@@ -24,7 +27,8 @@ def decode_cursor(cursor: str) -> int:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         kind, _, value = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        if kind != "id":
+        # an id this server could have issued: digits only, in the id columns' range
+        if kind != "id" or not _DIGITS.fullmatch(value) or not 1 <= int(value) <= MAX_ID:
             raise ValueError(kind)
         return int(value)
     except (ValueError, UnicodeDecodeError) as error:

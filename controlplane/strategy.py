@@ -16,8 +16,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from controlplane.jsonlimits import KIB, json_problem
+
 DEFAULT_MAX_ANALYSIS_SECONDS = 3600
 DEFAULT_FALSE_ROLLBACK_BUDGET = 0.01
+MAX_METRICS = 50  # metric names, or checks, in one step
+MAX_STRATEGY_BYTES = 64 * KIB  # as stored on the model and on each of its rollouts
+
+MetricName = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class _Step(BaseModel):
@@ -107,11 +113,14 @@ class Analysis(_Step):
     (metrics unavailable) fail it."""
 
     kind: Literal["analysis"] = "analysis"
-    metrics: tuple[str, ...] | None = Field(
-        default=None, description="Metric names to judge; the model's defaults when omitted."
-    )
-    checks: dict[str, CheckSettings] | None = Field(
+    metrics: tuple[MetricName, ...] | None = Field(
         default=None,
+        max_length=MAX_METRICS,
+        description="Metric names to judge; the model's defaults when omitted.",
+    )
+    checks: dict[MetricName, CheckSettings] | None = Field(
+        default=None,
+        max_length=MAX_METRICS,
         description="Per metric name, how to judge it where the built-in check will not do, "
         'e.g. {"ttft": {"margin": 0.2, "detect": 0.3}, "error_rate": {"detect": 0.02}}.',
     )
@@ -135,9 +144,9 @@ class Analysis(_Step):
         "to pass yet, before it pauses for a person. Default: 60 minutes or count x interval, "
         "whichever is longer.",
     )
-    failure_limit: int = Field(default=0, ge=0)
-    inconclusive_limit: int = Field(default=2, ge=0)
-    consecutive_error_limit: int = Field(default=4, ge=0)
+    failure_limit: int = Field(default=0, ge=0, le=1000)
+    inconclusive_limit: int = Field(default=2, ge=0, le=1000)
+    consecutive_error_limit: int = Field(default=4, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _limits_below_count(self) -> Analysis:
@@ -341,13 +350,17 @@ class Bake(_Step):
         description="How much of the old version's history before the rollout to compare "
         "with; the bake's duration (at most a day) when omitted.",
     )
-    metrics: tuple[str, ...] | None = Field(
-        default=None, description="Metric names to judge; the model's defaults when omitted."
+    metrics: tuple[MetricName, ...] | None = Field(
+        default=None,
+        max_length=MAX_METRICS,
+        description="Metric names to judge; the model's defaults when omitted.",
     )
-    checks: dict[str, CheckSettings] | None = Field(
-        default=None, description="Per metric name, how to judge it (margin, max_value, ...)."
+    checks: dict[MetricName, CheckSettings] | None = Field(
+        default=None,
+        max_length=MAX_METRICS,
+        description="Per metric name, how to judge it (margin, max_value, ...).",
     )
-    consecutive_error_limit: int = Field(default=4, ge=0)
+    consecutive_error_limit: int = Field(default=4, ge=0, le=1000)
 
     @property
     def baseline(self) -> int:
@@ -399,6 +412,15 @@ class Strategy(BaseModel):
         if len(sequential) == 1:
             return analyses, None
         return analyses / 2 / len(sequential), analyses / 2
+
+    @model_validator(mode="after")
+    def _storable(self) -> Strategy:
+        problem = json_problem(
+            self.model_dump(mode="json"), "strategy", max_bytes=MAX_STRATEGY_BYTES
+        )
+        if problem is not None:
+            raise ValueError(problem.message)
+        return self
 
     @model_validator(mode="after")
     def _weights_only_grow(self) -> Strategy:

@@ -18,6 +18,7 @@ from controlplane.analysis.prometheus import PrometheusClient, http_client
 from controlplane.analysis.prompting import Asker
 from controlplane.api import problems
 from controlplane.api.limits import BodySizeLimit
+from controlplane.api.methods import HeadAsGet
 from controlplane.api.routers import (
     audit,
     evals,
@@ -149,4 +150,5 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HeadAsGet)
     return app

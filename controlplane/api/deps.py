@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 from sqlmodel import Session
 
 from controlplane import auth
 from controlplane.config import Settings
 from controlplane.db import Database
-from controlplane.models import Role
+from controlplane.models import MAX_ID, Role
 
 
 def get_settings(request: Request) -> Settings:
@@ -65,9 +66,32 @@ Operator = Annotated[auth.Principal, Depends(require(Role.OPERATOR))]
 Admin = Annotated[auth.Principal, Depends(require(Role.ADMIN))]
 
 
+def whole_number(value: Any) -> Any:
+    """An integer in a path or query is digits only: without this check '1.0' (or '+1',
+    ' 1', '1_0') would be read as 1, and /v1/rollouts/1.0 would answer for rollout 1."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError(f"{value!r} is not a whole number: give digits only (e.g. 42)")
+    return value
+
+
+# Path first, then the check: in this order FastAPI keeps the bounds in the OpenAPI schema.
+RolloutId = Annotated[
+    int,
+    Path(ge=1, le=MAX_ID, description="The rollout's id."),
+    BeforeValidator(whole_number),
+]
+SuiteVersion = Annotated[
+    int,
+    Path(ge=1, le=MAX_ID, description="The suite's version number."),
+    BeforeValidator(whole_number),
+]
+
+
 def page_limit(
     settings: SettingsDep,
-    limit: Annotated[int, Query(ge=1, description="Items per page.")] = 50,
+    limit: Annotated[
+        int, Query(ge=1, description="Items per page."), BeforeValidator(whole_number)
+    ] = 50,
 ) -> int:
     return min(limit, settings.page_size_max)
 

@@ -13,9 +13,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from controlplane.api import methods
+from controlplane.api.routing import RequestRejected
 from controlplane.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -148,18 +150,31 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+        if isinstance(exc, RequestRejected):  # refused before the handler ran
+            code = exc.code
+            title = "Malformed JSON" if code == "malformed_json" else "Invalid request"
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        headers = dict(exc.headers) if exc.headers else None
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no endpoint at {request.url.path}; see /openapi.json for the API"
+        if exc.status_code == 405:  # the path exists: say every method it has
+            allowed = methods.allowed_methods(request.app, request.scope)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers=headers)
+            detail = (
+                f"{request.method} is not a method of {request.url.path}; "
+                f"it answers {', '.join(allowed)}"
+            )
         return problem_response(
             status=exc.status_code,
             code=code,
             title=title,
             detail=detail,
             instance=request.url.path,
-            headers=dict(exc.headers) if exc.headers else None,
+            headers=headers,
         )
 
     @app.exception_handler(Exception)

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from controlplane import audit, pagination
 from controlplane.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
 from controlplane.models import (
+    MAX_LABELS,
     Model,
     ModelVersion,
     VersionCreate,
@@ -20,7 +21,12 @@ from controlplane.models import (
     VersionStatus,
     utcnow,
 )
-from controlplane.naming import LABEL_MAX, workload_name
+from controlplane.naming import (
+    LABEL_MAX,
+    label_key_problem,
+    label_value_problem,
+    workload_name,
+)
 from controlplane.registry import pools
 from controlplane.registry.models import get_model
 
@@ -117,17 +123,29 @@ def get_version(session: Session, *, model_name: str, version: str) -> tuple[Mod
 
 
 def parse_label_selector(selector: str) -> dict[str, str]:
-    """``team=nlp,stage=prod`` -> {"team": "nlp", "stage": "prod"} (equality only)."""
+    """``team=nlp,stage=prod`` -> {"team": "nlp", "stage": "prod"} (equality only).
+
+    Keys and values follow the rules of the labels they select (a key is used in a JSON
+    path on the database: nothing else may reach it)."""
     labels: dict[str, str] = {}
     for term in filter(None, (part.strip() for part in selector.split(","))):
         key, sep, value = term.partition("=")
-        if not sep or not key.strip():
-            raise InvalidRequestError(
-                f"label selector term {term!r} is not key=value (e.g. 'team=nlp,stage=prod')",
-                code="invalid_label_selector",
-            )
-        labels[key.strip()] = value.strip().removeprefix("=")  # accept k==v too
+        key, value = key.strip(), value.strip().removeprefix("=")  # accept k==v too
+        if not sep or not key:
+            raise _selector_error(f"label selector term {term!r} is not key=value")
+        problem = label_key_problem(key) or label_value_problem(key, value)
+        if problem:
+            raise _selector_error(f"label selector term {term!r}: {problem}")
+        labels[key] = value
+        if len(labels) > MAX_LABELS:
+            raise _selector_error(f"a label selector holds at most {MAX_LABELS} terms")
     return labels
+
+
+def _selector_error(message: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{message} (e.g. 'team=nlp,stage=prod')", code="invalid_label_selector"
+    )
 
 
 def list_versions(

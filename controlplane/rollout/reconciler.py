@@ -38,6 +38,7 @@ from controlplane.kube.adapters import PoolRef, PoolState
 from controlplane.kube.render import Backend, Track, workload_for
 from controlplane.models import (
     BasePool,
+    Command,
     Measurement,
     Model,
     ModelVersion,
@@ -709,8 +710,10 @@ class Reconciler:
         rollout.problem_since = new.problem_since
         rollout.outcome_on_rollback = new.outcome_on_rollback
         rollout.reason = new.reason
-        rollout.command, rollout.command_by = new.command, new.command_by
-        rollout.command_reason = new.command_reason
+        consumed = _consumed_command(rollout, new)
+        if consumed is None:
+            rollout.command, rollout.command_by = new.command, new.command_by
+            rollout.command_reason = new.command_reason
         rollout.updated_at = now
         rollout.next_check_at = now + decision.requeue_after
         rollout.lease_owner, rollout.lease_until = None, None
@@ -758,6 +761,8 @@ class Reconciler:
                     "version": rollout.canary_version,
                 },
             )
+        if consumed is not None:
+            _clear_command(session, rollout, consumed)
         _due_now_if_commanded(session, rollout, now)
         session.commit()
 
@@ -805,6 +810,35 @@ def _discard(
             col(Measurement.discarded).is_(None),
         )
         .values(discarded=reason[:1000])
+        .execution_options(synchronize_session=False)
+    )
+
+
+_Command = tuple[Command, str | None, str]  # a command, who gave it, why
+
+
+def _consumed_command(rollout: Rollout, new: Facts) -> _Command | None:
+    """The command this pass read and acted on (or dropped), if it did."""
+    if rollout.command is None or new.command is not None:
+        return None
+    return rollout.command, rollout.command_by, rollout.command_reason
+
+
+def _clear_command(session: Session, rollout: Rollout, consumed: _Command) -> None:
+    """Clear the command this pass consumed, and only that one: a command a person gave
+    while the pass ran (an abort after the pause this pass carried out) was answered 202
+    and stays for the next pass, instead of being overwritten with the pass's NULL."""
+    command, by, reason = consumed
+    session.flush()
+    session.execute(
+        sa.update(Rollout)
+        .where(
+            col(Rollout.id) == rollout.id,
+            col(Rollout.command) == command,
+            col(Rollout.command_by).is_not_distinct_from(by),
+            col(Rollout.command_reason) == reason,
+        )
+        .values(command=None, command_by=None, command_reason="")
         .execution_options(synchronize_session=False)
     )
 

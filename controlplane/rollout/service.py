@@ -329,6 +329,16 @@ def request_command(
     ).first()
     if rollout is None:
         raise NotFoundError(f"rollout {rollout_id} does not exist", code="rollout_not_found")
+    if rollout.command is Command.ABORT and command is not Command.ABORT:
+        # an accepted abort is never replaced: the person who asked for it was told 202
+        session.rollback()
+        raise ConflictError(
+            f"cannot {command.value.replace('_', ' ')} rollout {rollout_id}: an abort "
+            f"requested by {rollout.command_by} is pending and is carried out on the next "
+            "reconcile; a later command does not replace it",
+            code="abort_pending",
+            context={"pending_command": Command.ABORT.value, "command_by": rollout.command_by},
+        )
     allowed = COMMAND_PHASES[command]
     if rollout.phase not in allowed:
         session.rollback()

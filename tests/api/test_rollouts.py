@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from controlplane.db import Database
-from controlplane.models import ModelVersion, VersionStatus
+from controlplane.kube.observe import VersionState
+from controlplane.models import ModelVersion, Phase, Rollout, VersionStatus
+from controlplane.rollout.reconciler import Reconciler
 from tests.factories import model_body, version_body
 
 
@@ -133,6 +138,95 @@ def test_commands_are_recorded_with_their_actor(
     assert events[0]["actor"].startswith("operator-")
     audit = api.get("/v1/audit", params={"action": "rollout.abort"}).json()["items"]
     assert len(audit) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("pause", None), ("promote", None), ("promote", {"full": True}), ("resume", None)],
+)
+def test_an_accepted_abort_is_never_replaced_by_a_later_command(
+    api: TestClient, operator: TestClient, chat: str, path: str, body: dict[str, bool] | None
+) -> None:
+    rollout = api.post("/v1/models/chat/rollouts", json={"version": "v2"}).json()
+    url = f"/v1/rollouts/{rollout['id']}"
+    abort = operator.post(f"{url}/abort", json={"reason": "bad eval"})
+    assert abort.status_code == 202
+    later = api.post(f"{url}/{path}", json=body)
+    assert later.status_code == 409, later.text
+    problem = later.json()
+    assert problem["code"] == "abort_pending"
+    assert problem["pending_command"] == "abort"
+    assert problem["command_by"].startswith("operator-")
+    assert "abort requested by operator-" in problem["detail"]
+    assert api.get(url).json()["pending_command"] == "abort"
+    events = api.get(f"{url}/events").json()["items"]
+    assert [e["kind"] for e in events] == ["command", "created"]
+    assert events[0]["message"].endswith("bad eval")
+    audit = api.get("/v1/audit", params={"model": "chat"}).json()["items"]
+    assert [a["action"] for a in audit if a["action"].startswith("rollout.")] == [
+        "rollout.abort",
+        "rollout.started",
+    ]
+
+
+class CommandMidPass:
+    """A cluster where every version is up, and whose first look lets a person's command
+    in while the reconcile pass runs (after the pass read the rollout)."""
+
+    def __init__(self, during: Callable[[], None] | None = None) -> None:
+        self.during = during
+
+    def observe_version(self, namespace: str, model: str, version: str, **_: Any) -> Any:
+        if self.during is not None:
+            during, self.during = self.during, None
+            during()
+        return VersionState(name=f"{model}-{version}", exists=True, desired=1, ready=1)
+
+
+def progressing_with_a_pause(api: TestClient, database: Database) -> int:
+    rollout_id: int = api.post("/v1/models/chat/rollouts", json={"version": "v2"}).json()["id"]
+    with database.session() as session:
+        row = session.get(Rollout, rollout_id)
+        assert row is not None
+        row.phase = Phase.PROGRESSING
+        session.add(row)
+        session.commit()
+    assert api.post(f"/v1/rollouts/{rollout_id}/pause").status_code == 202
+    return rollout_id
+
+
+def test_an_abort_given_while_a_pass_carries_out_a_pause_outlives_the_pass(
+    api: TestClient, database: Database, chat: str
+) -> None:
+    rollout_id = progressing_with_a_pause(api, database)
+
+    def abort() -> None:
+        assert api.post(f"/v1/rollouts/{rollout_id}/abort").status_code == 202
+
+    reconciler = Reconciler(database, cast(Any, CommandMidPass(abort)))
+    assert reconciler.reconcile(rollout_id, max_moves=1)
+    rollout = api.get(f"/v1/rollouts/{rollout_id}").json()
+    assert rollout["phase"] == "paused"  # the pause the pass read was carried out
+    assert rollout["pending_command"] == "abort"  # and the abort given meanwhile is kept
+    assert reconciler.due() == [rollout_id]  # for the next pass, at once
+
+
+def test_a_pass_clears_the_command_it_carried_out(
+    api: TestClient, database: Database, chat: str
+) -> None:
+    rollout_id = progressing_with_a_pause(api, database)
+    assert Reconciler(database, cast(Any, CommandMidPass())).reconcile(rollout_id, max_moves=1)
+    rollout = api.get(f"/v1/rollouts/{rollout_id}").json()
+    assert rollout["phase"] == "paused"
+    assert rollout["pending_command"] is None
+
+
+def test_an_abort_may_be_asked_for_again(api: TestClient, chat: str) -> None:
+    rollout = api.post("/v1/models/chat/rollouts", json={"version": "v2"}).json()
+    api.post(f"/v1/rollouts/{rollout['id']}/abort")
+    again = api.post(f"/v1/rollouts/{rollout['id']}/abort", json={"reason": "really"})
+    assert again.status_code == 202
+    assert again.json()["pending_command"] == "abort"
 
 
 def test_commands_need_an_operator_and_a_live_phase(

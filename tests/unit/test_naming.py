@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from controlplane import naming
@@ -56,3 +58,43 @@ def test_resource_names(name: str, ok: bool) -> None:
 
 def test_workload_name_joins_model_and_version() -> None:
     assert naming.workload_name("chat", "v2") == "chat-v2"
+
+
+@pytest.mark.parametrize(
+    ("check", "valid"),
+    [
+        (lambda v: naming.dns1035_label_problem(v, "model name"), "chat"),
+        (lambda v: naming.dns1123_label_problem(v, "version name"), "v1"),
+        (naming.label_key_problem, "app.kubernetes.io/name"),
+        (lambda v: naming.label_value_problem("team", v), "nlp"),
+        (naming.resource_name_problem, "nvidia.com/gpu"),
+        (naming.env_name_problem, "HF_HOME"),
+    ],
+)
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", "\n\n", " ", "\x00"])
+def test_names_are_matched_whole_so_a_trailing_newline_fails(
+    check: Callable[[str], str | None], valid: str, suffix: str
+) -> None:
+    assert check(valid) is None
+    assert check(valid + suffix) is not None
+    assert check(suffix + valid) is not None
+
+
+def test_a_label_key_prefix_with_a_trailing_newline_fails() -> None:
+    assert naming.label_key_problem("example.com\n/team") is not None
+
+
+@pytest.mark.parametrize("selector", ["\x00=x", "team=\x00", '"=x', "a b=c", "x=" + "v" * 64])
+def test_a_label_selector_is_checked_by_the_label_rules(selector: str) -> None:
+    from controlplane.errors import InvalidRequestError
+    from controlplane.registry.versions import parse_label_selector
+
+    with pytest.raises(InvalidRequestError) as raised:
+        parse_label_selector(selector)
+    assert raised.value.code == "invalid_label_selector"
+
+
+def test_a_label_selector_may_select_the_empty_value() -> None:
+    from controlplane.registry.versions import parse_label_selector
+
+    assert parse_label_selector("team=,stage==prod") == {"team": "", "stage": "prod"}

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query
 
 from controlplane import audit
 from controlplane.api.deps import Cursor, Limit, SessionDep, Viewer
+from controlplane.api.routing import StrictRoute
 from controlplane.models import AuditEventPublic, AuditPage
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], route_class=StrictRoute)
 
 
 @router.get("", summary="The audit trail of every write")

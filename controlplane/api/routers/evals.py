@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from controlplane.api.deps import Cursor, Limit, Operator, SessionDep, Viewer
+from controlplane.api.deps import (
+    Cursor,
+    Limit,
+    Operator,
+    RolloutId,
+    SessionDep,
+    SuiteVersion,
+    Viewer,
+)
+from controlplane.api.routing import StrictRoute
 from controlplane.models import (
     EvalScorePublic,
     EvalScoresImport,
@@ -20,7 +29,7 @@ from controlplane.registry import evals as registry
 from controlplane.registry import versions
 from controlplane.rollout import service
 
-router = APIRouter(tags=["evals"])
+router = APIRouter(tags=["evals"], route_class=StrictRoute)
 
 
 @router.post(
@@ -60,7 +69,7 @@ def get_suite(name: str, session: SessionDep, _: Viewer) -> EvalSuitePublic:
 @router.get("/v1/eval-suites/{name}/versions/{version}", summary="One version of an eval suite")
 def get_suite_version(
     name: str,
-    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    version: SuiteVersion,
     session: SessionDep,
     _: Viewer,
 ) -> EvalSuitePublic:
@@ -72,7 +81,7 @@ def get_suite_version(
     summary="A rollout's evaluation runs: cost, judgement and the two answers per item",
 )
 def rollout_evaluations(
-    rollout_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    rollout_id: RolloutId,
     session: SessionDep,
     _: Viewer,
     items: Annotated[

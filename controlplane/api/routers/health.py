@@ -12,10 +12,11 @@ from sqlmodel import col, select
 
 from controlplane import telemetry
 from controlplane.api.problems import problem_response
+from controlplane.api.routing import StrictRoute
 from controlplane.db import Database
 from controlplane.models import Phase, Rollout
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictRoute)
 
 
 @router.get("/healthz", summary="Liveness: the process answers")

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from controlplane.api.deps import Admin, Cursor, Limit, Operator, SessionDep, Viewer
+from controlplane.api.routing import StrictRoute
 from controlplane.models import ModelCreate, ModelPage, ModelPublic, ModelUpdate
 from controlplane.registry import models as registry
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=StrictRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a model")

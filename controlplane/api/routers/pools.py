@@ -6,10 +6,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from controlplane.api.deps import Admin, Cursor, Limit, Operator, SessionDep, Viewer
+from controlplane.api.routing import StrictRoute
 from controlplane.models import PoolCreate, PoolPage, PoolPublic, PoolUpdate
 from controlplane.registry import pools as registry
 
-router = APIRouter(prefix="/v1/pools", tags=["pools"])
+router = APIRouter(prefix="/v1/pools", tags=["pools"], route_class=StrictRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Record a base pool")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from controlplane.api.deps import Cursor, Limit, Operator, SessionDep, Viewer
+from controlplane.api.deps import Cursor, Limit, Operator, RolloutId, SessionDep, Viewer
+from controlplane.api.routing import StrictRoute
 from controlplane.models import Command
 from controlplane.rollout import service
 from controlplane.rollout.schemas import (
@@ -19,7 +20,7 @@ from controlplane.rollout.schemas import (
     RolloutPublic,
 )
 
-router = APIRouter(tags=["rollouts"])
+router = APIRouter(tags=["rollouts"], route_class=StrictRoute)
 
 
 def _kick(request: Request) -> None:
@@ -66,7 +67,7 @@ def list_rollouts(
 
 
 @router.get("/v1/rollouts/{rollout_id}", summary="One rollout")
-def get_rollout(rollout_id: int, session: SessionDep, _: Viewer) -> RolloutPublic:
+def get_rollout(rollout_id: RolloutId, session: SessionDep, _: Viewer) -> RolloutPublic:
     return RolloutPublic.of(service.get_rollout(session, rollout_id))
 
 
@@ -91,7 +92,7 @@ def _command(
     summary="Promote to the next step, or with full=true past every step",
 )
 def promote(
-    rollout_id: int,
+    rollout_id: RolloutId,
     session: SessionDep,
     principal: Operator,
     request: Request,
@@ -106,7 +107,7 @@ def _register_command(command: Command, name: str, summary: str) -> None:
     """abort, pause and resume take the same body and differ only in the command."""
 
     def endpoint(
-        rollout_id: int,
+        rollout_id: RolloutId,
         session: SessionDep,
         principal: Operator,
         request: Request,
@@ -135,7 +136,7 @@ _register_command(
 
 @router.get("/v1/rollouts/{rollout_id}/events", summary="What happened, newest first")
 def events(
-    rollout_id: int, session: SessionDep, _: Viewer, limit: Limit, cursor: Cursor = None
+    rollout_id: RolloutId, session: SessionDep, _: Viewer, limit: Limit, cursor: Cursor = None
 ) -> EventPage:
     items, next_cursor = service.list_events(
         session, rollout_id=rollout_id, cursor=cursor, limit=limit
@@ -148,7 +149,7 @@ def events(
     summary="Analysis measurements with their evidence, newest first",
 )
 def measurements(
-    rollout_id: int, session: SessionDep, _: Viewer, limit: Limit, cursor: Cursor = None
+    rollout_id: RolloutId, session: SessionDep, _: Viewer, limit: Limit, cursor: Cursor = None
 ) -> MeasurementPage:
     items, next_cursor = service.list_measurements(
         session, rollout_id=rollout_id, cursor=cursor, limit=limit

@@ -9,9 +9,10 @@ from sqlmodel import SQLModel
 
 from controlplane import auth
 from controlplane.api.deps import Admin, Cursor, Limit, SessionDep
+from controlplane.api.routing import StrictRoute
 from controlplane.models import TokenCreate, TokenCreated, TokenPublic
 
-router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], route_class=StrictRoute)
 
 
 class TokenPage(SQLModel):

@@ -14,6 +14,8 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse, RedirectResponse
 
+from controlplane.api.routing import StrictRoute
+
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 _TYPES = {
@@ -35,7 +37,7 @@ _HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-router = APIRouter(tags=["ui"], include_in_schema=False)
+router = APIRouter(tags=["ui"], include_in_schema=False, route_class=StrictRoute)
 
 
 def _assets() -> dict[str, Path]:
@@ -45,6 +47,11 @@ def _assets() -> dict[str, Path]:
 
 def _file(path: Path) -> FileResponse:
     return FileResponse(path, media_type=_TYPES[path.suffix], headers=_HEADERS)
+
+
+@router.get("/", summary="The root: the history page")
+def root() -> RedirectResponse:
+    return RedirectResponse("/ui", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
 
 
 @router.get("/ui", summary="The history page")

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from controlplane.api.deps import Cursor, Limit, Operator, SessionDep, Viewer
+from controlplane.api.routing import StrictRoute
 from controlplane.models import VersionCreate, VersionPage, VersionPublic, VersionStatus
 from controlplane.registry import versions as registry
 
-router = APIRouter(prefix="/v1/models/{model}/versions", tags=["versions"])
+router = APIRouter(prefix="/v1/models/{model}/versions", tags=["versions"], route_class=StrictRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Register a version")

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from controlplane.api.deps import Admin, Cursor, Limit, SessionDep
+from controlplane.api.routing import StrictRoute
 from controlplane.webhooks import service
 from controlplane.webhooks.schemas import (
     DeliveryPage,
@@ -19,7 +20,7 @@ from controlplane.webhooks.schemas import (
     WebhookPublic,
 )
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=StrictRoute)
 
 
 def _kick(request: Request) -> None:
