@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help demo deps ui-test bench-judge bench-adapters bench-evals helm-build helm-lint helm-test cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
+.PHONY: help demo deps test-latest ui-test bench-judge bench-adapters bench-evals helm-build helm-lint helm-test cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ helm-test: deps cluster-build helm-build  ## the chart's tests: rendering, and R
 
 test: deps cluster-build helm-build  ## the whole suite: SQLite, PostgreSQL, a real Kubernetes API server, helm
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-latest: deps cluster-build helm-build  ## the whole suite on the newest dependency versions pyproject allows (not uv.lock)
+	@scripts/latest-venv.sh
+	.venv-latest/bin/pytest $(PYTEST_ARGS)
 
 test-fast: deps  ## unit and API tests on SQLite only (no PostgreSQL, cluster, helm, Prometheus, browser)
 	$(BIN)/pytest -m "not postgres and not cluster and not helm and not prometheus and not browser" $(PYTEST_ARGS)
