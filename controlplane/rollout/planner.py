@@ -518,25 +518,28 @@ def _pause(facts: Facts, reason: str, now: datetime, evidence: dict[str, Any]) -
     )
 
 
+def _decided_once(
+    facts: Facts, last: MeasurementOutcome, taken: int, now: datetime, what: str, unsure: str
+) -> Decision:
+    """A step that one measurement decides: pass goes on, fail rolls back, anything else
+    waits for a person (``unsure`` says what each command would do)."""
+    evidence = {"measurements": taken, "last": last.summary}
+    if last.verdict is Verdict.PASS:
+        return _advance(facts, now, f"{what} passed: {last.summary}", evidence)
+    if last.verdict is Verdict.FAIL:
+        return rollback(facts, f"{what} failed: {last.summary}", now=now, evidence=evidence)
+    return _pause(facts, f"{what} inconclusive: {last.summary}; {unsure}", now, evidence)
+
+
 def _eval_gate(
     facts: Facts, measurements: list[MeasurementOutcome], now: datetime, target: Target
 ) -> Decision:
-    """One measurement of the recorded eval scores decides: pass goes on, fail rolls back,
-    anything else (a missing score) waits for a person."""
+    """One measurement of the recorded eval scores decides (a missing score waits)."""
     taken = _this_step(facts, measurements)
     if not taken:
         return Decision(facts=facts, target=target, requeue_after=timedelta(0), measure=True)
-    last = taken[-1]
-    evidence = {"measurements": len(taken), "last": last.summary}
-    if last.verdict is Verdict.PASS:
-        return _advance(facts, now, f"eval gate passed: {last.summary}", evidence)
-    if last.verdict is Verdict.FAIL:
-        return rollback(facts, f"eval gate failed: {last.summary}", now=now, evidence=evidence)
-    reason = (
-        f"eval gate inconclusive: {last.summary}; promote to skip the gate, resume to judge "
-        "the same recorded scores again, or abort"
-    )
-    return _pause(facts, reason, now, evidence)
+    unsure = "promote to skip the gate, resume to judge the same recorded scores again, or abort"
+    return _decided_once(facts, taken[-1], len(taken), now, "eval gate", unsure)
 
 
 def _evaluation(
@@ -552,17 +555,8 @@ def _evaluation(
     decides: pass goes on, fail rolls back, inconclusive waits for a person."""
     taken = _this_step(facts, measurements)
     if taken:
-        last = taken[-1]
-        evidence = {"measurements": len(taken), "last": last.summary}
-        if last.verdict is Verdict.PASS:
-            return _advance(facts, now, f"evaluation passed: {last.summary}", evidence)
-        if last.verdict is Verdict.FAIL:
-            return rollback(facts, f"evaluation failed: {last.summary}", now=now, evidence=evidence)
-        reason = (
-            f"evaluation inconclusive: {last.summary}; resume to run the suite again, "
-            "promote to skip it, or abort"
-        )
-        return _pause(facts, reason, now, evidence)
+        unsure = "resume to run the suite again, promote to skip it, or abort"
+        return _decided_once(facts, taken[-1], len(taken), now, "evaluation", unsure)
     target = replace(current, canary_replicas=max(current.canary_replicas, 1))
     if facts.gpu_budget is not None and facts.gpus_per_replica:
         needed = (target.canary_replicas + target.stable_replicas) * facts.gpus_per_replica

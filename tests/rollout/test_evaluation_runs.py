@@ -10,9 +10,10 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import func, select
@@ -37,7 +38,6 @@ from controlplane.models import (
     Rollout,
     VersionCreate,
     VersionStatus,
-    utcnow,
 )
 from controlplane.registry import evals as suites
 from controlplane.registry import models as model_service
@@ -47,18 +47,11 @@ from controlplane.rollout.evaluation import Evaluator
 from controlplane.simulate.process import RunningServer, running_servers
 from controlplane.simulate.server import ServerConfig
 from controlplane.strategy import Evaluation, SetWeight, Strategy
+from tests.rollout.test_engine import Clock
 
 pytestmark = pytest.mark.cluster
 
 KNOWLEDGE = f"{starter_path('general')},{starter_path('safety')}"
-
-
-@dataclass
-class Clock:
-    now: datetime = field(default_factory=utcnow)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -154,6 +147,16 @@ def setup(database: Database, namespace: str, clock: Clock, step: Evaluation) ->
         return rollout.id
 
 
+def judged(evaluator: Evaluator, database: Database, rollout_id: int, step: Evaluation) -> Any:
+    """Poll until the run has a judgement (at most a minute)."""
+    deadline = time.monotonic() + 60
+    result = poll(evaluator, database, rollout_id, step)
+    while result is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        result = poll(evaluator, database, rollout_id, step)
+    return result
+
+
 def poll(evaluator: Evaluator, database: Database, rollout_id: int, step: Evaluation) -> object:
     with database.session() as session:
         rollout = session.get(Rollout, rollout_id)
@@ -205,15 +208,11 @@ def test_a_run_left_half_way_is_taken_over_and_only_the_rest_is_asked(
         assert second_asked == []
         clock.now += timedelta(seconds=21)  # replica a's lease lapses
         assert poll(second, database, rollout_id, step) is None  # b takes the run over
-        deadline = time.monotonic() + 60
-        judged = None
-        while judged is None and time.monotonic() < deadline:
-            threading.Event().wait(0.2)
-            judged = poll(second, database, rollout_id, step)
+        result = judged(second, database, rollout_id, step)
     finally:
         second.close()
-    assert judged is not None
-    verdict, summary, metrics = judged  # type: ignore[misc]
+    assert result is not None
+    verdict, summary, metrics = result
     with database.session() as session:
         answers = session.exec(select(EvalAnswer)).all()
     assert len(answers) == 2 * total  # every item once per side: none lost, none twice
@@ -245,15 +244,11 @@ def test_a_version_that_cannot_be_reached_makes_the_run_inconclusive(
     evaluator = Evaluator(database, driver, owner="replica-a", clock=clock)
     evaluator.make_asker = lambda target, s: Asker(target, timeout=2, retries=0)
     try:
-        judged = poll(evaluator, database, rollout_id, step)
-        deadline = time.monotonic() + 60
-        while judged is None and time.monotonic() < deadline:
-            threading.Event().wait(0.2)
-            judged = poll(evaluator, database, rollout_id, step)
+        result = judged(evaluator, database, rollout_id, step)
     finally:
         evaluator.close()
-    assert judged is not None
-    verdict, summary, _ = judged  # type: ignore[misc]
+    assert result is not None
+    verdict, summary, _ = result
     assert verdict is Verdict.INCONCLUSIVE
     assert "unanswered" in summary or "cannot" in summary
 
