@@ -29,6 +29,7 @@ from controlplane.models import (
     RoutingMode,
     ServingDefaults,
     VersionStatus,
+    env_json,
     utcnow,
 )
 from controlplane.registry import pools
@@ -186,6 +187,8 @@ def update_model(
     now = now or utcnow()
     model = get_model(session, name, for_update=True)
     changes = data.model_dump(exclude_unset=True)
+    if data.env is not None:  # whole references, as a create stores them
+        changes["env"] = env_json(data.env)
     _keep_redacted(session, model, changes)
     nullable = {"gpu_budget", "gateway", "default_strategy", "endpoint_picker"}
     nulls = [field for field, value in changes.items() if value is None and field not in nullable]
