@@ -98,14 +98,20 @@ def redact_text(value: str) -> str:
     """``value`` as shown: a URL's password and credential query parameters masked, and the
     whole value when a credential of a known format is left in it."""
 
-    def query(match: re.Match[str]) -> str:
-        if sensitive_name(match["name"]):
-            return match["head"] + REDACTED
-        return match[0]
+    masked = mask_text(value)
+    return REDACTED if _CREDENTIAL.search(value) else masked
 
-    masked = _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}@", value)
+
+def mask_text(text: str) -> str:
+    """Free text (a server's error message) with each credential in it masked, the rest
+    kept: unlike a value, a message stays readable around what it echoed."""
+
+    def query(match: re.Match[str]) -> str:
+        return match["head"] + REDACTED if sensitive_name(match["name"]) else match[0]
+
+    masked = _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}@", text)
     masked = _QUERY_PARAM.sub(query, masked)
-    return REDACTED if _CREDENTIAL.search(masked) else masked
+    return _CREDENTIAL.sub(REDACTED, masked)
 
 
 def redact_value(name: str, value: str) -> str:

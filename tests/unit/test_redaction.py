@@ -9,6 +9,7 @@ from controlplane.redaction import (
     credential_like,
     keep_redacted_args,
     keep_redacted_env,
+    mask_text,
     placeholder_problem,
     redact_args,
     redact_env,
@@ -227,3 +228,11 @@ def test_the_placeholder_is_named_when_refused() -> None:
     assert "env HF_TOKEN" in problem
     assert '{"secret": NAME, "key": KEY}' in problem
     assert placeholder_problem("fine", "env A") is None
+
+
+def test_a_message_keeps_its_words_around_what_it_echoed() -> None:
+    message = f"Loading lora chat-v2 failed: no adapter at https://u:pw1@h/x (token {HF})"
+    assert mask_text(message) == (
+        f"Loading lora chat-v2 failed: no adapter at https://u:{REDACTED}@h/x (token {REDACTED})"
+    )
+    assert mask_text("nothing to hide") == "nothing to hide"
