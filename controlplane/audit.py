@@ -1,7 +1,9 @@
 """The audit trail: one row per write, in the same transaction as the write itself.
 
 Services call :func:`record` before they commit, so a change and its record land together
-or not at all. Details must never contain a secret (token values, passwords).
+or not at all. Details must never contain a secret (token values, passwords): they are
+written through :func:`controlplane.redaction.redact_json` (env values and args that are
+or look like credentials, URL passwords), whoever calls.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from controlplane import redaction
 from controlplane.models import AuditEvent
 from controlplane.pagination import page_after, split_page
 
@@ -26,7 +29,12 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     event = AuditEvent(
-        at=at, actor=actor, action=action, model=model, version=version, details=details or {}
+        at=at,
+        actor=actor,
+        action=action,
+        model=model,
+        version=version,
+        details=redaction.redact_json(details or {}),
     )
     session.add(event)
     return event

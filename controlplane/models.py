@@ -8,16 +8,24 @@ columns. This module does no I/O.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Tag,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from controlplane import naming
+from controlplane import naming, redaction
 from controlplane.jsonlimits import KIB, MAX_DEPTH, json_problem
 from controlplane.strategy import Strategy
 
@@ -182,7 +190,71 @@ def _check_labels(labels: dict[str, str] | None) -> dict[str, str] | None:
     return labels
 
 
-def _check_env(env: dict[str, str] | None) -> dict[str, str] | None:
+class SecretKeyRef(BaseModel):
+    """An env value read from one key of a Kubernetes Secret in the model's namespace,
+    rendered as ``valueFrom.secretKeyRef``: the value itself never passes through the
+    control plane (which needs no access to Secrets), and the reference is no secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: str = Field(description="The Secret's name, in the model's namespace.")
+    key: str = Field(description="The key in the Secret's data.")
+    optional: bool = Field(
+        default=False,
+        description="Start the pod even when the Secret or the key is missing (the variable "
+        "is then unset); false: the pod waits for it (CreateContainerConfigError).",
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        problem = naming.dns1123_subdomain_problem(value, "secret name")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        problem = naming.config_key_problem(value, "secret key")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+def _env_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "value"
+    if isinstance(value, dict | SecretKeyRef):
+        return "secretKeyRef"
+    return None
+
+
+# An env value: the text itself, or where to read it from (a key of a Secret).
+EnvValue = Annotated[
+    Annotated[str, Tag("value")] | Annotated[SecretKeyRef, Tag("secretKeyRef")],
+    Discriminator(
+        _env_kind,
+        custom_error_type="env_value",
+        custom_error_message='an env value is a string, or {"secret": NAME, "key": KEY} to '
+        "read it from a key of a Kubernetes Secret",
+    ),
+]
+
+
+def env_json(env: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An env as stored: Secret references as plain objects."""
+    if env is None:
+        return None
+    return {
+        name: value.model_dump() if isinstance(value, SecretKeyRef) else value
+        for name, value in env.items()
+    }
+
+
+def _check_env(
+    env: dict[str, str | SecretKeyRef] | None, *, keeps_redacted: bool = False
+) -> dict[str, str | SecretKeyRef] | None:
     if env is None:
         return None
     if len(env) > MAX_ENV:
@@ -196,16 +268,21 @@ def _check_env(env: dict[str, str] | None) -> dict[str, str] | None:
                 f"environment variable name {key[:40]!r}... is {len(key)} characters long; "
                 f"the limit is {MAX_ENV_NAME}"
             )
+        if not isinstance(value, str):
+            continue
         if len(value) > MAX_ENV_VALUE:
             raise ValueError(
                 f"environment variable {key} is {len(value)} characters long; the limit is "
                 f"{MAX_ENV_VALUE} (mount larger values from a ConfigMap or Secret)"
             )
-    _check_json(env, "env", max_bytes=MAX_JSON_BYTES)
+        problem = None if keeps_redacted else redaction.placeholder_problem(value, f"env {key}")
+        if problem:
+            raise ValueError(problem)
+    _check_json(env_json(env), "env", max_bytes=MAX_JSON_BYTES)
     return env
 
 
-def _check_args(args: list[str] | None) -> list[str] | None:
+def _check_args(args: list[str] | None, *, keeps_redacted: bool = False) -> list[str] | None:
     if args is None:
         return None
     if len(args) > MAX_ARGS:
@@ -213,6 +290,9 @@ def _check_args(args: list[str] | None) -> list[str] | None:
     for index, arg in enumerate(args):
         if len(arg) > MAX_ARG:
             raise ValueError(f"args[{index}] is {len(arg)} characters long; the limit is {MAX_ARG}")
+        problem = None if keeps_redacted else redaction.placeholder_problem(arg, f"args[{index}]")
+        if problem:
+            raise ValueError(problem)
     _check_json(args, "args", max_bytes=MAX_JSON_BYTES)
     return args
 
@@ -249,11 +329,15 @@ ARTIFACT_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "hf", "oci", "pvc", "file",
 
 
 def _check_artifact_uri(uri: str) -> str:
+    problem = redaction.placeholder_problem(uri, "artifact_uri")
+    if problem:
+        raise ValueError(problem)
     scheme, sep, rest = uri.partition("://")
     if not sep or not rest or scheme.lower() not in ARTIFACT_SCHEMES or not _one_token(uri):
         raise ValueError(
-            f"artifact_uri {uri!r} must be a URI, without spaces or control characters, "
-            f"with one of the schemes {', '.join(ARTIFACT_SCHEMES)} (e.g. 's3://models/chat/v2')"
+            f"artifact_uri {redaction.redact_text(uri)!r} must be a URI, without spaces or "
+            f"control characters, with one of the schemes {', '.join(ARTIFACT_SCHEMES)} "
+            "(e.g. 's3://models/chat/v2')"
         )
     return uri
 
@@ -373,7 +457,7 @@ class ServingDefaults(SQLModel):
     replicas: int = Field(default=1, ge=1, le=1000, description="Replicas of the stable version.")
     port: int = Field(default=8000, ge=1, le=65535, description="Container port of the server.")
     args: list[str] = _json_field(default=list)
-    env: dict[str, str] = _json_field(default=dict)
+    env: dict[str, EnvValue] = _json_field(default=dict)
     gpu_budget: int | None = Field(
         default=None,
         ge=0,
@@ -412,6 +496,10 @@ class ModelBase(ServingDefaults):
 class _ServingValidators:
     """Field checks shared by the create and update schemas."""
 
+    # a PATCH may send back what a GET showed in place of a credential (the registry then
+    # keeps the stored value); a create or a registration may not
+    keeps_redacted: ClassVar[bool] = False
+
     @field_validator("image", check_fields=False)
     @classmethod
     def _image(cls, value: str | None) -> str | None:
@@ -428,13 +516,15 @@ class _ServingValidators:
 
     @field_validator("env", check_fields=False)
     @classmethod
-    def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return _check_env(value)
+    def _env(
+        cls, value: dict[str, str | SecretKeyRef] | None
+    ) -> dict[str, str | SecretKeyRef] | None:
+        return _check_env(value, keeps_redacted=cls.keeps_redacted)
 
     @field_validator("args", check_fields=False)
     @classmethod
     def _args(cls, value: list[str] | None) -> list[str] | None:
-        return _check_args(value)
+        return _check_args(value, keeps_redacted=cls.keeps_redacted)
 
     @field_validator("tolerations", check_fields=False)
     @classmethod
@@ -470,7 +560,7 @@ class _ServingValidators:
 
 
 class ModelCreate(_ServingValidators, ModelBase):
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # type: ignore[assignment]
 
     image: str = Field(
         default="",
@@ -532,7 +622,8 @@ class ModelCreate(_ServingValidators, ModelBase):
 class ModelUpdate(_ServingValidators, SQLModel):
     """A PATCH of a model's serving defaults: only the fields given are changed."""
 
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # type: ignore[assignment]
+    keeps_redacted: ClassVar[bool] = True
 
     image: str | None = Field(default=None, max_length=512)
     gpus_per_replica: int | None = Field(default=None, ge=0, le=64)
@@ -540,7 +631,7 @@ class ModelUpdate(_ServingValidators, SQLModel):
     replicas: int | None = Field(default=None, ge=1, le=1000)
     port: int | None = Field(default=None, ge=1, le=65535)
     args: list[str] | None = None
-    env: dict[str, str] | None = None
+    env: dict[str, EnvValue] | None = None
     gpu_budget: int | None = Field(default=None, ge=0, le=MAX_GPU_BUDGET)
     routing_mode: RoutingMode | None = None
     health_path: str | None = Field(default=None, max_length=256)
@@ -558,7 +649,9 @@ class Model(ModelBase, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=63, unique=True, index=True)
-    # stored as plain dicts; validated (Toleration, Strategy) on the way in and out
+    # stored as plain dicts; validated (Toleration, Strategy, SecretKeyRef) on the way in
+    # and out
+    env: dict[str, Any] = _json_field(default=dict)
     tolerations: list[dict[str, Any]] = _json_field(default=list)  # type: ignore[assignment]
     endpoint_picker: dict[str, Any] | None = _json_field(nullable=True)  # type: ignore[assignment]
     default_strategy: dict[str, Any] | None = _json_field(nullable=True)  # type: ignore[assignment]
@@ -569,10 +662,30 @@ class Model(ModelBase, table=True):
 
 
 class ModelPublic(ModelBase):
+    """A model as the API shows it, to every role: credentials redacted (see
+    controlplane.redaction); Secret references shown as they are."""
+
     created_at: datetime
     created_by: str
     updated_at: datetime
     updated_by: str
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str | SecretKeyRef]) -> dict[str, str | SecretKeyRef]:
+        return redaction.redact_env(value)
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, value: list[str]) -> list[str]:
+        return redaction.redact_args(value)
+
+    @field_validator("endpoint_picker")
+    @classmethod
+    def _endpoint_picker(cls, value: EndpointPicker | None) -> EndpointPicker | None:
+        if value is None:
+            return None
+        return value.model_copy(update={"args": redaction.redact_args(value.args)})
 
 
 class ModelPage(SQLModel):
@@ -599,7 +712,7 @@ class VersionBase(SQLModel):
     )
     image: str | None = Field(default=None, max_length=512, description="Overrides the model's.")
     args: list[str] | None = _json_field(nullable=True)
-    env: dict[str, str] | None = _json_field(nullable=True)
+    env: dict[str, EnvValue] | None = _json_field(nullable=True)
     description: str = Field(default="", max_length=2000)
     labels: dict[str, str] = _json_field(default=dict)
 
@@ -608,7 +721,7 @@ class VersionCreate(_ServingValidators, VersionBase):
     """Registration of a new version. ``args`` replaces the model's args when given; ``env``
     is merged over the model's env. Image, env and labels are checked as a model's are."""
 
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # type: ignore[assignment]
 
     meta: dict[str, Any] = Field(
         default_factory=dict,
@@ -621,6 +734,8 @@ class VersionCreate(_ServingValidators, VersionBase):
     @classmethod
     def _meta(cls, value: dict[str, Any]) -> dict[str, Any]:
         _check_json(value, "metadata", max_bytes=MAX_JSON_BYTES)
+        if redaction.REDACTED in json.dumps(value):
+            raise ValueError(redaction.placeholder_problem(redaction.REDACTED, "metadata"))
         return value
 
     @field_validator("version")
@@ -664,6 +779,7 @@ class ModelVersion(VersionBase, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     model_id: int = Field(foreign_key="model.id", index=True, ondelete="CASCADE")
+    env: dict[str, Any] | None = _json_field(nullable=True)
     meta: dict[str, Any] = _json_field(name="metadata", default=dict)
     status: VersionStatus = _enum_field(VersionStatus, default=VersionStatus.REGISTERED, index=True)
     status_changed_at: datetime = _time_field()
@@ -672,12 +788,38 @@ class ModelVersion(VersionBase, table=True):
 
 
 class VersionPublic(VersionBase):
+    """A version as the API shows it, to every role: credentials redacted in its env, args,
+    metadata and artifact URI (see controlplane.redaction)."""
+
     model: str
     meta: dict[str, Any] = Field(default_factory=dict, alias="metadata")
     status: VersionStatus
     status_changed_at: datetime
     created_at: datetime
     created_by: str
+
+    @field_validator("env")
+    @classmethod
+    def _env(
+        cls, value: dict[str, str | SecretKeyRef] | None
+    ) -> dict[str, str | SecretKeyRef] | None:
+        return None if value is None else redaction.redact_env(value)
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else redaction.redact_args(value)
+
+    @field_validator("meta")
+    @classmethod
+    def _meta(cls, value: dict[str, Any]) -> dict[str, Any]:
+        shown: dict[str, Any] = redaction.redact_json(value)
+        return shown
+
+    @field_validator("artifact_uri")
+    @classmethod
+    def _artifact_uri(cls, value: str) -> str:
+        return redaction.redact_text(value)
 
 
 class VersionPage(SQLModel):
@@ -1028,6 +1170,13 @@ class AuditEventPublic(SQLModel):
     model: str | None
     version: str | None
     details: dict[str, Any]
+
+    @field_validator("details")
+    @classmethod
+    def _details(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # written redacted (controlplane.audit); redacted again for rows written before
+        shown: dict[str, Any] = redaction.redact_json(value)
+        return shown
 
 
 class AuditPage(SQLModel):

@@ -23,6 +23,8 @@ _RESOURCE_NAME = re.compile(
     r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 )
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+SUBDOMAIN_MAX = 253
 
 
 def dns1035_label_problem(value: str, what: str) -> str | None:
@@ -45,6 +47,30 @@ def dns1123_label_problem(value: str, what: str) -> str | None:
         return (
             f"{what} {value!r} is not a valid Kubernetes name: use lowercase letters, digits "
             "and '-', starting and ending with a letter or digit (e.g. 'v2' or '2024-11-rc1')"
+        )
+    return None
+
+
+def dns1123_subdomain_problem(value: str, what: str) -> str | None:
+    """Why ``value`` is not a valid RFC 1123 subdomain (Secret and ConfigMap names), or None."""
+    if len(value) > SUBDOMAIN_MAX:
+        return f"{what} {value[:40]!r}... is {len(value)} characters long; the limit is 253"
+    if not _SUBDOMAIN.fullmatch(value):
+        return (
+            f"{what} {value!r} is not a valid Kubernetes name: use lowercase letters, digits, "
+            "'-' and '.', starting and ending with a letter or digit (e.g. 'hf-token')"
+        )
+    return None
+
+
+def config_key_problem(key: str, what: str) -> str | None:
+    """Why ``key`` is not a valid key of a Secret's or ConfigMap's data, or None."""
+    if len(key) > SUBDOMAIN_MAX:
+        return f"{what} {key[:40]!r}... is {len(key)} characters long; the limit is 253"
+    if not _CONFIG_KEY.fullmatch(key) or key in (".", "..") or key.startswith(".."):
+        return (
+            f"{what} {key!r} is not a valid Secret key: use letters, digits, '-', '_' or '.', "
+            "not '.' or '..' or starting with '..' (e.g. 'token')"
         )
     return None
 

@@ -103,6 +103,34 @@ def parse_pairs(pairs: list[str] | None, what: str) -> dict[str, str] | None:
     return result
 
 
+SECRET_PREFIX = "secret:"  # noqa: S105 - the prefix of a reference, no secret
+
+
+def parse_env(pairs: list[str] | None) -> dict[str, Any] | None:
+    """``--env KEY=VALUE``, or ``--env KEY=secret:NAME/KEY``: the value read from key KEY of
+    the Kubernetes Secret NAME (in the model's namespace) when the pod starts."""
+    plain = parse_pairs(pairs, "--env")
+    if plain is None:
+        return None
+    env: dict[str, Any] = {}
+    for name, value in plain.items():
+        if not value.startswith(SECRET_PREFIX):
+            env[name] = value
+            continue
+        secret, slash, key = value.removeprefix(SECRET_PREFIX).partition("/")
+        if not slash or not secret or not key:
+            raise fail(
+                f"--env {name}={value!r}: a Secret reference is {name}=secret:NAME/KEY "
+                "(e.g. HF_TOKEN=secret:hf-token/token)",
+                EXIT_CONFIG,
+            )
+        env[name] = {"secret": secret, "key": key}
+    return env
+
+
+ENV_HELP = "KEY=VALUE, or KEY=secret:NAME/KEY to read it from a key of a Kubernetes Secret"
+
+
 def load_json(value: str | None, what: str) -> Any:
     """Inline JSON, or @path to a JSON file."""
     if value is None:
@@ -289,7 +317,7 @@ def models_create(
         ),
     ] = None,
     arg: Annotated[list[str] | None, typer.Option("--arg", help="Server arg (repeat).")] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE (repeat).")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", help=f"{ENV_HELP} (repeat).")] = None,
     label: Annotated[list[str] | None, typer.Option("--label", help="KEY=VALUE (repeat).")] = None,
     description: Annotated[str, typer.Option(help="What this model is.")] = "",
     url: UrlOpt = DEFAULT_URL,
@@ -322,7 +350,7 @@ def models_create(
             "gateway": gateway,
             "endpoint_picker": load_json(endpoint_picker, "--endpoint-picker"),
             "args": arg or [],
-            "env": parse_pairs(env, "--env") or {},
+            "env": parse_env(env) or {},
         }
     with client(url, token) as api:
         created = api.post("/v1/models", body)
@@ -362,7 +390,14 @@ def models_update(
     port: Annotated[int | None, typer.Option()] = None,
     gpu_budget: Annotated[int | None, typer.Option()] = None,
     arg: Annotated[list[str] | None, typer.Option("--arg", help="Replaces the args.")] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", help="Replaces the env.")] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            help=f"{ENV_HELP}; replaces the env (a value shown redacted, "
+            "sent back as shown, keeps its value).",
+        ),
+    ] = None,
     default_strategy: Annotated[
         str | None, typer.Option(help='Default rollout steps, JSON or @file: {"steps": [...]}.')
     ] = None,
@@ -378,7 +413,7 @@ def models_update(
         "port": port,
         "gpu_budget": gpu_budget,
         "args": arg,
-        "env": parse_pairs(env, "--env"),
+        "env": parse_env(env),
         "default_strategy": load_json(default_strategy, "--default-strategy"),
     }
     body = {key: value for key, value in body.items() if value is not None}
@@ -565,7 +600,7 @@ def versions_register(
         list[str] | None, typer.Option("--arg", help="Replaces the model's args.")
     ] = None,
     env: Annotated[
-        list[str] | None, typer.Option("--env", help="KEY=VALUE over the model's.")
+        list[str] | None, typer.Option("--env", help=f"{ENV_HELP}; over the model's.")
     ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", help="KEY=VALUE (repeat).")] = None,
     metadata: Annotated[
@@ -585,7 +620,7 @@ def versions_register(
         "lora_rank": lora_rank,
         "image": image,
         "args": arg,
-        "env": parse_pairs(env, "--env"),
+        "env": parse_env(env),
         "labels": parse_pairs(label, "--label") or {},
         "metadata": load_json(metadata, "--metadata") or {},
         "description": description,

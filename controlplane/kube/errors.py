@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from controlplane.redaction import mask_text
+
 MAX_MESSAGE = 1000
 
 
@@ -84,7 +86,8 @@ def translate(  # noqa: PLR0911 - one return per kind of answer
     except ValueError:
         pass
     reason = str(payload.get("reason", ""))
-    server_message = str(payload.get("message") or raw or f"HTTP {status}")
+    # kept in rollout events and reasons: a credential the server echoes is not
+    server_message = mask_text(str(payload.get("message") or raw or f"HTTP {status}"))
     message = _truncate(f"{action}: {server_message}")
     causes = (payload.get("details") or {}).get("causes") or []
 

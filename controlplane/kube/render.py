@@ -21,7 +21,14 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from controlplane.models import ArtifactKind, EndpointPicker, Model, ModelVersion, RoutingMode
+from controlplane.models import (
+    ArtifactKind,
+    EndpointPicker,
+    Model,
+    ModelVersion,
+    RoutingMode,
+    SecretKeyRef,
+)
 from controlplane.naming import workload_name
 
 DOMAIN = "controlplane.dev"
@@ -59,7 +66,8 @@ class Workload:
     replicas: int
     track: Track
     args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
+    # a plain value, or a key of a Secret (rendered as valueFrom.secretKeyRef)
+    env: tuple[tuple[str, str | SecretKeyRef], ...] = ()
     artifact_kind: ArtifactKind = ArtifactKind.WEIGHTS
     base_model: str | None = None
     health_path: str = "/health"
@@ -86,10 +94,17 @@ def _substitute(arg: str, values: dict[str, str]) -> str:
     return arg
 
 
+def _env_value(value: Any) -> str | SecretKeyRef:
+    """A stored env value: its text, or a Secret reference (an object)."""
+    return value if isinstance(value, str) else SecretKeyRef.model_validate(value)
+
+
 def workload_for(model: Model, version: ModelVersion, *, track: Track, replicas: int) -> Workload:
     """Resolve a version against its model's serving defaults.
 
-    A version's ``args`` replace the model's; its ``env`` is merged over the model's.
+    A version's ``args`` replace the model's; its ``env`` is merged over the model's, name by
+    name (a version's plain value replaces a model's Secret reference and the other way
+    round).
     ``{artifact_uri}``, ``{base_model}``, ``{model}`` and ``{version}`` in args are filled
     in, so one model-level arg list (``--model {artifact_uri}``) serves every version.
     """
@@ -115,7 +130,7 @@ def workload_for(model: Model, version: ModelVersion, *, track: Track, replicas:
         replicas=replicas,
         track=track,
         args=tuple(_substitute(arg, values) for arg in args),
-        env=tuple(sorted(env.items())),
+        env=tuple(sorted((name, _env_value(value)) for name, value in env.items())),
         health_path=model.health_path,
         # a version's labels go on its objects and pods, for the team's own selectors
         extra_labels=tuple(sorted(version.labels.items())),
@@ -164,6 +179,15 @@ def _annotations(w: Workload) -> dict[str, str]:
     return annotations
 
 
+def _env_var(name: str, value: str | SecretKeyRef) -> dict[str, Any]:
+    """A plain value as given; a Secret reference as ``valueFrom.secretKeyRef``, so the
+    credential is read by the kubelet and never appears in the pod spec."""
+    if isinstance(value, SecretKeyRef):
+        ref = {"name": value.secret, "key": value.key, "optional": value.optional}
+        return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+    return {"name": name, "value": value}
+
+
 def _container(w: Workload) -> dict[str, Any]:
     env = [
         {"name": "CONTROLPLANE_MODEL", "value": w.model},
@@ -172,7 +196,7 @@ def _container(w: Workload) -> dict[str, Any]:
     ]
     if w.base_model:
         env.append({"name": "BASE_MODEL", "value": w.base_model})
-    env += [{"name": name, "value": value} for name, value in w.env]
+    env += [_env_var(name, value) for name, value in w.env]
     container: dict[str, Any] = {
         "name": "server",
         "image": w.image,

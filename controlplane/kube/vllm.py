@@ -14,9 +14,16 @@ from __future__ import annotations
 import httpx
 
 from controlplane.kube.adapters import AdapterError
+from controlplane.redaction import mask_text
 
 
 def _message(response: httpx.Response) -> str:
+    """The server's words, as kept in a rollout's events and reason (which every viewer
+    reads): vLLM echoes the adapter's path, and an artifact URI may hold a password."""
+    return mask_text(_text(response))
+
+
+def _text(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:

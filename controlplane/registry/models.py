@@ -7,11 +7,12 @@ actor, and commits once; a refused request leaves the database as it was.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane import audit, pagination
+from controlplane import audit, pagination, redaction
 from controlplane.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -28,6 +29,7 @@ from controlplane.models import (
     RoutingMode,
     ServingDefaults,
     VersionStatus,
+    env_json,
     utcnow,
 )
 from controlplane.registry import pools
@@ -87,6 +89,29 @@ def _raise_if(issues: list[FieldIssue]) -> None:
         raise InvalidRequestError(
             "; ".join(issue.message for issue in issues), code="validation_error", issues=issues
         )
+
+
+def _keep_redacted(session: Session, model: Model, changes: dict[str, Any]) -> None:
+    """What a GET showed in place of a credential, sent back in a PATCH, keeps the stored
+    value (a read-modify-write never stores the placeholder); any other placeholder is
+    refused."""
+    if changes.get("env") is not None:
+        changes["env"] = redaction.keep_redacted_env(changes["env"], model.env)
+    if changes.get("args") is not None:
+        changes["args"] = redaction.keep_redacted_args(changes["args"], model.args)
+    issues = [
+        FieldIssue(field=f"env.{key}", code="redacted_placeholder", message=problem)
+        for key, value in (changes.get("env") or {}).items()
+        if isinstance(value, str)
+        and (problem := redaction.placeholder_problem(value, f"env {key}"))
+    ] + [
+        FieldIssue(field=f"args.{index}", code="redacted_placeholder", message=problem)
+        for index, arg in enumerate(changes.get("args") or [])
+        if (problem := redaction.placeholder_problem(arg, f"args[{index}]"))
+    ]
+    if issues:
+        session.rollback()
+        _raise_if(issues)
 
 
 def to_public(model: Model) -> ModelPublic:
@@ -162,6 +187,9 @@ def update_model(
     now = now or utcnow()
     model = get_model(session, name, for_update=True)
     changes = data.model_dump(exclude_unset=True)
+    if data.env is not None:  # whole references, as a create stores them
+        changes["env"] = env_json(data.env)
+    _keep_redacted(session, model, changes)
     nullable = {"gpu_budget", "gateway", "default_strategy", "endpoint_picker"}
     nulls = [field for field, value in changes.items() if value is None and field not in nullable]
     if nulls:

@@ -19,6 +19,7 @@ from controlplane.models import (
     VersionCreate,
     VersionPublic,
     VersionStatus,
+    env_json,
     utcnow,
 )
 from controlplane.naming import (
@@ -76,6 +77,7 @@ def register_version(
         data,
         update={
             "model_id": model.id,
+            "env": env_json(data.env),
             "meta": data.meta,
             "status": VersionStatus.REGISTERED,
             "status_changed_at": now,

@@ -162,6 +162,96 @@ def test_day_one_through_the_cli(server: Server) -> None:
     assert token not in server.log.read_text()
 
 
+def test_a_hugging_face_token_from_a_secret_and_credentials_never_printed(
+    server: Server, database_url: str
+) -> None:
+    """--env HF_TOKEN=secret:hf-token/token references the Secret; a credential given as a
+    plain value is deployed but never printed (to any role), nor logged by the server."""
+    plain = "hf_" + "Cl1" * 12
+    named = "plain-but-named-cli-7d1e"
+    created = server.cli(
+        "models",
+        "create",
+        "chat",
+        "--image",
+        "vllm/vllm-openai:v0.11.0",
+        "--env",
+        "HF_TOKEN=secret:hf-token/token",
+        "--env",
+        f"MIRROR={plain}",
+        "--env",
+        f"WANDB_API_KEY={named}",
+        "--arg=--api-key",
+        f"--arg={named}",
+    )
+    assert created.returncode == 0, created.stderr
+    assert '"HF_TOKEN": {"secret": "hf-token", "key": "token", "optional": false}' in (
+        created.stdout
+    )
+    assert '"MIRROR": "***redacted***"' in created.stdout
+    assert '["--api-key", "***redacted***"]' in created.stdout
+    bad = server.cli("models", "create", "x", "--image", "i:1", "--env", "A=secret:hf-token")
+    assert bad.returncode == 2
+    assert "A=secret:NAME/KEY" in bad.stderr
+    refused = server.cli(
+        "models", "create", "y", "--image", "i:1", "--env", "A=secret:HF_Token/token"
+    )
+    assert refused.returncode == 1
+    assert "secret name 'HF_Token' is not a valid Kubernetes name" in refused.stderr
+
+    # a change through the CLI sends back what it was shown: the credentials are kept
+    updated = server.cli(
+        "models",
+        "update",
+        "chat",
+        "--env",
+        "HF_TOKEN=secret:hf-token/token",
+        "--env",
+        "MIRROR=***redacted***",
+        "--env",
+        "WANDB_API_KEY=***redacted***",
+        "--env",
+        "HF_HOME=/cache",
+    )
+    assert updated.returncode == 0, updated.stderr
+    database = Database(database_url, pool_size=1)
+    try:
+        with database.session() as session:
+            from controlplane.models import Model
+
+            model = session.get(Model, 1)
+            assert model is not None
+            assert model.env == {
+                "HF_TOKEN": {"secret": "hf-token", "key": "token", "optional": False},
+                "MIRROR": plain,
+                "WANDB_API_KEY": named,
+                "HF_HOME": "/cache",
+            }
+    finally:
+        database.dispose()
+
+    viewer = json.loads(
+        server.cli("tokens", "create", "reader", "--role", "viewer", "-o", "json").stdout
+    )["token"]
+    printed = [
+        server.cli(*command, token=token)
+        for token in (viewer, ADMIN)
+        for command in (
+            ("models", "show", "chat"),
+            ("models", "show", "chat", "-o", "json"),
+            ("models", "list", "-o", "json"),
+            ("audit", "list", "-o", "json"),
+        )
+    ]
+    assert all(result.returncode == 0 for result in printed), [r.stderr for r in printed]
+    for text in [created.stdout, updated.stdout, *(r.stdout + r.stderr for r in printed)]:
+        assert plain not in text
+        assert named not in text
+    log = server.log.read_text()
+    assert plain not in log
+    assert named not in log
+
+
 def test_a_base_pool_and_an_adapter_model_through_the_cli(server: Server) -> None:
     created = server.cli(
         "pools",

@@ -17,8 +17,16 @@ from controlplane.kube import (
 )
 from controlplane.kube.client import DEPLOYMENT, HTTPROUTE, POD, SERVICE, KubeApi
 from controlplane.kube.errors import FieldConflictError, NotFoundError
-from controlplane.kube.render import Backend, render_deployment, routing_objects
-from controlplane.models import RoutingMode
+from controlplane.kube.render import Backend, render_deployment, routing_objects, workload_for
+from controlplane.models import (
+    Model,
+    ModelCreate,
+    ModelVersion,
+    RoutingMode,
+    VersionCreate,
+    env_json,
+    utcnow,
+)
 from tests.support.cluster import patch_route_by_hand, scale_by_hand, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -216,6 +224,61 @@ def test_applying_the_same_version_twice_changes_nothing(
         == first.service["metadata"]["resourceVersion"]
     )
     assert second.deployment["metadata"]["generation"] == 1
+
+
+def test_env_from_a_secret_reaches_the_cluster_as_a_secret_key_ref(
+    driver: KubeDriver, namespace: str
+) -> None:
+    """A model's env as the API takes it, through the registry's types and workload_for, is
+    accepted by the API server as rendered: Secret references as valueFrom.secretKeyRef
+    (names and keys our checks accept, dots included), plain values as given."""
+    now = utcnow()
+    stamps = {"created_at": now, "created_by": "t", "updated_at": now, "updated_by": "t"}
+    data = ModelCreate(
+        name="chat",
+        namespace=namespace,
+        image="vllm/vllm-openai:v0.11.0",
+        gpus_per_replica=0,
+        env={
+            "HF_TOKEN": {"secret": "hf-token", "key": "token"},
+            "WANDB_API_KEY": "plain-but-named",  # redacted in the API, still deployed
+            "HF_HOME": "/cache",
+        },
+    )
+    version_data = VersionCreate(
+        version="v1",
+        artifact_uri="s3://models/chat/v1",
+        env={
+            "EXTRA_TOKEN": {"secret": "team.hf-token", "key": "HF_TOKEN.v2_x-y", "optional": True}
+        },
+    )
+    model = Model.model_validate(data.model_dump(), update=stamps)
+    version = ModelVersion.model_validate(
+        version_data,
+        update={"model_id": 1, "env": env_json(version_data.env), "status_changed_at": now}
+        | {"created_at": now, "created_by": "t"},
+    )
+    w = workload_for(model, version, track=Track.CANARY, replicas=1)
+    first = driver.apply_version(w)
+    deployed = driver.api.get(DEPLOYMENT, namespace, "chat-v1")
+    assert deployed is not None
+    env = {e["name"]: e for e in deployed["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["HF_TOKEN"] == {
+        "name": "HF_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token", "optional": False}},
+    }
+    assert env["EXTRA_TOKEN"] == {
+        "name": "EXTRA_TOKEN",
+        "valueFrom": {
+            "secretKeyRef": {"name": "team.hf-token", "key": "HF_TOKEN.v2_x-y", "optional": True}
+        },
+    }
+    assert env["WANDB_API_KEY"] == {"name": "WANDB_API_KEY", "value": "plain-but-named"}
+    assert env["HF_HOME"] == {"name": "HF_HOME", "value": "/cache"}
+    # the server keeps the references as rendered: applying again leaves the spec as it was
+    again = driver.apply_version(w)
+    assert first.deployment["metadata"]["generation"] == 1
+    assert again.deployment["metadata"]["generation"] == 1
 
 
 def test_promotion_relabels_the_track_without_restarting_pods(

@@ -83,3 +83,37 @@ def test_non_json_bodies_and_long_messages_are_kept_but_truncated() -> None:
     assert isinstance(error, TemporaryKubeError)
     assert error.message.endswith("(truncated)")
     assert len(error.message) < 1100
+
+
+def test_a_credential_the_server_echoes_is_masked_in_the_message() -> None:
+    """Messages end up in rollout events and reasons, which every viewer reads."""
+    echoed = "Deployment is invalid: value https://deploy:pw-1a2b@models.example.com/chat"
+    error = translate(422, status(422, "Invalid", echoed), action="apply deployments/chat-v2")
+    assert "pw-1a2b" not in error.message
+    assert "https://deploy:***redacted***@models.example.com/chat" in error.message
+
+
+def test_vllm_error_bodies_are_masked_too() -> None:
+    import httpx
+
+    from controlplane.kube.adapters import AdapterError
+    from controlplane.kube.vllm import VllmAdmin
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        message = (
+            f"Loading lora {body['lora_name']} failed: No adapter found for {body['lora_path']}"
+        )
+        return httpx.Response(
+            500, json={"error": {"message": message, "type": "BadRequestError", "code": 500}}
+        )
+
+    admin = VllmAdmin(client=httpx.Client(transport=httpx.MockTransport(answer)))
+    try:
+        with pytest.raises(AdapterError) as failed:
+            admin.load("http://pod:8000", "chat-v2", "https://deploy:pw-3c4d@models.example.com/a")
+    finally:
+        admin.close()
+    assert failed.value.permanent
+    assert "pw-3c4d" not in failed.value.message
+    assert "No adapter found for https://deploy:***redacted***@models" in failed.value.message

@@ -110,6 +110,30 @@ def test_image_pull_errors() -> None:
     assert "vllm/nope:1" in problem.message
 
 
+def test_a_missing_secret_is_a_config_error_naming_it() -> None:
+    """An env value referencing a Secret that is not there (and not optional): the kubelet
+    holds the container back, and the canary fails with the Secret's name."""
+    waiting = pod(
+        phase="Pending",
+        container_status={
+            "name": "server",
+            "restartCount": 0,
+            "state": {
+                "waiting": {
+                    "reason": "CreateContainerConfigError",
+                    "message": 'secret "hf-token" not found',
+                }
+            },
+        },
+    )
+    [problem] = pod_problems(waiting, gpu_resource="nvidia.com/gpu")
+    assert problem.kind is ProblemKind.CONFIG_ERROR
+    assert problem.message == (
+        'pod chat-v2-abc container cannot start: CreateContainerConfigError (secret "hf-token" '
+        "not found)"
+    )
+
+
 def test_progress_deadline_and_readiness() -> None:
     deployment = {
         "metadata": {

@@ -89,6 +89,45 @@ def test_version_args_and_image_override_the_model() -> None:
     assert w.image == "img:2"
 
 
+def test_env_secret_references_render_as_secret_key_refs_never_as_values() -> None:
+    hf = {"secret": "hf-token", "key": "token"}  # as stored: a plain object
+    model = make_model(
+        env={"HF_TOKEN": hf, "WANDB_API_KEY": "plain-but-stored", "HF_HOME": "/cache"}
+    )
+    # the version's env is merged over the model's, name by name: a reference over a plain
+    # value, and a plain value (rendered as given; the API shows it redacted) over a reference
+    version = make_version(
+        env={
+            "HF_HOME": {"secret": "paths", "key": "hf-home", "optional": True},
+            "WANDB_API_KEY": {"secret": "wandb", "key": "api-key"},
+            "HF_TOKEN": "hf_" + "v" * 34,
+        }
+    )
+    deployment = render_deployment(workload_for(model, version, track=Track.CANARY, replicas=1))
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {entry["name"]: entry for entry in container["env"]}
+    assert env["HF_HOME"] == {
+        "name": "HF_HOME",
+        "valueFrom": {"secretKeyRef": {"name": "paths", "key": "hf-home", "optional": True}},
+    }
+    assert env["WANDB_API_KEY"] == {
+        "name": "WANDB_API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "api-key", "optional": False}},
+    }
+    assert env["HF_TOKEN"] == {"name": "HF_TOKEN", "value": "hf_" + "v" * 34}
+
+    alone = render_deployment(workload(env={"HF_TOKEN": hf}))
+    [entry] = [
+        e
+        for e in alone["spec"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"] == "HF_TOKEN"
+    ]
+    assert entry == {
+        "name": "HF_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token", "optional": False}},
+    }
+
+
 def test_deployment_shape() -> None:
     d = render_deployment(workload())
     assert d["metadata"]["name"] == "chat-v2"
