@@ -50,13 +50,13 @@ def dns1123_label_problem(value: str, what: str) -> str | None:
 
 
 def label_key_problem(key: str) -> str | None:
-    prefix, _, name = key.rpartition("/")
+    prefix, slash, name = key.rpartition("/")
     if not name or len(name) > LABEL_MAX or not _LABEL_NAME.fullmatch(name):
         return (
             f"label key {key!r} is invalid: its name part must be 1-63 characters of "
             "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
         )
-    if prefix and (len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)):
+    if slash and (not prefix or len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)):
         return f"label key {key!r} has an invalid prefix: it must be a DNS subdomain"
     return None
 

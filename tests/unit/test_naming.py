@@ -98,3 +98,9 @@ def test_a_label_selector_may_select_the_empty_value() -> None:
     from controlplane.registry.versions import parse_label_selector
 
     assert parse_label_selector("team=,stage==prod") == {"team": "", "stage": "prod"}
+
+
+def test_a_label_key_with_a_slash_needs_a_prefix() -> None:
+    # Kubernetes refuses "/team": found when the document's pattern was checked against it
+    assert naming.label_key_problem("/team") is not None
+    assert naming.label_key_problem("example.com/team") is None
