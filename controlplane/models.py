@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from controlplane import naming
-from controlplane.jsonlimits import KIB, MAX_DEPTH, json_problem
+from controlplane.jsonlimits import KIB, MAX_DEPTH, JsonTypes, json_problem
 from controlplane.strategy import Strategy
 
 # ---------------------------------------------------------------------------------------
@@ -300,7 +300,7 @@ def _check_base_model(value: str | None) -> str | None:
 # models (a named deployable with its serving defaults)
 
 
-class Toleration(BaseModel):
+class Toleration(JsonTypes, BaseModel):
     """A Kubernetes toleration, e.g. for tainted GPU node pools."""
 
     model_config = ConfigDict(extra="forbid")
@@ -340,7 +340,7 @@ class Toleration(BaseModel):
 EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.5.0"
 
 
-class EndpointPicker(BaseModel):
+class EndpointPicker(JsonTypes, BaseModel):
     """``inference-pool`` routing: the endpoint picker the control plane runs beside each
     version's InferencePool (one picker serves one pool), as the inference extension's
     inferencepool chart would."""
@@ -512,7 +512,7 @@ class _ServingValidators:
         return _check_path(value)
 
 
-class ModelCreate(_ServingValidators, ModelBase):
+class ModelCreate(JsonTypes, _ServingValidators, ModelBase):
     model_config = ConfigDict(  # type: ignore[assignment]
         extra="forbid",
         json_schema_extra={
@@ -596,7 +596,7 @@ class ModelCreate(_ServingValidators, ModelBase):
         return value
 
 
-class ModelUpdate(_ServingValidators, SQLModel):
+class ModelUpdate(JsonTypes, _ServingValidators, SQLModel):
     """A PATCH of a model's serving defaults: only the fields given are changed."""
 
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
@@ -677,7 +677,7 @@ class VersionBase(SQLModel):
     labels: dict[str, str] = _json_field(default=dict, schema=LABELS)
 
 
-class VersionCreate(_ServingValidators, VersionBase):
+class VersionCreate(JsonTypes, _ServingValidators, VersionBase):
     """Registration of a new version. ``args`` replaces the model's args when given; ``env``
     is merged over the model's env. Image, env and labels are checked as a model's are."""
 
@@ -823,7 +823,7 @@ class _PoolValidators:
         return _check_base_model(value)
 
 
-class PoolCreate(_PoolValidators, PoolBase):
+class PoolCreate(JsonTypes, _PoolValidators, PoolBase):
     model_config = ConfigDict(  # type: ignore[assignment]
         extra="forbid",
         json_schema_extra={
@@ -872,7 +872,7 @@ class PoolCreate(_PoolValidators, PoolBase):
         return self
 
 
-class PoolUpdate(_PoolValidators, SQLModel):
+class PoolUpdate(JsonTypes, _PoolValidators, SQLModel):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
     deployment: str | None = Field(default=None, max_length=253, schema_extra=DNS1123)
@@ -946,7 +946,7 @@ class TokenBase(SQLModel):
     description: str = Field(default="", max_length=500)
 
 
-class TokenCreate(TokenBase):
+class TokenCreate(JsonTypes, TokenBase):
     model_config = ConfigDict(  # type: ignore[assignment]
         extra="forbid", json_schema_extra={"examples": [{"name": "ci", "role": "operator"}]}
     )

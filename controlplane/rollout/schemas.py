@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from controlplane.jsonlimits import JsonTypes
 from controlplane.models import (
     Command,
     Measurement,
@@ -19,7 +20,7 @@ from controlplane.naming import DNS1123_LABEL_PATTERN, dns1123_label_problem
 from controlplane.rollout.strategy import Step, Strategy
 
 
-class RolloutCreate(BaseModel):
+class RolloutCreate(JsonTypes, BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": "v2"}]})
 
     version: str = Field(
@@ -40,7 +41,7 @@ class RolloutCreate(BaseModel):
         return value
 
 
-class CommandBody(BaseModel):
+class CommandBody(JsonTypes, BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="", max_length=1000)

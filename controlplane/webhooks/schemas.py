@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from controlplane.jsonlimits import JsonTypes
 from controlplane.models import Webhook, WebhookDelivery
 from controlplane.naming import DNS1123_LABEL_PATTERN, dns1123_label_problem
 
@@ -55,7 +56,7 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-class WebhookCreate(BaseModel):
+class WebhookCreate(JsonTypes, BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
