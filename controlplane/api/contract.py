@@ -223,6 +223,14 @@ LINKS: dict[str, dict[str, Link]] = {
     ),
 }
 
+DESCRIPTION = (
+    "Everything under /v1 needs `Authorization: Bearer <token>`. Every error is an RFC 9457 "
+    "problem document (`application/problem+json`, schema `Problem`) with a stable `code`; "
+    "each operation lists the statuses it can answer and their codes. A method a path does "
+    "not have is a 405 whose `Allow` header names those it has; `OPTIONS` answers 204 with "
+    "the same header, and `HEAD` answers wherever `GET` does, without the body."
+)
+
 # The operations whose success answer says where the new thing is.
 LOCATION = {
     "POST /v1/models",
@@ -393,6 +401,7 @@ def complete(document: dict[str, Any], app: FastAPI) -> dict[str, Any]:
                     name: _link(link, operation_ids) for name, link in links.items()
                 }
         entry["responses"] = dict(sorted(responses.items()))
+    document["info"].setdefault("description", DESCRIPTION)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
