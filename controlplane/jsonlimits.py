@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import model_validator
 
 MAX_DEPTH = 32
 KIB = 1024
@@ -122,3 +125,41 @@ def json_problem(
                 "large documents elsewhere and reference them by URI",
             )
     return None
+
+
+def json_type_problem(annotation: Any, value: Any) -> str | None:
+    """Why ``value``, from a JSON body, is not of the JSON type that a field annotated
+    ``annotation`` documents (``bool``, ``int`` or ``float``, maybe optional), or None.
+
+    Pydantic's lax mode would read ``0`` as false, ``"3"`` as 3 and ``"1.5"`` as 1.5: a
+    client sending those has a bug, and the OpenAPI document says boolean or number."""
+    kinds = (
+        set(get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else {annotation}
+    )
+    kinds.discard(type(None))
+    if value is None or not kinds or not kinds <= {bool, int, float}:
+        return None
+    if kinds == {bool}:
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a whole number" if kinds == {int} else "must be a number"
+    return None
+
+
+class JsonTypes:
+    """Mixed into the models of request bodies: each boolean or number field takes the JSON
+    type the document gives it (see :func:`json_type_problem`), a 422 otherwise."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_types(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields: dict[str, Any] = getattr(cls, "model_fields", {})
+        for name, field in fields.items():
+            key = field.alias or name
+            if key in data:
+                problem = json_type_problem(field.annotation, data[key])
+                if problem is not None:
+                    raise ValueError(f"{key} {problem}, not {data[key]!r:.40}")
+        return data

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from controlplane import naming, redaction
-from controlplane.jsonlimits import KIB, MAX_DEPTH, json_problem
+from controlplane.jsonlimits import KIB, MAX_DEPTH, JsonTypes, json_problem
 from controlplane.strategy import Strategy
 
 # ---------------------------------------------------------------------------------------
@@ -65,9 +65,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _json_field(*, nullable: bool = False, name: str | None = None, default: Any = None) -> Any:
+def _json_field(
+    *,
+    nullable: bool = False,
+    name: str | None = None,
+    default: Any = None,
+    schema: dict[str, Any] | None = None,
+) -> Any:
     column = sa.Column(name, JSONColumn, nullable=nullable) if name else None
     kwargs: dict[str, Any] = {}
+    if schema is not None:  # more of the JSON Schema (the validators check it)
+        kwargs["schema_extra"] = {"json_schema_extra": schema}
     if column is not None:
         kwargs["sa_column"] = column
     else:
@@ -158,6 +166,15 @@ class ArtifactKind(StrEnum):
 # shared validators
 
 
+def _documented(pattern: str) -> dict[str, Any]:
+    """A name rule in the JSON Schema of a field whose validator checks it (and says why)."""
+    return {"json_schema_extra": {"pattern": pattern}}
+
+
+DNS1035 = _documented(naming.DNS1035_LABEL_PATTERN)
+DNS1123 = _documented(naming.DNS1123_LABEL_PATTERN)
+GATEWAY = _documented(naming.GATEWAY_PATTERN)
+RESOURCE_NAME = _documented(naming.RESOURCE_NAME_PATTERN)
 # How much of each collection a model or version may hold: far more than any real use, and
 # small enough that every row, pod spec and audit record stays small.
 MAX_LABELS = 64  # labels, node_selector
@@ -169,6 +186,18 @@ MAX_ARG = 4096
 MAX_TOLERATIONS = 64
 MAX_GPU_BUDGET = 1_000_000
 MAX_JSON_BYTES = 64 * KIB  # env, args, version metadata: each, as stored
+
+# the JSON Schema of labels (and node selectors) and of env, as the validators check them
+LABELS: dict[str, Any] = {
+    "maxProperties": MAX_LABELS,
+    "propertyNames": {"pattern": naming.LABEL_KEY_PATTERN},
+    "additionalProperties": {"type": "string", "pattern": naming.LABEL_VALUE_PATTERN},
+}
+# the values' schema is the field's own: a string, or a reference to a Secret's key
+ENV: dict[str, Any] = {
+    "maxProperties": MAX_ENV,
+    "propertyNames": {"pattern": naming.ENV_NAME_PATTERN},
+}
 
 
 def _check_json(value: Any, what: str, **limits: Any) -> None:
@@ -355,14 +384,22 @@ def _check_base_model(value: str | None) -> str | None:
 # models (a named deployable with its serving defaults)
 
 
-class Toleration(BaseModel):
+class Toleration(JsonTypes, BaseModel):
     """A Kubernetes toleration, e.g. for tainted GPU node pools."""
 
     model_config = ConfigDict(extra="forbid")
 
-    key: str | None = Field(default=None, max_length=253)
+    key: str | None = Field(
+        default=None,
+        max_length=253,
+        schema_extra={"json_schema_extra": {"pattern": naming.OPTIONAL_LABEL_KEY_PATTERN}},
+    )
     operator: Literal["Equal", "Exists"] = "Equal"
-    value: str | None = Field(default=None, max_length=63)
+    value: str | None = Field(
+        default=None,
+        max_length=63,
+        schema_extra={"json_schema_extra": {"pattern": naming.LABEL_VALUE_PATTERN}},
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
     @field_validator("key")
@@ -387,7 +424,7 @@ class Toleration(BaseModel):
 EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.5.0"
 
 
-class EndpointPicker(BaseModel):
+class EndpointPicker(JsonTypes, BaseModel):
     """``inference-pool`` routing: the endpoint picker the control plane runs beside each
     version's InferencePool (one picker serves one pool), as the inference extension's
     inferencepool chart would."""
@@ -397,12 +434,14 @@ class EndpointPicker(BaseModel):
     image: str = Field(default=EPP_IMAGE, max_length=512)
     service_account: str = Field(
         max_length=253,
+        schema_extra=DNS1123,
         description="The pickers' ServiceAccount, allowed to get, list and watch pods and "
         "InferencePools in the model's namespace (the control plane grants no RBAC).",
     )
     config_map: str | None = Field(
         default=None,
         max_length=253,
+        schema_extra=DNS1123,
         description="A ConfigMap with the picker's plugins configuration, mounted at "
         "/config; None: the picker's built-in defaults.",
     )
@@ -452,12 +491,15 @@ class ServingDefaults(SQLModel):
     image: str = Field(max_length=512, description="Container image of the inference server.")
     gpus_per_replica: int = Field(default=1, ge=0, le=64, description="GPUs each pod requests.")
     gpu_resource: str = Field(
-        default="nvidia.com/gpu", max_length=253, description="Extended resource name of the GPU."
+        default="nvidia.com/gpu",
+        max_length=253,
+        description="Extended resource name of the GPU.",
+        schema_extra=RESOURCE_NAME,
     )
     replicas: int = Field(default=1, ge=1, le=1000, description="Replicas of the stable version.")
     port: int = Field(default=8000, ge=1, le=65535, description="Container port of the server.")
     args: list[str] = _json_field(default=list)
-    env: dict[str, EnvValue] = _json_field(default=dict)
+    env: dict[str, EnvValue] = _json_field(default=dict, schema=ENV)
     gpu_budget: int | None = Field(
         default=None,
         ge=0,
@@ -470,10 +512,11 @@ class ServingDefaults(SQLModel):
     gateway: str | None = Field(
         default=None,
         max_length=127,
+        schema_extra=GATEWAY,
         description="'namespace/name' (or 'name', in the model's namespace) of the Gateway "
         "the model's HTTPRoute attaches to; required when routing_mode is gateway-api.",
     )
-    node_selector: dict[str, str] = _json_field(default=dict)
+    node_selector: dict[str, str] = _json_field(default=dict, schema=LABELS)
     tolerations: list[Toleration] = _json_field(default=list)
     endpoint_picker: EndpointPicker | None = _json_field(nullable=True)
 
@@ -490,7 +533,7 @@ class ModelBase(ServingDefaults):
     default_strategy: Strategy | None = _json_field(nullable=True)
     namespace: str = Field(default="default", max_length=63)
     description: str = Field(default="", max_length=2000)
-    labels: dict[str, str] = _json_field(default=dict)
+    labels: dict[str, str] = _json_field(default=dict, schema=LABELS)
 
 
 class _ServingValidators:
@@ -559,13 +602,38 @@ class _ServingValidators:
         return _check_path(value)
 
 
-class ModelCreate(_ServingValidators, ModelBase):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # type: ignore[assignment]
+class ModelCreate(JsonTypes, _ServingValidators, ModelBase):
+    model_config = ConfigDict(  # type: ignore[assignment]
+        extra="forbid",
+        hide_input_in_errors=True,
+        json_schema_extra={
+            "examples": [{"name": "chat", "namespace": "llm", "image": "vllm/vllm-openai:v0.11.0"}],
+            # an image, unless the model is served as adapters on a base pool
+            "anyOf": [
+                {"required": ["image"], "properties": {"image": {"minLength": 1}}},
+                {"required": ["base_pool"], "properties": {"base_pool": {"type": "string"}}},
+            ],
+        },
+    )
+
+    name: str = Field(
+        max_length=63,
+        description="Unique name; a valid Kubernetes Service name (RFC 1035 label).",
+        schema_extra=DNS1035,
+    )
+    namespace: str = Field(default="default", max_length=63, schema_extra=DNS1123)
+    base_pool: str | None = Field(
+        default=None,
+        max_length=63,
+        description=ModelBase.model_fields["base_pool"].description,
+        schema_extra=DNS1123,
+    )
 
     image: str = Field(
         default="",
         max_length=512,
         description="Container image of the inference server (not for a base_pool model).",
+        schema_extra={"examples": ["vllm/vllm-openai:v0.11.0"]},
     )
 
     @field_validator("image")
@@ -619,7 +687,7 @@ class ModelCreate(_ServingValidators, ModelBase):
         return value
 
 
-class ModelUpdate(_ServingValidators, SQLModel):
+class ModelUpdate(JsonTypes, _ServingValidators, SQLModel):
     """A PATCH of a model's serving defaults: only the fields given are changed."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # type: ignore[assignment]
@@ -627,21 +695,23 @@ class ModelUpdate(_ServingValidators, SQLModel):
 
     image: str | None = Field(default=None, max_length=512)
     gpus_per_replica: int | None = Field(default=None, ge=0, le=64)
-    gpu_resource: str | None = Field(default=None, max_length=253)
+    gpu_resource: str | None = Field(default=None, max_length=253, schema_extra=RESOURCE_NAME)
     replicas: int | None = Field(default=None, ge=1, le=1000)
     port: int | None = Field(default=None, ge=1, le=65535)
     args: list[str] | None = None
-    env: dict[str, EnvValue] | None = None
+    env: dict[str, EnvValue] | None = Field(default=None, schema_extra={"json_schema_extra": ENV})
     gpu_budget: int | None = Field(default=None, ge=0, le=MAX_GPU_BUDGET)
     routing_mode: RoutingMode | None = None
     health_path: str | None = Field(default=None, max_length=256)
-    gateway: str | None = Field(default=None, max_length=127)
+    gateway: str | None = Field(default=None, max_length=127, schema_extra=GATEWAY)
     default_strategy: Strategy | None = None
-    node_selector: dict[str, str] | None = None
+    node_selector: dict[str, str] | None = Field(
+        default=None, schema_extra={"json_schema_extra": LABELS}
+    )
     tolerations: list[Toleration] | None = None
     endpoint_picker: EndpointPicker | None = None
     description: str | None = Field(default=None, max_length=2000)
-    labels: dict[str, str] | None = None
+    labels: dict[str, str] | None = Field(default=None, schema_extra={"json_schema_extra": LABELS})
 
 
 class Model(ModelBase, table=True):
@@ -699,7 +769,11 @@ class ModelPage(SQLModel):
 
 class VersionBase(SQLModel):
     version: str = Field(max_length=63, description="Unique per model; part of resource names.")
-    artifact_uri: str = Field(max_length=2048, description="Weights or LoRA adapter location.")
+    artifact_uri: str = Field(
+        max_length=2048,
+        description="Weights or LoRA adapter location.",
+        schema_extra={"examples": ["s3://models/chat/v2", "hf://acme/chat-7b"]},
+    )
     artifact_kind: ArtifactKind = _enum_field(ArtifactKind, default=ArtifactKind.WEIGHTS)
     base_model: str | None = Field(
         default=None, max_length=512, description="The base model a LoRA adapter applies to."
@@ -712,17 +786,26 @@ class VersionBase(SQLModel):
     )
     image: str | None = Field(default=None, max_length=512, description="Overrides the model's.")
     args: list[str] | None = _json_field(nullable=True)
-    env: dict[str, EnvValue] | None = _json_field(nullable=True)
+    env: dict[str, EnvValue] | None = _json_field(nullable=True, schema=ENV)
     description: str = Field(default="", max_length=2000)
-    labels: dict[str, str] = _json_field(default=dict)
+    labels: dict[str, str] = _json_field(default=dict, schema=LABELS)
 
 
-class VersionCreate(_ServingValidators, VersionBase):
+class VersionCreate(JsonTypes, _ServingValidators, VersionBase):
     """Registration of a new version. ``args`` replaces the model's args when given; ``env``
     is merged over the model's env. Image, env and labels are checked as a model's are."""
 
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # type: ignore[assignment]
+    model_config = ConfigDict(  # type: ignore[assignment]
+        extra="forbid",
+        hide_input_in_errors=True,
+        json_schema_extra={"examples": [{"version": "v2", "artifact_uri": "s3://models/chat/v2"}]},
+    )
 
+    version: str = Field(
+        max_length=63,
+        description="Unique per model; part of resource names (RFC 1123 label).",
+        schema_extra=DNS1123,
+    )
     meta: dict[str, Any] = Field(
         default_factory=dict,
         alias="metadata",
@@ -860,7 +943,7 @@ class PoolBase(SQLModel):
         default=16, ge=1, le=1024, description="vLLM's --max-lora-rank on the pool's pods."
     )
     description: str = Field(default="", max_length=2000)
-    labels: dict[str, str] = _json_field(default=dict)
+    labels: dict[str, str] = _json_field(default=dict, schema=LABELS)
 
 
 class _PoolValidators:
@@ -884,8 +967,36 @@ class _PoolValidators:
         return _check_base_model(value)
 
 
-class PoolCreate(_PoolValidators, PoolBase):
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+class PoolCreate(JsonTypes, _PoolValidators, PoolBase):
+    model_config = ConfigDict(  # type: ignore[assignment]
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "llama",
+                    "namespace": "llm",
+                    "base_model": "meta-llama/Llama-3.1-8B-Instruct",
+                    "deployment": "llama-base",
+                    "max_loras": 4,
+                }
+            ]
+        },
+    )
+
+    name: str = Field(max_length=63, description="Unique name of the pool.", schema_extra=DNS1123)
+    namespace: str = Field(default="default", max_length=63, schema_extra=DNS1123)
+    deployment: str | None = Field(
+        default=None,
+        max_length=253,
+        description=PoolBase.model_fields["deployment"].description,
+        schema_extra=DNS1123,
+    )
+    inference_pool: str | None = Field(
+        default=None,
+        max_length=253,
+        description=PoolBase.model_fields["inference_pool"].description,
+        schema_extra=DNS1123,
+    )
 
     @field_validator("name", "namespace")
     @classmethod
@@ -905,16 +1016,16 @@ class PoolCreate(_PoolValidators, PoolBase):
         return self
 
 
-class PoolUpdate(_PoolValidators, SQLModel):
+class PoolUpdate(JsonTypes, _PoolValidators, SQLModel):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
-    deployment: str | None = Field(default=None, max_length=253)
-    inference_pool: str | None = Field(default=None, max_length=253)
+    deployment: str | None = Field(default=None, max_length=253, schema_extra=DNS1123)
+    inference_pool: str | None = Field(default=None, max_length=253, schema_extra=DNS1123)
     port: int | None = Field(default=None, ge=1, le=65535)
     max_loras: int | None = Field(default=None, ge=1, le=1024)
     max_lora_rank: int | None = Field(default=None, ge=1, le=1024)
     description: str | None = Field(default=None, max_length=2000)
-    labels: dict[str, str] | None = None
+    labels: dict[str, str] | None = Field(default=None, schema_extra={"json_schema_extra": LABELS})
 
 
 class BasePool(PoolBase, table=True):
@@ -979,9 +1090,12 @@ class TokenBase(SQLModel):
     description: str = Field(default="", max_length=500)
 
 
-class TokenCreate(TokenBase):
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+class TokenCreate(JsonTypes, TokenBase):
+    model_config = ConfigDict(  # type: ignore[assignment]
+        extra="forbid", json_schema_extra={"examples": [{"name": "ci", "role": "operator"}]}
+    )
 
+    name: str = Field(max_length=63, schema_extra=DNS1123)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
     @field_validator("name")
@@ -1240,9 +1354,25 @@ class WebhookDelivery(SQLModel, table=True):
 class EvalSuiteCreate(SQLModel):
     """A new suite, or a new version of one: ``items`` as decoded JSONL objects."""
 
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(  # type: ignore[assignment]
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "starter",
+                    "items": [
+                        {"id": "add-1", "prompt": "2 + 2?", "scorer": "number", "expected": 4}
+                    ],
+                }
+            ]
+        },
+    )
 
-    name: str = Field(max_length=63, description="The suite's name; versions are numbered.")
+    name: str = Field(
+        max_length=63,
+        description="The suite's name; versions are numbered.",
+        schema_extra=DNS1123,
+    )
     description: str = Field(default="", max_length=2000)
     items: list[dict[str, Any]] = Field(
         min_length=1, description="The items (see controlplane.evalsuite.EvalItem)."

@@ -26,6 +26,22 @@ _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 _CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 SUBDOMAIN_MAX = 253
 
+# The label rules above with their length limit, as JSON Schema patterns for the OpenAPI
+# document (the validators below stay, for their messages): what a client may send.
+# (A label key's DNS prefix may be 253 characters: a regex cannot count that, so the
+# pattern lets a longer prefix through, and the validator refuses it with a 422.)
+_1123 = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_PREFIX = r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+_KEY = _PREFIX + r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+DNS1035_LABEL_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+DNS1123_LABEL_PATTERN = f"^{_1123}$"
+GATEWAY_PATTERN = f"^{_1123}(/{_1123})?$"
+LABEL_KEY_PATTERN = f"^{_KEY}$"
+OPTIONAL_LABEL_KEY_PATTERN = f"^({_KEY})?$"
+LABEL_VALUE_PATTERN = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+RESOURCE_NAME_PATTERN = f"^{_PREFIX}" + r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]{0,255}$"
+
 
 def dns1035_label_problem(value: str, what: str) -> str | None:
     """Why ``value`` is not a valid RFC 1035 label (Service names), or None when it is."""
@@ -76,13 +92,13 @@ def config_key_problem(key: str, what: str) -> str | None:
 
 
 def label_key_problem(key: str) -> str | None:
-    prefix, _, name = key.rpartition("/")
+    prefix, slash, name = key.rpartition("/")
     if not name or len(name) > LABEL_MAX or not _LABEL_NAME.fullmatch(name):
         return (
             f"label key {key!r} is invalid: its name part must be 1-63 characters of "
             "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
         )
-    if prefix and (len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)):
+    if slash and (not prefix or len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)):
         return f"label key {key!r} has an invalid prefix: it must be a DNS subdomain"
     return None
 

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from controlplane.jsonlimits import KIB, json_problem
+from controlplane.jsonlimits import KIB, JsonTypes, json_problem
 
 DEFAULT_MAX_ANALYSIS_SECONDS = 3600
 DEFAULT_FALSE_ROLLBACK_BUDGET = 0.01
@@ -26,7 +26,7 @@ MAX_STRATEGY_BYTES = 64 * KIB  # as stored on the model and on each of its rollo
 MetricName = Annotated[str, Field(min_length=1, max_length=100)]
 
 
-class _Step(BaseModel):
+class _Step(JsonTypes, BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -45,7 +45,7 @@ class Pause(_Step):
     )
 
 
-class CheckSettings(BaseModel):
+class CheckSettings(JsonTypes, BaseModel):
     """How one metric is judged, where the built-in check is not what the team wants."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -176,7 +176,7 @@ class Analysis(_Step):
         return max(DEFAULT_MAX_ANALYSIS_SECONDS, self.count * self.interval_seconds)
 
 
-class EvalCheck(BaseModel):
+class EvalCheck(JsonTypes, BaseModel):
     """One eval score, read from each version's ``metadata.eval.<score>`` (a number)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -377,7 +377,7 @@ Step = Annotated[
 ]
 
 
-class Strategy(BaseModel):
+class Strategy(JsonTypes, BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     steps: tuple[Step, ...] = Field(min_length=1, max_length=100)

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 import controlplane
 from controlplane.analysis.prometheus import PrometheusClient, http_client
 from controlplane.analysis.prompting import Asker
-from controlplane.api import problems
+from controlplane.api import contract, problems
 from controlplane.api.limits import BodySizeLimit
 from controlplane.api.methods import HeadAsGet
 from controlplane.api.routers import (
@@ -149,6 +149,7 @@ def create_app(
     )
     for router in routers:
         app.include_router(router)
+    contract.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeadAsGet)
     return app

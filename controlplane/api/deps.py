@@ -48,6 +48,9 @@ def get_principal(
     return auth.authenticate(session, secret=secret, admin_token=settings.effective_admin_token)
 
 
+_ROLE_CHECKS: dict[Callable[..., auth.Principal], Role] = {}
+
+
 def require(role: Role) -> Callable[..., auth.Principal]:
     """A dependency that authenticates the caller and checks that its role is enough."""
 
@@ -58,7 +61,14 @@ def require(role: Role) -> Callable[..., auth.Principal]:
         return principal
 
     dependency.__name__ = f"require_{role.value}"
+    _ROLE_CHECKS[dependency] = role
     return dependency
+
+
+def required_role(call: Callable[..., Any] | None) -> Role | None:
+    """The role a dependency made by :func:`require` checks (None for any other), so that
+    the OpenAPI document can say which operations answer 401 and 403."""
+    return _ROLE_CHECKS.get(call) if call is not None else None
 
 
 Viewer = Annotated[auth.Principal, Depends(require(Role.VIEWER))]

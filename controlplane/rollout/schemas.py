@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from controlplane.jsonlimits import JsonTypes
 from controlplane.models import (
     Command,
     Measurement,
@@ -15,14 +16,18 @@ from controlplane.models import (
     Rollout,
     RolloutEvent,
 )
-from controlplane.naming import dns1123_label_problem
+from controlplane.naming import DNS1123_LABEL_PATTERN, dns1123_label_problem
 from controlplane.rollout.strategy import Step, Strategy
 
 
-class RolloutCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RolloutCreate(JsonTypes, BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": "v2"}]})
 
-    version: str = Field(max_length=63, description="The registered version to roll out.")
+    version: str = Field(
+        max_length=63,
+        description="The registered version to roll out.",
+        json_schema_extra={"pattern": DNS1123_LABEL_PATTERN},
+    )
     strategy: Strategy | None = Field(
         default=None, description="Steps; the default canary strategy when omitted."
     )
@@ -36,7 +41,7 @@ class RolloutCreate(BaseModel):
         return value
 
 
-class CommandBody(BaseModel):
+class CommandBody(JsonTypes, BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="", max_length=1000)

@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from controlplane.jsonlimits import JsonTypes
 from controlplane.models import Webhook, WebhookDelivery
-from controlplane.naming import dns1123_label_problem
+from controlplane.naming import DNS1123_LABEL_PATTERN, dns1123_label_problem
 
 
 class WebhookEvent(StrEnum):
@@ -55,11 +56,30 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WebhookCreate(JsonTypes, BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "oncall",
+                    "url": "https://hooks.example.com/controlplane",
+                    "events": ["rolled_back", "failed"],
+                }
+            ]
+        },
+    )
 
-    name: str = Field(max_length=63, description="Unique name; an RFC 1123 label.")
-    url: str = Field(max_length=2048, description="Where events are POSTed (http or https).")
+    name: str = Field(
+        max_length=63,
+        description="Unique name; an RFC 1123 label.",
+        json_schema_extra={"pattern": DNS1123_LABEL_PATTERN},
+    )
+    url: str = Field(
+        max_length=2048,
+        description="Where events are POSTed (http or https).",
+        examples=["https://hooks.example.com/controlplane"],
+    )
     events: list[WebhookEvent] = Field(
         min_length=1, description="The event kinds to send: " + ", ".join(WebhookEvent)
     )

@@ -591,3 +591,42 @@ def test_a_label_selector_on_a_prefixed_key_matches(api: TestClient, chat: str) 
     selector = "app.kubernetes.io/part-of=chat, team==nlp"
     found = api.get("/v1/models/chat/versions", params={"label": selector}).json()["items"]
     assert [v["version"] for v in found] == ["v2"]
+
+
+# --- a boolean or a number is the JSON type the document gives it (found by schemathesis) --
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/models", model_body(name="m2", replicas="2"), "replicas"),
+        ("/v1/models", model_body(name="m2", gpus_per_replica=True), "gpus_per_replica"),
+        ("/v1/models/chat/versions", version_body(version="v2", lora_rank="8"), "lora_rank"),
+        ("/v1/pools", pool_body(max_loras="4"), "max_loras"),
+        ("/v1/tokens", {"name": "t", "role": "viewer", "expires_in_days": "30"}, "expires_in_days"),
+        (
+            "/v1/webhooks",
+            {"name": "w", "url": "https://hooks.example.com/x", "events": ["failed"], "active": 0},
+            "active",
+        ),
+        (
+            "/v1/models/chat/rollouts",
+            {"version": "v1", "strategy": {"steps": [{"kind": "set_weight", "weight": "10"}]}},
+            "weight",
+        ),
+    ],
+)
+def test_a_boolean_or_a_number_sent_as_another_type_is_422(
+    api: TestClient, database: Database, chat: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    before = row_counts(database)
+    problem = assert_refused(api.post(path, json=body), 422, "validation_error")
+    assert f"{field} must be" in problem["detail"]
+    assert row_counts(database) == before
+
+
+def test_a_whole_float_is_still_a_whole_number(api: TestClient) -> None:
+    # JSON Schema counts 2.0 as an integer, and so does the server
+    response = api.post("/v1/models", json=model_body(name="m2", replicas=2.0))
+    assert response.status_code == 201, response.text
+    assert response.json()["replicas"] == 2

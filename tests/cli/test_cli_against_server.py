@@ -11,10 +11,7 @@ import math
 import os
 import re
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,60 +23,14 @@ from controlplane import db
 from controlplane.db import Database
 from controlplane.models import VersionStatus, utcnow
 from tests.support.postgres import free_port
+from tests.support.serve import ADMIN, CLI, Server, serve
 from tests.ui import live
-
-CLI = [sys.executable, "-m", "controlplane"]
-ADMIN = "serve-admin-token"
-
-
-@dataclass
-class Server:
-    url: str
-    log: Path
-
-    def cli(self, *args: str, token: str | None = ADMIN) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")}
-        env["CONTROLPLANE_URL"] = self.url
-        if token is not None:
-            env["CONTROLPLANE_TOKEN"] = token
-        return subprocess.run(
-            [*CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False
-        )
 
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
-    log = tmp_path / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")}
-    env |= {
-        "CONTROLPLANE_ADMIN_TOKEN": ADMIN,
-        "CONTROLPLANE_DATABASE_URL": database_url,
-        "CONTROLPLANE_RECONCILE_ENABLED": "false",
-    }
-    with log.open("w") as log_file:
-        process = subprocess.Popen(
-            [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not start:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield Server(url=url, log=log)
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+    with serve(database_url, tmp_path / "server.log") as running:
+        yield running
 
 
 def test_day_one_through_the_cli(server: Server) -> None:

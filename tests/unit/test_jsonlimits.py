@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from controlplane.jsonlimits import json_problem
+from controlplane.jsonlimits import json_problem, json_type_problem
 from controlplane.models import VersionCreate
 
 
@@ -76,3 +76,26 @@ def test_a_version_refuses_metadata_it_could_not_serve_back() -> None:
     for bad in (nested(33), {"x": float("nan")}, {"blob": "x" * 70_000}):
         with pytest.raises(ValidationError, match="metadata"):
             VersionCreate.model_validate({**body, "metadata": bad})
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "ok"),
+    [
+        (bool, True, True),
+        (bool, 0, False),
+        (bool, "true", False),
+        (bool | None, None, True),
+        (int, 3, True),
+        (int, 3.0, True),
+        (int, "3", False),
+        (int, True, False),
+        (int | None, "3", False),
+        (float, 1, True),
+        (float, "1.5", False),
+        (float, False, False),
+        (str, 3, True),  # not this check's business: pydantic refuses it anyway
+        (int | str, "3", True),
+    ],
+)
+def test_a_json_type_is_the_documented_one(annotation: Any, value: Any, ok: bool) -> None:
+    assert (json_type_problem(annotation, value) is None) == ok

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from itertools import product
 
 import pytest
 
@@ -98,3 +100,50 @@ def test_a_label_selector_may_select_the_empty_value() -> None:
     from controlplane.registry.versions import parse_label_selector
 
     assert parse_label_selector("team=,stage==prod") == {"team": "", "stage": "prod"}
+
+
+def _gateway_ok(value: str) -> bool:
+    return all(naming.dns1123_label_problem(p, "x") is None for p in value.split("/", 1))
+
+
+# each pattern, the validator's verdict, and the field's maxLength where it counts too
+RULES: list[tuple[str, Callable[[str], bool], int | None]] = [
+    (naming.DNS1035_LABEL_PATTERN, lambda v: naming.dns1035_label_problem(v, "x") is None, None),
+    (naming.DNS1123_LABEL_PATTERN, lambda v: naming.dns1123_label_problem(v, "x") is None, None),
+    (naming.GATEWAY_PATTERN, _gateway_ok, None),
+    (naming.LABEL_KEY_PATTERN, lambda v: naming.label_key_problem(v) is None, None),
+    (
+        naming.OPTIONAL_LABEL_KEY_PATTERN,
+        lambda v: not v or naming.label_key_problem(v) is None,
+        None,
+    ),
+    (naming.LABEL_VALUE_PATTERN, lambda v: naming.label_value_problem("k", v) is None, None),
+    (naming.RESOURCE_NAME_PATTERN, lambda v: naming.resource_name_problem(v) is None, 253),
+    (naming.ENV_NAME_PATTERN, lambda v: naming.env_name_problem(v) is None and len(v) <= 256, None),
+]
+
+
+@pytest.mark.parametrize(("pattern", "valid", "max_length"), RULES)
+def test_the_documented_patterns_are_the_rules(
+    pattern: str, valid: Callable[[str], bool], max_length: int | None
+) -> None:
+    """The OpenAPI document's patterns accept exactly what the validators accept (read as
+    JSON Schema reads them: ``$`` is the very end, not also before a final newline)."""
+    assert pattern.startswith("^")
+    assert pattern.endswith("$")
+    compiled = re.compile(pattern[:-1] + r"\Z")
+    alphabet = "a0-Z_./"
+    samples = ["", "a\n", "chat-7b", "9lives", "nvidia.com/gpu", "a" * 63, "a" * 64, "a" * 257]
+    samples += ["".join(chars) for n in range(1, 5) for chars in product(alphabet, repeat=n)]
+    samples += ["a" + "-" * 61 + "b", "a" + "-" * 62 + "b", "x.io/" + "a" * 63, "x/" + "a" * 64]
+    samples += ["/a", "/", "a/", "x.io/a/b", "x.io//a", "x" * 254]
+    for sample in samples:
+        documented = compiled.search(sample) is not None
+        documented = documented and (max_length is None or len(sample) <= max_length)
+        assert documented == valid(sample), sample
+
+
+def test_a_label_key_with_a_slash_needs_a_prefix() -> None:
+    # Kubernetes refuses "/team": found when the document's pattern was checked against it
+    assert naming.label_key_problem("/team") is not None
+    assert naming.label_key_problem("example.com/team") is None

@@ -36,6 +36,12 @@ router = APIRouter(tags=["evals"], route_class=StrictRoute)
     "/v1/eval-suites",
     status_code=status.HTTP_201_CREATED,
     summary="Create an eval suite, or its next version (the same items again: 200, no copy)",
+    responses={
+        status.HTTP_200_OK: {
+            "model": EvalSuiteSummary,
+            "description": "The items are those of the latest version: that version, no copy.",
+        }
+    },
 )
 def create_suite(
     body: EvalSuiteCreate, session: SessionDep, principal: Operator, response: Response
