@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import NoResultFound
 from sqlmodel import Session, col, select
 
 from controlplane.analysis.asking import Asks, Reply, Target, ask_all
@@ -38,7 +37,6 @@ from controlplane.evalsuite import EvalItem, parse_items
 from controlplane.kube.driver import KubeDriver
 from controlplane.kube.errors import KubeError
 from controlplane.models import (
-    BasePool,
     EvalAnswer,
     EvalRun,
     EvalSuite,
@@ -49,6 +47,7 @@ from controlplane.models import (
 )
 from controlplane.registry import evals
 from controlplane.registry.pools import adapter_name
+from controlplane.rollout.base_pools import pool_of, pool_ref
 from controlplane.strategy import Evaluation
 
 log = logging.getLogger(__name__)
@@ -145,8 +144,8 @@ class Evaluator:
         with self.database.session() as session:
             suite = evals.get_suite(session, step.suite, step.suite_version)
             assert suite.id is not None
-            settings = {**settings_of(step), "key": ""}
-            settings["key"] = _settings_key(settings_of(step))
+            sampling = settings_of(step)
+            settings = {**sampling, "key": _settings_key(sampling)}
             run = EvalRun(
                 rollout_id=rollout.id,
                 model_id=model.id,
@@ -286,9 +285,7 @@ class Evaluator:
         model = session.get(Model, run.model_id)
         assert model is not None
         if model.base_pool is not None:
-            from controlplane.rollout.reconciler import pool_ref  # a cycle otherwise
-
-            pool = session.exec(select(BasePool).where(BasePool.name == model.base_pool)).one()
+            pool = pool_of(session, model)
             state = self.driver.adapters.observe_pool(pool_ref(pool))
             targets = {}
             for side, version in (("canary", run.canary_version), ("stable", run.stable_version)):
@@ -332,7 +329,7 @@ class Evaluator:
             deadline = run.started_at + timedelta(seconds=step.max_duration_seconds)
             try:
                 targets = self._targets(session, run)
-            except (KubeError, ConnectionError, NoResultFound) as error:
+            except (KubeError, ConnectionError) as error:
                 message = getattr(error, "message", None) or str(error)
                 self._fail(run_id, f"cannot reach the versions: {message}")
                 return

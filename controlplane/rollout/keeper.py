@@ -25,7 +25,7 @@ from controlplane.kube import KubeDriver, KubeError
 from controlplane.kube.adapters import PoolState
 from controlplane.models import BasePool, utcnow
 from controlplane.registry import pools
-from controlplane.rollout.reconciler import pool_ref
+from controlplane.rollout.base_pools import pool_ref
 
 log = logging.getLogger(__name__)
 

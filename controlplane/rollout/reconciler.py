@@ -34,10 +34,9 @@ from controlplane.analysis.verdict import (
 )
 from controlplane.db import Database
 from controlplane.kube import KubeDriver, KubeError, PermanentKubeError, TemporaryKubeError
-from controlplane.kube.adapters import PoolRef, PoolState
+from controlplane.kube.adapters import PoolState
 from controlplane.kube.render import Backend, Track, workload_for
 from controlplane.models import (
-    BasePool,
     Command,
     Measurement,
     Model,
@@ -50,6 +49,7 @@ from controlplane.models import (
 )
 from controlplane.registry import evals, pools
 from controlplane.registry.pools import adapter_name
+from controlplane.rollout.base_pools import pool_of, pool_ref
 from controlplane.rollout.evaluation import Evaluator
 from controlplane.rollout.planner import (
     Decision,
@@ -273,7 +273,7 @@ class Reconciler:
     def _observe_adapters(self, session: Session, model: Model, rollout: Rollout) -> Observed:
         """An adapter model: what every pod of its base pool holds, and the rewrite's
         weights read back."""
-        pool = _pool_of(session, model)
+        pool = pool_of(session, model)
         state = self.driver.adapters.observe_pool(pool_ref(pool))
         canary = state.version_state(adapter_name(model.name, rollout.canary_version))
         stable = route = None
@@ -630,7 +630,7 @@ class Reconciler:
         unload the canary it no longer keeps (only in a later pass than the one that took
         its traffic away); gated pods take traffic only once they hold what the routing
         needs."""
-        pool = _pool_of(session, model)
+        pool = pool_of(session, model)
         state = observed.pool
         assert state is not None
         canary = adapter_name(model.name, canary_version.version)
@@ -863,27 +863,6 @@ def _inconclusive_of(row: Measurement) -> Inconclusive | None:
     if row.verdict != Verdict.INCONCLUSIVE.value:
         return None
     return most_actionable(m.get("inconclusive") for m in row.metrics if isinstance(m, dict))
-
-
-def _pool_of(session: Session, model: Model) -> BasePool:
-    assert model.base_pool is not None
-    pool = session.exec(select(BasePool).where(BasePool.name == model.base_pool)).first()
-    if pool is None:
-        raise PermanentKubeError(
-            f"model {model.name}'s base pool {model.base_pool!r} is not recorded",
-            reason="PoolNotFound",
-        )
-    return pool
-
-
-def pool_ref(pool: BasePool) -> PoolRef:
-    return PoolRef(
-        name=pool.name,
-        namespace=pool.namespace,
-        port=pool.port,
-        deployment=pool.deployment,
-        inference_pool=pool.inference_pool,
-    )
 
 
 def _version_row(session: Session, model: Model, version: str) -> ModelVersion:

@@ -411,7 +411,7 @@ def test_a_gated_pod_is_ready_only_once_it_holds_what_the_routing_needs(
 
 def pool_service_ref(database: Database) -> Any:
     from controlplane.models import BasePool
-    from controlplane.rollout.reconciler import pool_ref
+    from controlplane.rollout.base_pools import pool_ref
 
     with database.session() as session:
         row = session.exec(select(BasePool)).one()
