@@ -54,3 +54,18 @@ def sign_in(page: Any, url: str, token: str) -> None:
     page.fill("#token", token)
     page.click("#login button[type=submit]")
     page.wait_for_selector('body[data-ready="#/"]', timeout=WAIT)
+
+
+def page_errors(page: Any) -> list[str]:
+    """The page's console errors and uncaught exceptions, collected from now on (a test
+    ends by asserting the list is empty)."""
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return problems
+
+
+def open_rollout(page: Any, rollout_id: int) -> None:
+    """The signed-in page's view of one rollout, once it has rendered."""
+    page.goto(f"{page.url.split('#')[0]}#/rollouts/{rollout_id}")
+    page.wait_for_selector(f'body[data-ready="#/rollouts/{rollout_id}"]', timeout=WAIT)

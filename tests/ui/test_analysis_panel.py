@@ -18,7 +18,7 @@ import pytest
 
 from controlplane.db import Database
 from controlplane.models import Phase, VersionStatus, utcnow
-from tests.support.browser import ARTIFACTS, WAIT, chromium, sign_in
+from tests.support.browser import ARTIFACTS, chromium, open_rollout, page_errors, sign_in
 from tests.ui import history, live
 from tests.ui.server import ADMIN_TOKEN, live_server
 
@@ -191,19 +191,12 @@ def page(site: tuple[str, str, Written], tmp_path_factory: pytest.TempPathFactor
     url, viewer, _ = site
     with chromium(tmp_path_factory.mktemp("chromium-analysis")) as context:
         page = context.new_page()
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
+        problems = page_errors(page)
         sign_in(page, url, viewer)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         yield page
         assert problems == [], problems
         page.close()
-
-
-def open_rollout(page: Any, rollout_id: int) -> None:
-    page.goto(f"{page.url.split('#')[0]}#/rollouts/{rollout_id}")
-    page.wait_for_selector(f'body[data-ready="#/rollouts/{rollout_id}"]', timeout=WAIT)
 
 
 def pct(value: float) -> str:

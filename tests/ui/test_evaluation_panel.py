@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from controlplane.db import Database
 from controlplane.models import EvalAnswer, EvalRun, EvalSuite, Rollout, VersionStatus, utcnow
-from tests.support.browser import ARTIFACTS, WAIT, chromium, sign_in
+from tests.support.browser import ARTIFACTS, chromium, open_rollout, page_errors, sign_in
 from tests.ui import live
 from tests.ui.server import ADMIN_TOKEN, live_server
 
@@ -147,12 +147,9 @@ def test_the_items_that_regressed_are_shown_side_by_side(
     expect = sync_api.expect
     with chromium(tmp_path_factory.mktemp("chromium-evaluation")) as context:
         page = context.new_page()
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
+        problems = page_errors(page)
         sign_in(page, url, viewer)
-        page.goto(f"{page.url.split('#')[0]}#/rollouts/{rollout_id}")
-        page.wait_for_selector(f'body[data-ready="#/rollouts/{rollout_id}"]', timeout=WAIT)
+        open_rollout(page, rollout_id)
 
         panel = page.locator("#evaluation")
         expect(panel.locator("h2")).to_have_text(

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from controlplane.db import Database
-from tests.support.browser import ARTIFACTS, WAIT, chromium
+from tests.support.browser import ARTIFACTS, WAIT, chromium, page_errors
 from tests.ui import history
 from tests.ui.server import ADMIN_TOKEN, live_server
 
@@ -78,9 +78,7 @@ def test_a_viewer_reads_the_history_down_to_the_rollback_reason(
     context = browser_context
     assert isinstance(context, sync_api.BrowserContext)
     page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    problems = page_errors(page)
     requested: list[str] = []
     page.on("request", lambda r: requested.append(r.url))
     expect = sync_api.expect

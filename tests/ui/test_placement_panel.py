@@ -13,7 +13,7 @@ import pytest
 
 from controlplane.db import Database
 from controlplane.models import Rollout, VersionStatus, utcnow
-from tests.support.browser import ARTIFACTS, WAIT, chromium, sign_in
+from tests.support.browser import ARTIFACTS, chromium, open_rollout, page_errors, sign_in
 from tests.ui import live
 from tests.ui.server import ADMIN_TOKEN, live_server
 
@@ -107,12 +107,9 @@ def test_an_adapter_rollout_shows_which_pod_holds_which_adapter(
     expect = sync_api.expect
     with chromium(tmp_path_factory.mktemp("chromium-placement")) as context:
         page = context.new_page()
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
+        problems = page_errors(page)
         sign_in(page, url, viewer)
-        page.goto(f"{page.url.split('#')[0]}#/rollouts/{rollout_id}")
-        page.wait_for_selector(f'body[data-ready="#/rollouts/{rollout_id}"]', timeout=WAIT)
+        open_rollout(page, rollout_id)
 
         panel = page.locator("#placement")
         expect(panel.locator("h2")).to_have_text("Adapters on base pool llama")
