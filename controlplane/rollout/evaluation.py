@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -394,9 +394,7 @@ class Evaluator:
         run_id = sender.run_id
         with self.database.session() as session:
             rows = session.exec(select(EvalAnswer).where(EvalAnswer.run_id == run_id)).all()
-            by_side: dict[str, dict[str, bool | None]] = {"canary": {}, "stable": {}}
-            for row in rows:
-                by_side[row.side][row.item_id] = row.passed
+            by_side = _passed_by_side(rows)
             asked = {r.item_id for r in rows if r.side == "canary" and r.detail.startswith(ASKED)}
             pending = [
                 item
@@ -467,9 +465,7 @@ class Evaluator:
             run = session.get(EvalRun, run_id)
             assert run is not None
             answers = session.exec(select(EvalAnswer).where(EvalAnswer.run_id == run_id)).all()
-            by_side: dict[str, dict[str, bool | None]] = {"canary": {}, "stable": {}}
-            for a in answers:
-                by_side[a.side][a.item_id] = a.passed
+            by_side = _passed_by_side(answers)
             result = judge_quality(items, by_side["canary"], by_side["stable"], step)
             cost = _cost(answers, run, now)
             evidence = result.evidence()
@@ -676,6 +672,14 @@ def _moved_on(run: EvalRun | None, rollout: Rollout | None) -> str | None:
     if rollout.step_index != run.step_index or rollout.step_started_at > run.started_at:
         return "the rollout left the step (it moved on, or the step started over)"
     return None
+
+
+def _passed_by_side(answers: Sequence[EvalAnswer]) -> dict[str, dict[str, bool | None]]:
+    """Per side, each item's score (None: no answer), as the judge takes them."""
+    by_side: dict[str, dict[str, bool | None]] = {side: {} for side in SIDES}
+    for answer in answers:
+        by_side[answer.side][answer.item_id] = answer.passed
+    return by_side
 
 
 def _answer_row(run_id: int, side: str, item: EvalItem, reply: Reply) -> EvalAnswer:
