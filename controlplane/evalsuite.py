@@ -166,8 +166,9 @@ def parse_items(raw: list[object]) -> list[EvalItem]:
     return items
 
 
-def parse_jsonl(text: str) -> list[EvalItem]:
-    """Items from a JSONL text (blank lines and lines starting with # are skipped)."""
+def jsonl_objects(text: str) -> list[object]:
+    """The decoded lines of a JSONL text (blank lines and lines starting with # skipped);
+    SuiteError names every line that is not JSON."""
     raw: list[object] = []
     problems: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -179,4 +180,9 @@ def parse_jsonl(text: str) -> list[EvalItem]:
             problems.append(f"line {number}: not JSON ({error.msg})")
     if problems:
         raise SuiteError(problems)
-    return parse_items(raw)
+    return raw
+
+
+def parse_jsonl(text: str) -> list[EvalItem]:
+    """Items from a JSONL text (blank lines and lines starting with # are skipped)."""
+    return parse_items(jsonl_objects(text))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +22,7 @@ from controlplane.cli.app import (
     versions_app,
 )
 from controlplane.cli.output import Column, details, emit, table
+from controlplane.evalsuite import SuiteError, jsonl_objects
 
 evals_app = typer.Typer(
     help="Eval suites: versioned sets of prompts the evaluation step sends to both versions.",
@@ -41,21 +41,14 @@ SUITE_COLUMNS: list[Column] = [
 SUITE_FIELDS = ["name", "version", "item_count", "tags", "sha256", "created_at", "created_by"]
 
 
-def read_items(path: Path) -> list[dict[str, Any]]:
+def read_items(path: Path) -> list[object]:
     """A JSONL file's objects (blank and # lines skipped); the server checks each one."""
     try:
-        text = path.read_text()
+        return jsonl_objects(path.read_text())
     except OSError as error:
         raise fail(f"cannot read {path}: {error}", EXIT_CONFIG) from None
-    items = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            items.append(json.loads(line))
-        except ValueError as error:
-            raise fail(f"{path}:{number}: not JSON ({error})", EXIT_CONFIG) from None
-    return items
+    except SuiteError as error:
+        raise fail(f"{path}: {error}", EXIT_CONFIG) from None
 
 
 @evals_app.command("create")
