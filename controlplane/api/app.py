@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -73,7 +74,12 @@ def _start_reconciler(app: FastAPI, settings: Settings) -> ReconcileScheduler | 
             "inconclusive and pause for a person"
         )
     driver = KubeDriver(api, addresses=pod_addresses(settings.pod_address_map), vllm=VllmAdmin())
-    reconciler = Reconciler(app.state.database, driver, prober)
+    reconciler = Reconciler(
+        app.state.database,
+        driver,
+        prober,
+        lease=timedelta(seconds=settings.rollout_lease_seconds),
+    )
     reconciler.evaluator.make_asker = lambda target, step: Asker(
         target, timeout=step.timeout_seconds, retries=step.retries
     )

@@ -415,9 +415,10 @@ def test_a_held_lease_keeps_other_replicas_off(
             session, model_name="chat", version="v1", strategy=None, actor="ci", now=clock()
         )
     assert rollout.id is not None
-    assert a._claim(rollout.id)
+    assert a.leases.claim(rollout.id)
     assert not b.reconcile(rollout.id), "b must not act while a holds the lease"
-    clock.now += timedelta(minutes=5)  # a died; its lease expired
+    a.leases.close()  # a died: nothing renews its lease
+    clock.now += timedelta(minutes=5)  # and it lapsed
     assert b.reconcile(rollout.id)
     with database.session() as session:
         model = session.exec(select(Model)).one()
