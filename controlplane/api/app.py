@@ -86,7 +86,9 @@ def _start_reconciler(app: FastAPI, settings: Settings) -> ReconcileScheduler | 
     scheduler = ReconcileScheduler(
         reconciler,
         interval_seconds=settings.reconcile_interval_seconds,
-        keeper=PoolKeeper(app.state.database, driver, owner=reconciler.owner),
+        keeper=PoolKeeper(
+            app.state.database, driver, owner=reconciler.owner, leases=reconciler.leases
+        ),
     )
     scheduler.start()
     return scheduler

@@ -182,3 +182,35 @@ def test_the_heartbeat_holds_a_lease_past_its_length_and_a_dead_holder_is_taken_
     finally:
         a.close()
         b.close()
+
+
+def test_a_pool_held_by_a_pass_or_the_keeper_is_renewed_and_exclusive(
+    database: Database,
+) -> None:
+    from controlplane.models import BasePool, PoolCreate, utcnow
+    from controlplane.registry import pools
+    from tests.factories import pool_body
+
+    with database.session() as session:
+        pools.create_pool(session, data=PoolCreate(**pool_body(name="llama")), actor="test")
+
+    def held() -> BasePool:
+        with database.session() as session:
+            return pools.get_pool(session, "llama")
+
+    a = RolloutLeases(database, owner="a", clock=utcnow, lease=timedelta(seconds=1.5))
+    b = RolloutLeases(database, owner="b", clock=utcnow, lease=timedelta(seconds=1.5))
+    try:
+        assert a.claim_pool("llama")
+        assert not a.claim_pool("llama"), "two passes of one replica on one pool's pods"
+        assert not b.claim_pool("llama")
+        first = held().lease_until
+        time.sleep(3)  # twice the lease: only the heartbeat keeps it
+        assert not b.claim_pool("llama"), "the heartbeat did not keep the pool"
+        assert held().lease_until > first
+        a.release_pool("llama")
+        assert held().lease_owner is None
+        assert b.claim_pool("llama")
+    finally:
+        a.close()
+        b.close()
