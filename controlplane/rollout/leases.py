@@ -170,6 +170,15 @@ class RolloutLeases:
         except sa.exc.SQLAlchemyError:  # it lapses on its own within one lease
             log.warning("could not release the lease of rollout %s", claim.rollout_id)
 
+    def settle(self, claim: Claim) -> None:
+        """After a pass, whatever way it ended: a claim it neither fenced nor released (it
+        broke, or lost the lease) is given back, so the heartbeat never keeps a lease no
+        pass is using."""
+        with self._lock:
+            held = self._held.get(claim.rollout_id) is claim
+        if held:
+            self.release(claim)
+
     def check(self, claim: Claim) -> None:
         """Raise ``LeaseLost`` unless the lease is known to be held for a while yet: called
         before every change to the cluster."""

@@ -221,7 +221,6 @@ class Reconciler:
                 with self.database.session() as session:
                     rollout = session.get(Rollout, rollout_id)
                     if rollout is None or rollout.phase.is_terminal:
-                        self.leases.release(claim)
                         return False
                     model = session.get(Model, rollout.model_id)
                     assert model is not None
@@ -237,10 +236,10 @@ class Reconciler:
                     extra={"rollout_id": rollout_id},
                 )
                 return False
-            except BaseException:
-                self.leases.release(claim)  # no waiting out the lease for a pass that broke
-                raise
             finally:
+                # a pass that broke, or lost the lease without it being taken (not renewed
+                # in time), gives it back: nobody waits it out, no heartbeat keeps it
+                self.leases.settle(claim)
                 self._local.claim = None
                 self._placing.pop(rollout_id, None)
             if not again:

@@ -214,3 +214,23 @@ def test_a_pool_held_by_a_pass_or_the_keeper_is_renewed_and_exclusive(
     finally:
         a.close()
         b.close()
+
+
+def test_a_pass_that_ends_without_fencing_gives_its_lease_back(
+    database: Database, rollout_id: int
+) -> None:
+    clock = Clock()
+    a, b = leases(database, "a", clock), leases(database, "b", clock)
+    try:
+        mine = a.claim(rollout_id)
+        assert mine is not None
+        mine.valid_until = 0  # not confirmed in time: the pass stopped before acting
+        with pytest.raises(LeaseLost):
+            a.check(mine)
+        a.settle(mine)  # whatever way the pass ended
+        a.renew()  # a heartbeat after it must not take the lease back
+        assert row(database, rollout_id).lease_owner is None
+        assert b.claim(rollout_id) is not None, "the lease stayed held with no pass using it"
+    finally:
+        a.close()
+        b.close()
