@@ -138,16 +138,7 @@ class RolloutLeases:
         token is still ours, else roll the transaction back and raise ``LeaseLost``."""
         self._forget(claim)
         with session.no_autoflush:  # the fence first: it takes the row's write lock
-            released = session.execute(
-                sa.update(Rollout)
-                .where(
-                    col(Rollout.id) == claim.rollout_id,
-                    col(Rollout.lease_owner) == self.owner,
-                    col(Rollout.lease_token) == claim.token,
-                )
-                .values(lease_owner=None, lease_until=None)
-                .execution_options(synchronize_session=False)
-            )
+            released = session.execute(self._release_if_mine(claim))
         if not released.rowcount:  # type: ignore[attr-defined]
             session.rollback()
             raise self._lost(claim, "another replica claimed the rollout")
@@ -157,15 +148,7 @@ class RolloutLeases:
         self._forget(claim)
         try:
             with self.database.session() as session:
-                session.execute(
-                    sa.update(Rollout)
-                    .where(
-                        col(Rollout.id) == claim.rollout_id,
-                        col(Rollout.lease_owner) == self.owner,
-                        col(Rollout.lease_token) == claim.token,
-                    )
-                    .values(lease_owner=None, lease_until=None)
-                )
+                session.execute(self._release_if_mine(claim))
                 session.commit()
         except sa.exc.SQLAlchemyError:  # it lapses on its own within one lease
             log.warning("could not release the lease of rollout %s", claim.rollout_id)
@@ -299,6 +282,19 @@ class RolloutLeases:
                 target=self._beat, name=f"lease-heartbeat-{self.owner}", daemon=True
             )
             self._thread.start()
+
+    def _release_if_mine(self, claim: Claim) -> sa.Update:
+        """The conditional release: only while the rollout carries this claim's token."""
+        return (
+            sa.update(Rollout)
+            .where(
+                col(Rollout.id) == claim.rollout_id,
+                col(Rollout.lease_owner) == self.owner,
+                col(Rollout.lease_token) == claim.token,
+            )
+            .values(lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
 
     def _confirmed_for(self) -> float:
         return self.lease.total_seconds() - self.margin

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,13 +77,6 @@ class ScriptedProber:
             f"scripted {self.verdict.value} #{self.calls}",
             [{"metric": "ttft", "verdict": self.verdict.value}],
         )
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_size=5)
-    yield db
-    db.dispose()
 
 
 def setup_model(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -33,13 +32,6 @@ from tests.rollout.test_engine import (
 )
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_size=5)
-    yield db
-    db.dispose()
 
 
 # one look decides: a pass moves the rollout from the analysis to 100% and scales

@@ -6,7 +6,6 @@ lease) is tested against a real API server in test_fencing.py."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -19,13 +18,6 @@ from controlplane.rollout import service
 from controlplane.rollout.leases import LeaseLost, RolloutLeases
 from controlplane.telemetry import REGISTRY
 from tests.rollout.test_engine import Clock
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_size=5)
-    yield db
-    db.dispose()
 
 
 @pytest.fixture
