@@ -45,7 +45,7 @@ from sqlmodel import Session, col
 
 from controlplane import telemetry
 from controlplane.db import Database
-from controlplane.models import Rollout
+from controlplane.models import BasePool, Rollout
 from controlplane.registry import pools
 
 log = logging.getLogger(__name__)
@@ -207,12 +207,22 @@ class RolloutLeases:
             held_pools = list(self._pools)
         started = time.monotonic()
         now = self.clock()
-        for name in held_pools:
+        if held_pools:
             try:
                 with self.database.session() as session:
-                    pools.claim_pool(session, name, owner=self.owner, now=now, lease=self.lease)
+                    # renewed only while still ours: a pool released since it was listed
+                    # (or taken after a lapse) is left alone, never taken back
+                    session.execute(
+                        sa.update(BasePool)
+                        .where(
+                            col(BasePool.name).in_(held_pools),
+                            col(BasePool.lease_owner) == self.owner,
+                        )
+                        .values(lease_until=now + self.lease)
+                    )
+                    session.commit()
             except sa.exc.SQLAlchemyError as error:
-                log.warning("could not renew the lease of pool %s: %s", name, type(error).__name__)
+                log.warning("could not renew pool leases: %s", type(error).__name__)
         if not claims:
             return
         try:

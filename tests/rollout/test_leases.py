@@ -226,3 +226,24 @@ def test_a_pass_that_ends_without_fencing_gives_its_lease_back(
     finally:
         a.close()
         b.close()
+
+
+def test_a_renewal_never_takes_back_a_pool_released_meanwhile(database: Database) -> None:
+    from controlplane.models import BasePool, PoolCreate
+    from controlplane.registry import pools
+    from tests.factories import pool_body
+
+    with database.session() as session:
+        pools.create_pool(session, data=PoolCreate(**pool_body(name="llama")), actor="test")
+    clock = Clock()
+    a = leases(database, "a", clock)
+    try:
+        assert a.claim_pool("llama")
+        with database.session() as session:  # released (or lapsed and taken) behind the beat
+            pools.release_pool(session, "llama", owner="a")
+        a.renew()  # a beat that listed the pool before the release
+        with database.session() as session:
+            row: BasePool = pools.get_pool(session, "llama")
+            assert row.lease_owner is None, "the heartbeat took a released pool back"
+    finally:
+        a.close()
