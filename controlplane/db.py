@@ -72,9 +72,13 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
 
+    def open_session(self) -> Session:
+        """A new session; the caller closes it (``session()`` does, as a context manager)."""
+        return Session(self.engine, expire_on_commit=False)
+
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
+        with self.open_session() as session:
             yield session
 
     def ping(self) -> None:
@@ -85,6 +89,12 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def is_local(self) -> bool:
+        """The database is a file in this process (SQLite): no call to it waits on a
+        network round trip."""
+        return self.dialect == "sqlite"
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import controlplane
+from controlplane import auth
 from controlplane.analysis.prometheus import PrometheusClient, http_client
 from controlplane.analysis.prompting import Asker
 from controlplane.api import contract, problems
@@ -129,6 +130,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.token_cache = auth.TokenCache(settings.token_cache_seconds)
     app.state.sealer = Sealer.from_settings(settings)
     app.state.webhook_policy = AddressPolicy.from_settings(settings)
     app.state.database = database or Database(
