@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from controlplane.api.deps import Cursor, Limit, Operator, SessionDep, Viewer
 from controlplane.api.routing import StrictRoute
@@ -47,6 +48,6 @@ def list_versions(
 
 
 @router.get("/{version}", summary="Get a version")
-def get_version(model: str, version: str, session: SessionDep, _: Viewer) -> VersionPublic:
-    owner, row = registry.get_version(session, model_name=model, version=version)
-    return registry.to_public(row, owner.name)
+async def get_version(model: str, version: str, session: SessionDep, _: Viewer) -> VersionPublic:
+    row = await run_in_threadpool(registry.find_version, session, model_name=model, version=version)
+    return registry.to_public(row, model)
