@@ -107,6 +107,12 @@ class Settings(SealingSettings):
         default=1_048_576, ge=1024, description="Requests with a larger body get 413."
     )
     page_size_max: int = Field(default=500, ge=1)
+    server_timing: bool = Field(
+        default=False,
+        description="Add 'Server-Timing: app;dur=<ms>' to every answer: the time the "
+        "application took, from the parsed request to the start of the answer (for "
+        "benchmarks; see controlplane/api/timing.py).",
+    )
 
     # --- rollouts --------------------------------------------------------------------
     kubeconfig: str | None = Field(

@@ -32,12 +32,14 @@ from controlplane.api.routers import (
     versions,
     webhooks,
 )
+from controlplane.api.timing import ServerTiming
 from controlplane.config import Settings, get_settings
 from controlplane.db import Database
 from controlplane.kube import KubeDriver
 from controlplane.kube.adapters import pod_addresses
 from controlplane.kube.client import KubeApi
 from controlplane.kube.vllm import VllmAdmin
+from controlplane.logs import configure_logging
 from controlplane.rollout.keeper import PoolKeeper
 from controlplane.rollout.probe import PrometheusProber
 from controlplane.rollout.reconciler import Reconciler
@@ -154,4 +156,14 @@ def create_app(
     contract.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeadAsGet)
+    if settings.server_timing:  # added last: the outermost of ours, it times the others
+        app.add_middleware(ServerTiming)
     return app
+
+
+def from_environment() -> FastAPI:
+    """The app of one worker of ``controlplane serve --workers N``: settings and logging
+    from the environment, as the serving process had them (it checked them first)."""
+    settings = get_settings()
+    configure_logging(settings)
+    return create_app(settings)
