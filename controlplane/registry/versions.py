@@ -48,6 +48,12 @@ def _duplicate(model: str, version: str) -> AlreadyExistsError:
     )
 
 
+_ID_BY_NAME = select(ModelVersion.id).where(
+    ModelVersion.model_id == sa.bindparam("model_id"),
+    ModelVersion.version == sa.bindparam("version"),
+)
+
+
 def register_version(
     session: Session,
     *,
@@ -67,9 +73,7 @@ def register_version(
             code="name_too_long",
         )
     exists = session.exec(
-        select(ModelVersion.id).where(
-            ModelVersion.model_id == model.id, ModelVersion.version == data.version
-        )
+        _ID_BY_NAME, params={"model_id": model.id, "version": data.version}
     ).first()
     if exists is not None:
         raise _duplicate(model.name, data.version)
@@ -105,7 +109,7 @@ def register_version(
     except IntegrityError as error:  # a concurrent registration of the same name won
         session.rollback()
         raise _duplicate(model.name, data.version) from error
-    session.refresh(version)
+    # no refresh: every column was set here (the id by the flush), none by the database
     return model, version
 
 
