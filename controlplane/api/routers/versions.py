@@ -1,4 +1,9 @@
-"""/v1/models/{model}/versions: immutable version records."""
+"""/v1/models/{model}/versions: immutable version records.
+
+The endpoints are coroutines that await the service call in the thread pool (the
+database's I/O) and build the answer in the event loop: one thread hop a request (a sync
+endpoint costs two: FastAPI validates its answer in the pool as well).
+"""
 
 from __future__ import annotations
 
@@ -16,18 +21,18 @@ router = APIRouter(prefix="/v1/models/{model}/versions", tags=["versions"], rout
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Register a version")
-def register_version(
+async def register_version(
     model: str, body: VersionCreate, session: SessionDep, principal: Operator, response: Response
 ) -> VersionPublic:
-    owner, version = registry.register_version(
-        session, model_name=model, data=body, actor=principal.name
+    owner, version = await run_in_threadpool(
+        registry.register_version, session, model_name=model, data=body, actor=principal.name
     )
     response.headers["Location"] = f"/v1/models/{owner.name}/versions/{version.version}"
     return registry.to_public(version, owner.name)
 
 
 @router.get("", summary="List a model's versions, newest first")
-def list_versions(
+async def list_versions(
     model: str,
     session: SessionDep,
     _: Viewer,
@@ -39,8 +44,14 @@ def list_versions(
     ] = None,
 ) -> VersionPage:
     labels = registry.parse_label_selector(label) if label else None
-    owner, items, next_cursor = registry.list_versions(
-        session, model_name=model, status=status, labels=labels, cursor=cursor, limit=limit
+    owner, items, next_cursor = await run_in_threadpool(
+        registry.list_versions,
+        session,
+        model_name=model,
+        status=status,
+        labels=labels,
+        cursor=cursor,
+        limit=limit,
     )
     return VersionPage(
         items=[registry.to_public(item, owner.name) for item in items], next_cursor=next_cursor
