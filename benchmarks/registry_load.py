@@ -4,7 +4,8 @@ client, one run.
 Starts a real `controlplane serve` (SQLite, one worker) and a real `mlflow server` (SQLite,
 one worker: MLflow installed from PyPI into its own virtualenv outside the repository, in
 ~/.cache/controlplane/mlflow-<version>, on first use), one after the other, and drives
-each over HTTP from the same 50 concurrent asyncio httpx clients:
+each over HTTP from the same 50 concurrent asyncio clients (keep-alive connections of the
+lean client in benchmarks/http1.py):
 
     healthz       the floor: a request that touches no database (/healthz, /health)
     register      10,000 versions of one model (POST /v1/models/{m}/versions;
@@ -33,7 +34,7 @@ share the machine's cores, so absolute figures are a floor, not a capacity plan;
 ratios compare two servers measured minutes apart on the same machine.
 
     python -m benchmarks.registry_load [--versions 10000] [--clients 50]
-                                       [--backends sqlite] [--workers 1]
+                                       [--backends sqlite,postgres] [--workers 1]
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.http1 import Answer, Client
+from controlplane.simulate.process import free_port
 from tests.support import postgres
 
 ADMIN = "bench-admin-token"
@@ -64,7 +67,7 @@ MLFLOW_VERSION = "3.17.2"
 CACHE = Path(os.environ.get("CONTROLPLANE_CACHE", Path.home() / ".cache" / "controlplane"))
 
 CONTROLPLANE = [sys.executable, "-m", "controlplane"]
-Request = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+Request = Callable[[Client], Awaitable[Answer]]
 
 
 @dataclass
@@ -74,6 +77,7 @@ class PhaseResult:
     elapsed: float
     errors: int
     server_ms: list[float] = field(default_factory=list)
+    client_cpu: float = 0.0  # seconds of CPU this (client) process spent in the phase
 
     @property
     def p50_ms(self) -> float:
@@ -87,6 +91,10 @@ class PhaseResult:
     @property
     def throughput(self) -> float:
         return len(self.latencies) / self.elapsed
+
+    @property
+    def client_cpu_ms(self) -> float:
+        return self.client_cpu / len(self.latencies) * 1000
 
     @property
     def server_p50_ms(self) -> float | None:
@@ -111,7 +119,7 @@ async def run_phase(
 
     async def worker() -> None:
         nonlocal errors
-        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60) as http:
+        async with Client(base_url, headers=headers) as http:
             while True:
                 try:
                     request = queue.get_nowait()
@@ -126,9 +134,16 @@ async def run_phase(
                 if timing.startswith("app;dur="):
                     server_ms.append(float(timing.removeprefix("app;dur=")))
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(clients)))
-    return PhaseResult(name, latencies, time.perf_counter() - started, errors, server_ms)
+    return PhaseResult(
+        name,
+        latencies,
+        time.perf_counter() - started,
+        errors,
+        server_ms,
+        time.process_time() - cpu,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -142,7 +157,7 @@ class Registry:
     health_path: str
     headers: dict[str, str]
 
-    async def setup(self, http: httpx.AsyncClient) -> None:
+    async def setup(self, http: Client) -> None:
         raise NotImplementedError
 
     def register(self, index: int) -> Request:
@@ -172,7 +187,7 @@ class ControlPlane(Registry):
     def __init__(self) -> None:
         self.headers = {"Authorization": f"Bearer {ADMIN}"}
 
-    async def setup(self, http: httpx.AsyncClient) -> None:
+    async def setup(self, http: Client) -> None:
         admin = {"Authorization": f"Bearer {ADMIN}"}
         created = await http.post(
             "/v1/models",
@@ -222,7 +237,7 @@ class MLflow(Registry):
     def __init__(self) -> None:
         self.headers = {}
 
-    async def setup(self, http: httpx.AsyncClient) -> None:
+    async def setup(self, http: Client) -> None:
         created = await http.post(f"{self.api}/registered-models/create", json={"name": MODEL})
         created.raise_for_status()
 
@@ -260,7 +275,7 @@ class MLflow(Registry):
 async def bench(
     registry: Registry, base_url: str, versions: int, clients: int
 ) -> list[PhaseResult]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+    async with Client(base_url) as http:
         await registry.setup(http)
 
     def phase(
@@ -288,7 +303,7 @@ async def bench(
     serial = shuffled[: min(versions, 2000)]
     results.append(await phase("get, 1 client", [registry.get(i) for i in serial], 200, clients=1))
     tokens: list[str | None] = [None]
-    async with httpx.AsyncClient(base_url=base_url, headers=registry.headers, timeout=60) as http:
+    async with Client(base_url, headers=registry.headers) as http:
         while True:
             response = await registry.page(tokens[-1])(http)
             response.raise_for_status()
@@ -334,7 +349,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def controlplane_server(database_url: str, workdir: Path, workers: int) -> Iterator[str]:
-    port = postgres.free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")}
     env |= {
         "CONTROLPLANE_ADMIN_TOKEN": ADMIN,
@@ -409,7 +424,7 @@ def ensure_mlflow() -> Path:
 
 @contextmanager
 def mlflow_server(mlflow: Path, workdir: Path) -> Iterator[str]:
-    port = postgres.free_port()
+    port = free_port()
     env = os.environ | {
         # nothing that phones home, nor the job runner's background consumers (they would
         # take CPU from the server being measured)
@@ -453,7 +468,7 @@ def report_side_by_side(ours: list[PhaseResult], theirs: list[PhaseResult]) -> N
     print(
         f"\n  {'operation':<14} | {'controlplane p50':>16} {'p99':>8} {'req/s':>7}"
         f" {'server ms':>9} | {'MLflow p50':>10} {'p99':>8} {'req/s':>7} |"
-        f" {'req/s x':>7} {'p50 x':>6} | errors"
+        f" {'req/s x':>7} {'p50 x':>6} | {'client cpu ms':>13} | errors"
     )
     for mine, other in zip(ours, theirs, strict=True):
         print(
@@ -461,25 +476,35 @@ def report_side_by_side(ours: list[PhaseResult], theirs: list[PhaseResult]) -> N
             f" {mine.throughput:>7.0f} {_ms(mine.server_p50_ms):>9} |"
             f" {other.p50_ms:>10.2f} {other.p99_ms:>8.1f} {other.throughput:>7.0f} |"
             f" {mine.throughput / other.throughput:>6.1f}x {other.p50_ms / mine.p50_ms:>5.1f}x"
+            f" | {mine.client_cpu_ms:>5.2f} / {other.client_cpu_ms:>5.2f}"
             f" | {mine.errors}/{other.errors}"
         )
 
 
 def report_alone(backend: str, results: list[PhaseResult]) -> None:
     print(f"\n  controlplane on {backend}")
-    print(f"  {'operation':<14} | {'p50':>8} {'p99':>8} {'req/s':>7} {'server ms':>9} | errors")
+    print(
+        f"  {'operation':<14} | {'p50':>8} {'p99':>8} {'req/s':>7} {'server ms':>9}"
+        f" | {'client cpu ms':>13} | errors"
+    )
     for result in results:
         print(
             f"  {result.name:<14} | {result.p50_ms:>8.2f} {result.p99_ms:>8.1f}"
-            f" {result.throughput:>7.0f} {_ms(result.server_p50_ms):>9} | {result.errors}"
+            f" {result.throughput:>7.0f} {_ms(result.server_p50_ms):>9}"
+            f" | {result.client_cpu_ms:>13.2f} | {result.errors}"
         )
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--versions", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--backends", default="sqlite", help="sqlite and/or postgres")
+    parser.add_argument("--backends", default="sqlite,postgres", help="sqlite and/or postgres")
     parser.add_argument("--workers", type=int, default=1, help="the control plane's on PostgreSQL")
     args = parser.parse_args()
     backends = args.backends.split(",")
@@ -495,13 +520,23 @@ def main() -> None:
         assert mlflow is not None
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
+            print(f"controlplane on SQLite: starting, {load()}", flush=True)
             with controlplane_server(f"sqlite:///{workdir / 'bench.db'}", workdir, 1) as url:
                 ours = asyncio.run(bench(ControlPlane(), url, args.versions, args.clients))
+            print(f"MLflow on SQLite: starting, {load()}", flush=True)
             with mlflow_server(mlflow, workdir) as url:
                 theirs = asyncio.run(bench(MLflow(), url, args.versions, args.clients))
+            print(f"done, {load()}")
         print("\nSQLite, one worker each (x: the control plane over MLflow; above 1 is faster)")
         report_side_by_side(ours, theirs)
     if "postgres" in backends:
+        try:
+            postgres.find_bindir()
+        except postgres.PostgresUnavailableError as error:
+            if not os.environ.get("CONTROLPLANE_TEST_POSTGRES_URL"):
+                print(f"\nPostgreSQL skipped: {error}")
+                return
+        print(f"\ncontrolplane on PostgreSQL: starting, {load()}", flush=True)
         with (
             tempfile.TemporaryDirectory() as tmp,
             postgres.postgres_server() as admin_url,
