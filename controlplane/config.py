@@ -125,6 +125,15 @@ class Settings(SealingSettings):
         default=True, description="Run the rollout reconcile loop in this process."
     )
     reconcile_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    rollout_lease_seconds: float = Field(
+        default=6.0,
+        ge=1,
+        le=300,
+        description="How long a replica's claim on a rollout lasts without renewal: a "
+        "heartbeat renews it every third of this while a pass runs, and a crashed replica's "
+        "rollouts are taken over after at most this long. Replicas' clocks must agree to "
+        "within a third of it.",
+    )
     prometheus_url: str | None = Field(
         default=None, description="Prometheus base URL for canary analysis."
     )

@@ -127,6 +127,31 @@ def json_problem(
     return None
 
 
+CUT = "(cut: nested more than {depth} levels deep, stored before the limit was enforced)"
+
+
+def cut_too_deep(value: Any, max_depth: int = MAX_DEPTH) -> tuple[Any, int]:
+    """``value`` with every container nested deeper than ``max_depth`` (counted as
+    :func:`json_problem` counts) replaced by a short text saying so, and how many were cut:
+    for documents stored before the limit, which every read would fail to serialize.
+    Recurses at most ``max_depth`` levels, however deep ``value`` is."""
+    cut = 0
+    marker = CUT.format(depth=max_depth)
+
+    def walk(node: Any, depth: int) -> Any:
+        nonlocal cut
+        if not isinstance(node, dict | list):
+            return node
+        if depth + 1 > max_depth:
+            cut += 1
+            return marker
+        if isinstance(node, list):
+            return [walk(item, depth + 1) for item in node]
+        return {key: walk(item, depth + 1) for key, item in node.items()}
+
+    return walk(value, 0), cut
+
+
 def json_type_problem(annotation: Any, value: Any) -> str | None:
     """Why ``value``, from a JSON body, is not of the JSON type that a field annotated
     ``annotation`` documents (``bool``, ``int`` or ``float``, maybe optional), or None.

@@ -1218,6 +1218,12 @@ class Rollout(SQLModel, table=True):
     next_check_at: datetime = _time_field(index=True)
     lease_owner: str | None = Field(default=None, max_length=128)
     lease_until: datetime | None = _time_field(nullable=True)
+    # the fencing token: raised by one on every claim; a pass writes its decision only if
+    # the rollout still carries the token it claimed with (controlplane.rollout.leases)
+    lease_token: int = Field(
+        default=0,
+        sa_column=sa.Column("lease_token", sa.BigInteger(), nullable=False, server_default="0"),
+    )
     created_at: datetime = _time_field()
     created_by: str = Field(max_length=128)
     updated_at: datetime = _time_field()

@@ -53,7 +53,7 @@ class ReconcileScheduler:
             self._scheduler.shutdown(wait=True)
             log.info("reconcile loop stopped")
         # evaluation runs stop sending; their answers so far are kept and they resume
-        self.reconciler.evaluator.close()
+        self.reconciler.close()
 
     def _tick(self) -> None:
         started: datetime = utcnow()

@@ -47,6 +47,12 @@ RECONCILE_ERRORS = Counter(
     "Reconciles that ended in an unexpected error.",
     registry=REGISTRY,
 )
+LEASES_LOST = Counter(
+    "controlplane_rollout_leases_lost_total",
+    "Passes that stopped, their decision unwritten, because the rollout's lease was lost "
+    "(not renewed in time, or taken by another replica).",
+    registry=REGISTRY,
+)
 KUBE_SECONDS = Histogram(
     "controlplane_kube_request_duration_seconds",
     "Kubernetes API request latency.",

@@ -111,3 +111,59 @@ def test_0013_scrubs_credentials_from_audit_details_written_before(
             assert connection.execute(sa.select(sa.func.count()).select_from(events)).scalar() == 3
     finally:
         engine.dispose()
+
+
+def test_0015_cuts_metadata_stored_too_deep_so_the_version_reads_again(
+    empty_database_url: str,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from controlplane.api import create_app
+    from controlplane.config import Settings
+    from controlplane.jsonlimits import CUT, MAX_DEPTH
+    from tests.conftest import ADMIN_TOKEN
+    from tests.factories import model_body, version_body
+
+    db.upgrade(empty_database_url)
+    settings = Settings(
+        admin_token=ADMIN_TOKEN, database_url=empty_database_url, reconcile_enabled=False
+    )
+    database = db.Database(empty_database_url, pool_size=1)
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    try:
+        with TestClient(
+            create_app(settings, database, start_reconciler=False), headers=headers
+        ) as api:
+            assert api.post("/v1/models", json=model_body(name="chat")).status_code == 201
+            for version in ("v1", "v2"):
+                body = version_body(version=version)
+                assert api.post("/v1/models/chat/versions", json=body).status_code == 201
+        # as the server stored it before the limit: 300 levels deep, in v1 and its audit
+        db.downgrade(empty_database_url, "0014")
+        deep = '{"a":' * 300 + "1" + "}" * 300
+        cast = "CAST(:v AS JSONB)" if database.dialect == "postgresql" else ":v"
+        with database.engine.begin() as connection:
+            connection.execute(
+                sa.text(f"UPDATE model_version SET metadata = {cast} WHERE version = 'v1'"),  # noqa: S608
+                {"v": deep},
+            )
+            connection.execute(
+                sa.text(f"UPDATE audit_event SET details = {cast} WHERE id = 1"),  # noqa: S608
+                {"v": '{"metadata":' + deep + "}"},
+            )
+        db.upgrade(empty_database_url)
+        with TestClient(
+            create_app(settings, database, start_reconciler=False), headers=headers
+        ) as api:
+            read = api.get("/v1/models/chat/versions/v1")
+            assert read.status_code == 200, read.text
+            node, depth = read.json()["metadata"], 1
+            while isinstance(node, dict):
+                node, depth = node["a"], depth + 1
+            assert (node, depth) == (CUT.format(depth=MAX_DEPTH), MAX_DEPTH + 1)
+            listed = api.get("/v1/models/chat/versions")
+            assert listed.status_code == 200, listed.text
+            assert sorted(v["version"] for v in listed.json()["items"]) == ["v1", "v2"]
+            assert api.get("/v1/audit").status_code == 200
+    finally:
+        database.dispose()

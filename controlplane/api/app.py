@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -76,14 +77,21 @@ def _start_reconciler(app: FastAPI, settings: Settings) -> ReconcileScheduler | 
             "inconclusive and pause for a person"
         )
     driver = KubeDriver(api, addresses=pod_addresses(settings.pod_address_map), vllm=VllmAdmin())
-    reconciler = Reconciler(app.state.database, driver, prober)
+    reconciler = Reconciler(
+        app.state.database,
+        driver,
+        prober,
+        lease=timedelta(seconds=settings.rollout_lease_seconds),
+    )
     reconciler.evaluator.make_asker = lambda target, step: Asker(
         target, timeout=step.timeout_seconds, retries=step.retries
     )
     scheduler = ReconcileScheduler(
         reconciler,
         interval_seconds=settings.reconcile_interval_seconds,
-        keeper=PoolKeeper(app.state.database, driver, owner=reconciler.owner),
+        keeper=PoolKeeper(
+            app.state.database, driver, owner=reconciler.owner, leases=reconciler.leases
+        ),
     )
     scheduler.start()
     return scheduler

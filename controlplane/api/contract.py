@@ -11,7 +11,8 @@ is documented the day it is written:
 - 401 where a role is required (the bearer token), 403 where that role is above viewer;
 - 404 where the path names something (``NOT_FOUND`` gives the code of each thing);
 - 409 where the service refuses for the state of things (``DOMAIN_ERRORS``);
-- 413 where there is a body (``BodySizeLimit``), 422 where there is any input to validate.
+- 413 where there is a body (``BodySizeLimit``), 422 where there is any input to validate;
+- 503 on every operation: the database unreachable or busy (``database_unavailable``).
 
 Each is ``application/problem+json`` with the ``Problem`` schema. The operations that
 create something say where it is (``Location``) and link to what can be done with it
@@ -361,9 +362,11 @@ def error_responses(operation: Operation) -> dict[str, dict[str, Any]]:
             "The request does not match the schema: `validation_error`, with one entry in "
             "`errors` per field (`field`, `code`, `message`)."
         )
-    for status, codes in domain.items():
-        if status >= 500:
-            responses[str(status)] = _problem("Unavailable: " + _codes(codes))
+    # every operation: the database unreachable or busy (a restart, a failover), with a
+    # Retry-After; and an operation's own unavailability
+    unavailable = {503: ("database_unavailable",)} | {s: c for s, c in domain.items() if s >= 500}
+    for status, codes in unavailable.items():
+        responses[str(status)] = _problem("Unavailable, retry later: " + _codes(codes))
     return responses
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -175,6 +176,27 @@ def install(app: FastAPI) -> None:
             detail=detail,
             instance=request.url.path,
             headers=headers,
+        )
+
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.InterfaceError)
+    async def _database(request: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
+        # the database restarting, unreachable or busy: nothing was committed (or the
+        # answer of a commit was lost); the client may retry
+        log.warning(
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
+        )
+        return problem_response(
+            status=503,
+            code="database_unavailable",
+            title="Database unavailable",
+            detail="the database could not be reached or was busy; nothing was changed "
+            "unless a retry finds it done: retry after a moment",
+            instance=request.url.path,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(Exception)

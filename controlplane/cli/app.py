@@ -1050,7 +1050,7 @@ def rollout_events(
 
 
 # nouns with their own module (they add their commands to the apps above)
-from controlplane.cli import evals  # noqa: E402, F401
+from controlplane.cli import evals, webhooks  # noqa: E402, F401
 
 
 def main() -> None:

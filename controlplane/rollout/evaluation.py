@@ -54,9 +54,9 @@ log = logging.getLogger(__name__)
 
 SIDES = ("stable", "canary")
 ANSWER_CHARS = 2000
-LEASE = timedelta(seconds=20)
+LEASE = timedelta(seconds=10)
 FLUSH_EVERY = 0.5  # seconds between writes of answers (and lease renewals)
-HEARTBEAT = 5.0  # seconds between lease renewals while requests are in flight
+HEARTBEAT = 3.0  # seconds between lease renewals while requests are in flight
 ASKED = "asked again"  # a safety flip's answer row, once the canary was asked again
 
 

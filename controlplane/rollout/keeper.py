@@ -26,6 +26,7 @@ from controlplane.kube.adapters import PoolState
 from controlplane.models import BasePool, utcnow
 from controlplane.registry import pools
 from controlplane.rollout.base_pools import pool_ref
+from controlplane.rollout.leases import RolloutLeases
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,15 @@ class PoolKeeper:
         *,
         clock: Callable[[], datetime] = utcnow,
         owner: str | None = None,
+        leases: RolloutLeases | None = None,
     ) -> None:
         self.database = database
         self.driver = driver
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}-keeper-{uuid.uuid4().hex[:8]}"
+        # the replica's leases: a pool held under the short lease its heartbeat renews (a
+        # keeper killed mid-pass holds the pool seconds, not POOL_LEASE)
+        self.leases = leases
 
     def run(self) -> int:
         """One pass over every pool; returns how many adapter loads it made."""
@@ -56,9 +61,8 @@ class PoolKeeper:
         loaded = 0
         seen: dict[str, PoolState] = {}
         for name in names:
-            with self.database.session() as session:
-                if not pools.claim_pool(session, name, owner=self.owner, now=self.clock()):
-                    continue  # another replica acts on it now
+            if not self._claim(name):
+                continue  # another replica acts on it now
             try:
                 loaded += self._keep(name, seen)
             except KubeError as error:
@@ -66,11 +70,23 @@ class PoolKeeper:
             except Exception:  # one pool's trouble must not stop the others'
                 log.exception("base pool %s: the keeper's pass failed", name)
             finally:
-                with self.database.session() as session:
-                    pools.release_pool(session, name, owner=self.owner)
+                self._release(name)
         if seen:
             self._keep_readings(seen)
         return loaded
+
+    def _claim(self, name: str) -> bool:
+        if self.leases is not None:
+            return self.leases.claim_pool(name)
+        with self.database.session() as session:
+            return pools.claim_pool(session, name, owner=self.owner, now=self.clock())
+
+    def _release(self, name: str) -> None:
+        if self.leases is not None:
+            self.leases.release_pool(name)
+            return
+        with self.database.session() as session:
+            pools.release_pool(session, name, owner=self.owner)
 
     def _keep(self, name: str, seen: dict[str, PoolState]) -> int:
         with self.database.session() as session:

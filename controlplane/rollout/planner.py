@@ -238,6 +238,8 @@ def _commands(facts: Facts, now: datetime) -> Decision | None:
     if command is None:
         return None
     why = f": {facts.command_reason}" if facts.command_reason else ""
+    if facts.phase is Phase.PENDING and command is not Command.ABORT:
+        return None  # kept: carried out by the pass after the one that starts the rollout
     if command is Command.ABORT and facts.phase is not Phase.ROLLING_BACK:
         return rollback(
             facts, f"aborted by {actor}{why}", now=now, actor=actor, outcome=Phase.ABORTED
@@ -602,9 +604,18 @@ def plan(
         facts = replace(facts, problem_since=None)
 
     if facts.phase is Phase.PENDING:
-        return _transition(
+        started = _transition(
             facts, Phase.PROGRESSING, "rollout started", now=now, step_index=0, step_started_at=now
         )
+        # a pause or promote given while it was pending (accepted with 202) stays for the
+        # next pass, which follows at once
+        kept = replace(
+            started.facts,
+            command=facts.command,
+            command_by=facts.command_by,
+            command_reason=facts.command_reason,
+        )
+        return replace(started, facts=kept)
     if drift:
         return _on_drift(facts, drift, measurements, now, limits)
     if facts.phase is Phase.PROMOTING:

@@ -1,10 +1,12 @@
 """The reconcile loop: for each due rollout, observe, plan, act, record.
 
 Level-triggered and idempotent, like a Kubernetes controller. A rollout is claimed with a
-lease (30 s by default: a crashed replica's rollouts are taken over after at most that; a
-conditional UPDATE, which works the same on SQLite and PostgreSQL and lets
-several control plane replicas share the work without a database lock held across
-Kubernetes calls). The cluster is changed first, then the new facts and the event are
+short lease and a fencing token (controlplane.rollout.leases: a conditional UPDATE, the
+same on SQLite and PostgreSQL, so any number of replicas share the work without a database
+lock held across Kubernetes calls); a heartbeat renews the lease while the pass runs, so a
+crashed replica's rollouts are taken over within seconds, and a replica that lost its lease
+writes neither to the cluster (checked before every change) nor its decision (the commit is
+fenced by the token). The cluster is changed first, then the new facts and the event are
 committed together; a process killed in between decides again on restart and re-applies
 the same (idempotent) target, so no traffic move is repeated in a way that matters.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -51,6 +54,7 @@ from controlplane.registry import evals, pools
 from controlplane.registry.pools import adapter_name
 from controlplane.rollout.base_pools import pool_of, pool_ref
 from controlplane.rollout.evaluation import Evaluator
+from controlplane.rollout.leases import DEFAULT_LEASE, LeaseLost, RolloutLeases
 from controlplane.rollout.planner import (
     Decision,
     Facts,
@@ -151,7 +155,7 @@ class Reconciler:
         owner: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         limits: Limits | None = None,
-        lease: timedelta = timedelta(seconds=30),
+        lease: timedelta = DEFAULT_LEASE,
         evaluator: Evaluator | None = None,
     ) -> None:
         self.database = database
@@ -162,7 +166,8 @@ class Reconciler:
         # evaluation steps' runs: prompts sent in the background, judged when done
         self.evaluator = evaluator or Evaluator(database, driver, owner=self.owner, clock=clock)
         self.limits = limits or Limits()
-        self.lease = lease
+        self.leases = RolloutLeases(database, owner=self.owner, clock=clock, lease=lease)
+        self._local = threading.local()  # the claim of the pass running on this thread
         # an adapter rollout's placement read during the current pass, written at its end
         self._placing: dict[int, tuple[dict[str, Any], list[tuple[datetime, str, Any]]]] = {}
 
@@ -197,44 +202,62 @@ class Reconciler:
                 )
         return done
 
-    def _claim(self, rollout_id: int) -> bool:
-        now = self.clock()
-        with self.database.session() as session:
-            result = session.execute(
-                sa.update(Rollout)
-                .where(
-                    col(Rollout.id) == rollout_id,
-                    sa.or_(
-                        col(Rollout.lease_until).is_(None),
-                        col(Rollout.lease_until) < now,
-                        col(Rollout.lease_owner) == self.owner,
-                    ),
-                )
-                .values(lease_owner=self.owner, lease_until=now + self.lease)
-            )
-            session.commit()
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+    def close(self) -> None:
+        """Stop the lease heartbeat and the evaluation runs (their answers are kept; they
+        resume on whichever replica claims their rollout next)."""
+        self.leases.close()
+        self.evaluator.close()
 
     def reconcile(self, rollout_id: int, *, max_moves: int = 5) -> bool:
         """Claim the rollout and act on it; a decision that asks to be followed at once (a
         transition: a rollback must move traffic now, not at the next tick) is followed in
         the same call, up to ``max_moves`` times."""
         for _ in range(max_moves):
-            if not self._claim(rollout_id):
+            claim = self.leases.claim(rollout_id)
+            if claim is None:
                 return False
-            with self.database.session() as session:
-                rollout = session.get(Rollout, rollout_id)
-                if rollout is None or rollout.phase.is_terminal:
-                    return False
-                model = session.get(Model, rollout.model_id)
-                assert model is not None
-                with logs.context(
-                    rollout_id=rollout.id, model=model.name, version=rollout.canary_version
-                ):
-                    again = self._reconcile(session, rollout, model)
+            self._local.claim = claim
+            try:
+                with self.database.session() as session:
+                    rollout = session.get(Rollout, rollout_id)
+                    if rollout is None or rollout.phase.is_terminal:
+                        return False
+                    model = session.get(Model, rollout.model_id)
+                    assert model is not None
+                    with logs.context(
+                        rollout_id=rollout.id, model=model.name, version=rollout.canary_version
+                    ):
+                        again = self._reconcile(session, rollout, model)
+            except LeaseLost as lost:
+                # nothing of this pass was written; the holder of the lease decides again
+                log.warning(
+                    "%s: the pass stopped, its decision unwritten",
+                    lost,
+                    extra={"rollout_id": rollout_id},
+                )
+                return False
+            finally:
+                # a pass that broke, or lost the lease without it being taken (not renewed
+                # in time), gives it back: nobody waits it out, no heartbeat keeps it
+                self.leases.settle(claim)
+                self._local.claim = None
+                self._placing.pop(rollout_id, None)
             if not again:
                 break
         return True
+
+    def _fence_check(self) -> None:
+        """Before a change to the cluster: this pass's lease must still be held."""
+        claim = getattr(self._local, "claim", None)
+        if claim is not None:
+            self.leases.check(claim)
+
+    def _fence(self, session: Session) -> None:
+        """Just before a pass commits: release the lease if its token is still ours; raise
+        LeaseLost (the transaction rolled back) if not."""
+        claim = getattr(self._local, "claim", None)
+        if claim is not None:
+            self.leases.fence(session, claim)
 
     # --- one rollout ------------------------------------------------------------------
 
@@ -414,22 +437,21 @@ class Reconciler:
         if model.base_pool is None:
             return self._pass(session, rollout, model)
         pool, now = model.base_pool, self.clock()
-        with self.database.session() as lease:  # before the pass writes: SQLite has one writer
-            if not pools.claim_pool(lease, pool, owner=self.owner, now=now):
-                self._release(
-                    session,
-                    rollout,
-                    now,
-                    timedelta(seconds=2),
-                    f"base pool {pool} is being changed by another replica (its keeper, or "
-                    "a rollout of another model on it): trying again in a moment",
-                )
-                return False
+        # claimed before the pass writes (SQLite has one writer), renewed by the heartbeat
+        if not self.leases.claim_pool(pool):
+            self._release(
+                session,
+                rollout,
+                now,
+                timedelta(seconds=2),
+                f"base pool {pool} is being changed by another replica (its keeper, or "
+                "a rollout of another model on it): trying again in a moment",
+            )
+            return False
         try:
             return self._pass(session, rollout, model)
         finally:
-            with self.database.session() as lease:
-                pools.release_pool(lease, pool, owner=self.owner)
+            self.leases.release_pool(pool)
 
     def _pass(self, session: Session, rollout: Rollout, model: Model) -> bool:
         """One observe-plan-act-record pass. True when the next pass should follow now."""
@@ -565,6 +587,7 @@ class Reconciler:
         gateway = model.routing_mode in ROUTES
 
         def route(weight: int) -> None:
+            self._fence_check()
             if not gateway:
                 # all the traffic on the canary with the old stable still warm (a bake): the
                 # model's Service selects the canary alone; otherwise every ready pod
@@ -609,10 +632,12 @@ class Reconciler:
         workloads = [w for w in (canary, stable) if w is not None]
         # free GPUs before asking for them: shrink first, then grow
         for w in sorted(workloads, key=lambda w: w.replicas - current.get(w.name, 0)):
+            self._fence_check()
             self.driver.apply_version(w)
         if not lowering:
             route(target.weight)
         if target.retire_stable and stable is not None:
+            self._fence_check()
             self.driver.delete_version(model.namespace, model.name, stable.version)
         return False
 
@@ -645,6 +670,7 @@ class Reconciler:
             keep[canary] = canary_version.artifact_uri
         if stable_row is not None and stable and target.stable_replicas > 0:
             keep[stable] = stable_row.artifact_uri
+        self._fence_check()
         state = self.driver.adapters.ensure_loaded(state, keep)
         refused = {name: why for name, why in state.failures.items() if name in keep}
         if refused:
@@ -659,6 +685,7 @@ class Reconciler:
             targets.append((stable, 100 - weight))
         if weight > 0:
             targets.append((canary, weight))
+        self._fence_check()
         if targets:
             self.driver.adapters.apply_rewrite(
                 model=model.name,
@@ -674,11 +701,13 @@ class Reconciler:
         # it has been out of the route for the drain time
         route = observed.route
         drop = [canary] if canary not in keep and (route is None or route.canary == 0) else []
+        self._fence_check()
         state = self.driver.adapters.unload(state, drop)
         _, gate = pools.pool_needs(session, pool)
         gate = (gate - {canary, *(n for n in (stable,) if n and n not in keep)}) | {
             name for name, w in targets if w > 0
         }
+        self._fence_check()
         self.driver.adapters.set_gates(state, gate)
         self._place(session, rollout, model, state, self.clock())
         return state
@@ -716,16 +745,13 @@ class Reconciler:
             rollout.command_reason = new.command_reason
         rollout.updated_at = now
         rollout.next_check_at = now + decision.requeue_after
-        rollout.lease_owner, rollout.lease_until = None, None
         if new.phase.is_terminal:
             rollout.live_model_id = None
             rollout.finished_at = now
         if new.phase is not before:
             self._version_statuses(session, rollout, model, new.phase, now)
-            telemetry.TRANSITIONS.labels(new.phase.value).inc()
         session.add(rollout)
         if decision.event is not None:
-            telemetry.DECISIONS.labels(decision.event.kind).inc()
             add_event(
                 session,
                 rollout,
@@ -751,20 +777,24 @@ class Reconciler:
                     decision.event.evidence,
                     now=now,
                 )
-            log.info(
-                "rollout %s: %s",
-                rollout.id,
-                decision.event.message,
-                extra={
-                    "rollout_id": rollout.id,
-                    "model": rollout.model,
-                    "version": rollout.canary_version,
-                },
-            )
         if consumed is not None:
             _clear_command(session, rollout, consumed)
         _due_now_if_commanded(session, rollout, now)
+        identity = {
+            "rollout_id": rollout.id,
+            "model": rollout.model,
+            "version": rollout.canary_version,
+        }
+        self._fence(session)
         session.commit()
+        # counted and said once the decision is in the database (a fenced-off pass is not)
+        if new.phase is not before:
+            telemetry.TRANSITIONS.labels(new.phase.value).inc()
+        if decision.event is not None:
+            telemetry.DECISIONS.labels(decision.event.kind).inc()
+            log.info(
+                "rollout %s: %s", identity["rollout_id"], decision.event.message, extra=identity
+            )
 
     def _version_statuses(
         self, session: Session, rollout: Rollout, model: Model, phase: Phase, now: datetime
@@ -788,12 +818,12 @@ class Reconciler:
         """Keep the facts, try again later, and say why (once per distinct reason)."""
         self._write_placement(session, rollout)
         rollout.next_check_at = now + delay
-        rollout.lease_owner, rollout.lease_until = None, None
         session.add(rollout)
-        log.warning("rollout %s: %s", rollout.id, message, extra={"rollout_id": rollout.id})
         add_event(session, rollout, at=now, actor="system", kind="hold", message=message)
         _due_now_if_commanded(session, rollout, now)
+        self._fence(session)
         session.commit()
+        log.warning("rollout %s: %s", rollout.id, message, extra={"rollout_id": rollout.id})
 
 
 def _discard(

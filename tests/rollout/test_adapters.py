@@ -54,13 +54,6 @@ POOL_LABELS = {"app": "llama-base"}
 REWRITE_API = "inference.networking.x-k8s.io/v1alpha2"
 
 
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_size=5)
-    yield db
-    db.dispose()
-
-
 def base_deployment(namespace: str, replicas: int, *, gated: bool) -> dict[str, Any]:
     """The team's own base-model Deployment (vLLM with runtime LoRA updating)."""
     spec: dict[str, Any] = {

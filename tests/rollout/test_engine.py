@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,13 +77,6 @@ class ScriptedProber:
             f"scripted {self.verdict.value} #{self.calls}",
             [{"metric": "ttft", "verdict": self.verdict.value}],
         )
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_size=5)
-    yield db
-    db.dispose()
 
 
 def setup_model(
@@ -415,9 +407,10 @@ def test_a_held_lease_keeps_other_replicas_off(
             session, model_name="chat", version="v1", strategy=None, actor="ci", now=clock()
         )
     assert rollout.id is not None
-    assert a._claim(rollout.id)
+    assert a.leases.claim(rollout.id)
     assert not b.reconcile(rollout.id), "b must not act while a holds the lease"
-    clock.now += timedelta(minutes=5)  # a died; its lease expired
+    a.leases.close()  # a died: nothing renews its lease
+    clock.now += timedelta(minutes=5)  # and it lapsed
     assert b.reconcile(rollout.id)
     with database.session() as session:
         model = session.exec(select(Model)).one()

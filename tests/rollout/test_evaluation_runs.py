@@ -92,13 +92,6 @@ def servers() -> Iterator[list[RunningServer]]:
         yield running
 
 
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_size=5)
-    yield db
-    db.dispose()
-
-
 def setup(database: Database, namespace: str, clock: Clock, step: Evaluation) -> int:
     items = [
         i.model_dump(mode="json", exclude_defaults=True)

@@ -6,7 +6,6 @@ failing one has its traffic put back on stable's pool first."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,13 +29,6 @@ from tests.rollout.test_engine import (
 )
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_size=5)
-    yield db
-    db.dispose()
 
 
 def setup(database: Database, namespace: str) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -136,3 +138,54 @@ def drop_database(admin_url: str, name: str) -> None:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         engine.dispose()
+
+
+@dataclass
+class RestartablePostgres:
+    """A throwaway server of our own that can be crashed, stopped and started again."""
+
+    url: str
+    bindir: Path
+    data: Path
+    user: str | None
+
+    def _ctl(self, *args: str) -> None:
+        logfile = str(self.data.parent / "log")  # without one, the server holds our pipes
+        _run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", logfile, *args],
+            user=self.user,
+        )
+
+    def restart(self) -> None:
+        """An immediate stop (no checkpoint: a crash), then a start with crash recovery;
+        restart reuses the options of the last start (postmaster.opts): port, sockets."""
+        self._ctl("-m", "immediate", "-w", "-t", "60", "restart")
+
+    def stop(self) -> None:
+        self._ctl("-m", "immediate", "-w", "stop")
+
+    def start(self) -> None:
+        """Start it as it was last started (pg_ctl start alone does not read the options
+        postmaster.opts keeps: the port, the sockets' folder)."""
+        argv = shlex.split((self.data / "postmaster.opts").read_text())[1:]
+        options = [a for i, a in enumerate(argv) if "-D" not in (a, argv[i - 1] if i else "")]
+        self._ctl("-o", shlex.join(options), "-w", "-t", "60", "start")
+
+
+@contextmanager
+def restartable_postgres() -> Iterator[RestartablePostgres]:
+    """A server of our own (never CONTROLPLANE_TEST_POSTGRES_URL's: it gets stopped)."""
+    previous = os.environ.pop("CONTROLPLANE_TEST_POSTGRES_URL", None)
+    try:
+        with postgres_server() as admin:
+            engine = sa.create_engine(admin)
+            try:
+                with engine.connect() as connection:
+                    data = Path(str(connection.execute(sa.text("SHOW data_directory")).scalar()))
+            finally:
+                engine.dispose()
+            user = "postgres" if os.geteuid() == 0 else None
+            yield RestartablePostgres(admin, find_bindir(), data, user)
+    finally:
+        if previous is not None:
+            os.environ["CONTROLPLANE_TEST_POSTGRES_URL"] = previous

@@ -85,6 +85,32 @@ def test_pending_starts_at_the_first_step() -> None:
     assert d.event.kind == "transition"
 
 
+@pytest.mark.parametrize("command", [Command.PAUSE, Command.PROMOTE, Command.PROMOTE_FULL])
+def test_a_command_given_while_pending_is_carried_out_once_started_not_dropped(
+    command: Command,
+) -> None:
+    pending = facts(phase=Phase.PENDING, command=command, command_by="bob")
+    started = run(pending, seen())
+    assert started.facts.phase is Phase.PROGRESSING
+    assert started.requeue_after == timedelta(0), "the command's pass follows at once"
+    assert (started.facts.command, started.facts.command_by) == (command, "bob")
+    then = run(started.facts, seen())
+    assert then.actor == "bob"
+    assert then.facts.command is None, "carried out, then cleared"
+    if command is Command.PAUSE:
+        assert then.facts.phase is Phase.PAUSED
+    elif command is Command.PROMOTE_FULL:
+        assert then.facts.phase is Phase.PROMOTING
+    else:
+        assert then.facts.step_index == 1
+
+
+def test_an_abort_given_while_pending_ends_the_rollout_at_once() -> None:
+    d = run(facts(phase=Phase.PENDING, command=Command.ABORT, command_by="bob"), seen())
+    assert d.facts.phase is Phase.ROLLING_BACK
+    assert d.facts.outcome_on_rollback is Phase.ABORTED
+
+
 # --- set_weight: never route to an unready canary -------------------------------------
 
 
