@@ -65,7 +65,7 @@ imports: deps  ## the layering contracts
 
 check: lint types imports test  ## everything CI should hold: lint, types, import contracts, tests
 
-bench: deps  ## registry load benchmark (SQLite and PostgreSQL), prints latency and throughput
+bench: deps  ## registry load beside MLflow's (installed on first use), SQLite, then ours on PostgreSQL
 	$(BIN)/python -m benchmarks.registry_load
 
 bench-judge: deps  ## whole rollouts judged three ways (sequential, fixed, Kayenta-like) on a noisy simulated fleet

@@ -87,6 +87,15 @@ class Settings(SealingSettings):
         default=None,
         description="Bootstrap admin bearer token. Required unless dev_mode is on.",
     )
+    token_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="How long a process remembers a token it resolved, instead of reading "
+        "it from the database on every request. A token revoked through another process or "
+        "replica is still accepted here for up to this long (the process that revoked it "
+        "refuses it at once); 0: read every request's token from the database.",
+    )
     dev_mode: bool = Field(
         default=False,
         description="Local development only: allows starting without an admin token "
@@ -98,6 +107,12 @@ class Settings(SealingSettings):
         default=1_048_576, ge=1024, description="Requests with a larger body get 413."
     )
     page_size_max: int = Field(default=500, ge=1)
+    server_timing: bool = Field(
+        default=False,
+        description="Add 'Server-Timing: app;dur=<ms>' to every answer: the time the "
+        "application took, from the parsed request to the start of the answer (for "
+        "benchmarks; see controlplane/api/timing.py).",
+    )
 
     # --- rollouts --------------------------------------------------------------------
     kubeconfig: str | None = Field(

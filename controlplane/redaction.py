@@ -31,6 +31,7 @@ a GET) keeps the stored value; anywhere else it is refused.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -82,6 +83,17 @@ _ASSIGNMENT = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)=(?P<value>.+)", re
 
 def sensitive_name(name: str) -> bool:
     """The name (of an env variable, a flag, a JSON key) says its value is a credential."""
+    # every answer asks again about the same few names; long ones are not kept (a JSON key
+    # can be kilobytes long, and the cache must stay small whatever is stored)
+    return _known_name(name) if len(name) <= 128 else _sensitive(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_name(name: str) -> bool:
+    return _sensitive(name)
+
+
+def _sensitive(name: str) -> bool:
     normal = re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_")
     if any(word in normal for word in _NAME_ANYWHERE):
         return True
@@ -98,20 +110,32 @@ def redact_text(value: str) -> str:
     """``value`` as shown: a URL's password and credential query parameters masked, and the
     whole value when a credential of a known format is left in it."""
 
-    masked = mask_text(value)
-    return REDACTED if _CREDENTIAL.search(value) else masked
+    if _CREDENTIAL.search(value):
+        return REDACTED
+    # no credential in the value, so none in it once masked (a mask is followed by the
+    # delimiter that ended what it replaced): the last pass of mask_text has nothing to do
+    return _mask_secret_parts(value)
 
 
 def mask_text(text: str) -> str:
     """Free text (a server's error message) with each credential in it masked, the rest
     kept: unlike a value, a message stays readable around what it echoed."""
+    return _CREDENTIAL.sub(REDACTED, _mask_secret_parts(text))
+
+
+def _mask_secret_parts(text: str) -> str:
+    """A URL's password and credential query parameters masked. Each pattern runs only on
+    text that holds what it must match ('://', '='): the URL pattern backtracks on every
+    letter of a long word, and every answer's every string passes here."""
 
     def query(match: re.Match[str]) -> str:
         return match["head"] + REDACTED if sensitive_name(match["name"]) else match[0]
 
-    masked = _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}@", text)
-    masked = _QUERY_PARAM.sub(query, masked)
-    return _CREDENTIAL.sub(REDACTED, masked)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}@", text)
+    if "=" in text:
+        text = _QUERY_PARAM.sub(query, text)
+    return text
 
 
 def redact_value(name: str, value: str) -> str:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 import controlplane
+from controlplane import auth
 from controlplane.analysis.prometheus import PrometheusClient, http_client
 from controlplane.analysis.prompting import Asker
 from controlplane.api import contract, problems
@@ -32,12 +33,14 @@ from controlplane.api.routers import (
     versions,
     webhooks,
 )
+from controlplane.api.timing import ServerTiming
 from controlplane.config import Settings, get_settings
 from controlplane.db import Database
 from controlplane.kube import KubeDriver
 from controlplane.kube.adapters import pod_addresses
 from controlplane.kube.client import KubeApi
 from controlplane.kube.vllm import VllmAdmin
+from controlplane.logs import configure_logging
 from controlplane.rollout.keeper import PoolKeeper
 from controlplane.rollout.probe import PrometheusProber
 from controlplane.rollout.reconciler import Reconciler
@@ -137,6 +140,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.token_cache = auth.TokenCache(settings.token_cache_seconds)
     app.state.sealer = Sealer.from_settings(settings)
     app.state.webhook_policy = AddressPolicy.from_settings(settings)
     app.state.database = database or Database(
@@ -160,4 +164,14 @@ def create_app(
     contract.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeadAsGet)
+    if settings.server_timing:  # added last: the outermost of ours, it times the others
+        app.add_middleware(ServerTiming)
     return app
+
+
+def from_environment() -> FastAPI:
+    """The app of one worker of ``controlplane serve --workers N``: settings and logging
+    from the environment, as the serving process had them (it checked them first)."""
+    settings = get_settings()
+    configure_logging(settings)
+    return create_app(settings)

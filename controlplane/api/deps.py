@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from controlplane import auth
 from controlplane.config import Settings
@@ -16,45 +17,71 @@ from controlplane.db import Database
 from controlplane.models import MAX_ID, Role
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session, opened in the event loop (a session does no I/O before its
+    first query: no thread needed). Closing it ends its transaction: on SQLite a call into
+    the library, done here; on a server (PostgreSQL) a round trip, done in the thread pool
+    so that the event loop never waits on the network."""
     database: Database = request.app.state.database
-    return database
-
-
-def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
-    with database.session() as session:
+    session = database.open_session()
+    try:
         yield session
+    finally:
+        if database.is_local or not session.in_transaction():
+            session.close()
+        else:
+            await run_in_threadpool(session.close)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_token_cache(request: Request) -> auth.TokenCache:
+    cache: auth.TokenCache = request.app.state.token_cache
+    return cache
+
+
+TokenCacheDep = Annotated[auth.TokenCache, Depends(get_token_cache)]
 
 _bearer = HTTPBearer(
     auto_error=False, description="A token from POST /v1/tokens, or the admin token."
 )
 
 
-def get_principal(
+async def get_principal(
+    request: Request,
     session: SessionDep,
-    settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> auth.Principal:
+    """The caller: the admin token and recently seen tokens are told in the event loop; a
+    token not seen lately is read from the database in the thread pool. (Settings and the
+    cache are read from the app's state, not as dependencies: each dependency costs every
+    request its resolution.)"""
     secret = credentials.credentials if credentials is not None else None
-    return auth.authenticate(session, secret=secret, admin_token=settings.effective_admin_token)
+    settings: Settings = request.app.state.settings
+    cache: auth.TokenCache = request.app.state.token_cache
+    admin_token = settings.effective_admin_token
+    principal = auth.known_principal(secret=secret, admin_token=admin_token, cache=cache)
+    if principal is not None:
+        return principal
+    return await run_in_threadpool(
+        lambda: auth.authenticate(session, secret=secret, admin_token=admin_token, cache=cache)
+    )
 
 
-_ROLE_CHECKS: dict[Callable[..., auth.Principal], Role] = {}
+_ROLE_CHECKS: dict[Callable[..., Awaitable[auth.Principal]], Role] = {}
 
 
-def require(role: Role) -> Callable[..., auth.Principal]:
+def require(role: Role) -> Callable[..., Awaitable[auth.Principal]]:
     """A dependency that authenticates the caller and checks that its role is enough."""
 
-    def dependency(
+    async def dependency(
         principal: Annotated[auth.Principal, Depends(get_principal)],
     ) -> auth.Principal:
         principal.require(role)
@@ -97,7 +124,7 @@ SuiteVersion = Annotated[
 ]
 
 
-def page_limit(
+async def page_limit(
     settings: SettingsDep,
     limit: Annotated[
         int, Query(ge=1, description="Items per page."), BeforeValidator(whole_number)

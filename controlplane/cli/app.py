@@ -153,6 +153,17 @@ def serve(
     migrate: Annotated[
         bool, typer.Option("--migrate/--no-migrate", help="Upgrade the schema before serving.")
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes. Each is a replica as the rollouts' and webhooks' leases "
+            "see it (API, reconcile loop, webhook sender); the leases keep them from acting "
+            "twice. On SQLite they read in parallel but write one at a time (SQLite has one "
+            "writer): more workers make reads faster, not writes.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the API server (upgrading the database schema first, unless --no-migrate)."""
     import uvicorn
@@ -161,18 +172,23 @@ def serve(
     from controlplane.api import create_app
     from controlplane.logs import configure_logging
 
-    settings = _load_settings()
+    settings = _load_settings()  # in this process first: a bad setting stops it here
     configure_logging(settings)
     if migrate and settings.auto_migrate:
         db.upgrade(settings.database_url)
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=True,
-        proxy_headers=False,
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": True,
+        "proxy_headers": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:  # each worker builds its app from the same environment
+        uvicorn.run(
+            "controlplane.api.app:from_environment", factory=True, workers=workers, **options
+        )
 
 
 def _load_settings(kind: Any = None) -> Any:

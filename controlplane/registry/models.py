@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -118,11 +119,14 @@ def to_public(model: Model) -> ModelPublic:
     return ModelPublic.model_validate(model, from_attributes=True)
 
 
+# built once: building a select costs more than SQLite takes to run it
+_BY_NAME = select(Model).where(Model.name == sa.bindparam("name"))
+_BY_NAME_FOR_UPDATE = _BY_NAME.with_for_update()
+
+
 def get_model(session: Session, name: str, *, for_update: bool = False) -> Model:
-    statement = select(Model).where(Model.name == name)
-    if for_update:
-        statement = statement.with_for_update()
-    model = session.exec(statement).first()
+    statement = _BY_NAME_FOR_UPDATE if for_update else _BY_NAME
+    model = session.exec(statement, params={"name": name}).first()
     if model is None:
         raise NotFoundError(
             f"model {name!r} does not exist; list models with GET /v1/models",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -47,6 +48,12 @@ def _duplicate(model: str, version: str) -> AlreadyExistsError:
     )
 
 
+_ID_BY_NAME = select(ModelVersion.id).where(
+    ModelVersion.model_id == sa.bindparam("model_id"),
+    ModelVersion.version == sa.bindparam("version"),
+)
+
+
 def register_version(
     session: Session,
     *,
@@ -66,9 +73,7 @@ def register_version(
             code="name_too_long",
         )
     exists = session.exec(
-        select(ModelVersion.id).where(
-            ModelVersion.model_id == model.id, ModelVersion.version == data.version
-        )
+        _ID_BY_NAME, params={"model_id": model.id, "version": data.version}
     ).first()
     if exists is not None:
         raise _duplicate(model.name, data.version)
@@ -104,7 +109,7 @@ def register_version(
     except IntegrityError as error:  # a concurrent registration of the same name won
         session.rollback()
         raise _duplicate(model.name, data.version) from error
-    session.refresh(version)
+    # no refresh: every column was set here (the id by the flush), none by the database
     return model, version
 
 
@@ -122,6 +127,26 @@ def get_version(session: Session, *, model_name: str, version: str) -> tuple[Mod
             code="version_not_found",
         )
     return model, row
+
+
+# one statement for every read of a version by name (built once: building a select costs
+# more than SQLite takes to run it)
+_BY_NAME = (
+    select(ModelVersion)
+    .join(Model, col(Model.id) == col(ModelVersion.model_id))
+    .where(
+        Model.name == sa.bindparam("model_name"), ModelVersion.version == sa.bindparam("version")
+    )
+)
+
+
+def find_version(session: Session, *, model_name: str, version: str) -> ModelVersion:
+    """A version by its model's name and its own, in one query (the model is read only
+    to tell which of the two is missing)."""
+    row = session.exec(_BY_NAME, params={"model_name": model_name, "version": version}).first()
+    if row is None:  # which 404 (or, registered in between, the version after all)
+        _, row = get_version(session, model_name=model_name, version=version)
+    return row
 
 
 def parse_label_selector(selector: str) -> dict[str, str]:

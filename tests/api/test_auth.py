@@ -8,10 +8,21 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
+from controlplane.api import create_app
+from controlplane.auth import TokenCache
+from controlplane.config import Settings
 from controlplane.db import Database
 from controlplane.models import ApiToken
 from tests.conftest import token_client
 from tests.factories import model_body, version_body
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def test_every_v1_call_needs_a_token(anonymous: TestClient) -> None:
@@ -102,6 +113,40 @@ def test_revoked_token_stops_working_at_once(api: TestClient) -> None:
     assert api.delete("/v1/tokens/leaky").status_code == 200  # idempotent
 
 
+def test_a_revocation_through_another_replica_holds_here_within_the_cache_time(
+    api: TestClient, settings: Settings, database: Database
+) -> None:
+    """Two apps on one database are two replicas: the other one refuses the revoked
+    token once its cache's time to live has passed (the documented bound), not before a
+    clock it does not own says so."""
+    clock = FakeClock()
+    replica_app = create_app(settings, database, start_reconciler=False)
+    replica_app.state.token_cache = TokenCache(settings.token_cache_seconds, clock=clock)
+    secret = api.post("/v1/tokens", json={"name": "leaky", "role": "viewer"}).json()["token"]
+    with TestClient(replica_app, headers={"Authorization": f"Bearer {secret}"}) as replica:
+        assert replica.get("/v1/models").status_code == 200  # now in the replica's cache
+        assert api.delete("/v1/tokens/leaky").status_code == 200
+        clock.now += settings.token_cache_seconds - 0.1
+        # within the bound the replica has not read the revocation: the cost of the cache
+        assert replica.get("/v1/models").status_code == 200
+        clock.now += 0.1
+        refused = replica.get("/v1/models")
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "invalid_token"
+
+
+def test_without_a_cache_a_revocation_through_another_replica_holds_at_once(
+    api: TestClient, settings: Settings, database: Database
+) -> None:
+    uncached = settings.model_copy(update={"token_cache_seconds": 0})
+    replica_app = create_app(uncached, database, start_reconciler=False)
+    secret = api.post("/v1/tokens", json={"name": "leaky", "role": "viewer"}).json()["token"]
+    with TestClient(replica_app, headers={"Authorization": f"Bearer {secret}"}) as replica:
+        assert replica.get("/v1/models").status_code == 200
+        assert api.delete("/v1/tokens/leaky").status_code == 200
+        assert replica.get("/v1/models").status_code == 401
+
+
 def test_duplicate_and_reserved_token_names(api: TestClient) -> None:
     assert api.post("/v1/tokens", json={"name": "ci", "role": "viewer"}).status_code == 201
     duplicate = api.post("/v1/tokens", json={"name": "ci", "role": "admin"})
@@ -158,3 +203,33 @@ def test_expired_token_is_refused_with_its_own_code(database: Database) -> None:
                 now=now + timedelta(days=1, seconds=1),
             )
         assert error.value.code == "token_expired"
+
+
+def test_a_cached_token_still_expires_on_time(database: Database) -> None:
+    from datetime import timedelta
+
+    from controlplane import auth
+    from controlplane.errors import AuthenticationError
+    from controlplane.models import Role, TokenCreate, utcnow
+
+    now = utcnow()
+    cache = TokenCache(60, clock=FakeClock())
+    with database.session() as session:
+        created = auth.create_token(
+            session,
+            data=TokenCreate(name="short", role=Role.VIEWER, expires_in_days=1),
+            actor="admin",
+            now=now,
+        )
+        auth.authenticate(session, secret=created.token, admin_token="x", now=now, cache=cache)
+    known = auth.known_principal(secret=created.token, admin_token="x", cache=cache, now=now)
+    assert known is not None
+    assert known.name == "short"  # told without the database
+    with pytest.raises(AuthenticationError) as error:
+        auth.known_principal(
+            secret=created.token,
+            admin_token="x",
+            cache=cache,
+            now=now + timedelta(days=1, seconds=1),
+        )
+    assert error.value.code == "token_expired"

@@ -25,6 +25,7 @@ ADMIN = "serve-admin-token"
 class Server:
     url: str
     log: Path
+    pid: int
 
     def cli(self, *args: str, token: str | None = ADMIN) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")}
@@ -37,10 +38,10 @@ class Server:
 
 
 @contextmanager
-def serve(database_url: str, log: Path, **settings: str) -> Iterator[Server]:
+def serve(database_url: str, log: Path, *args: str, **settings: str) -> Iterator[Server]:
     """The server on ``database_url`` (migrated first, as `serve` does), with the admin token
-    ``ADMIN``, no reconcile loop, and more ``CONTROLPLANE_*`` settings by their lowercase
-    names; its output goes to ``log``."""
+    ``ADMIN``, no reconcile loop, more ``serve`` options (``args``) and more
+    ``CONTROLPLANE_*`` settings by their lowercase names; its output goes to ``log``."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")}
     env |= {
@@ -51,7 +52,7 @@ def serve(database_url: str, log: Path, **settings: str) -> Iterator[Server]:
     env |= {f"CONTROLPLANE_{name.upper()}": value for name, value in settings.items()}
     with log.open("w") as log_file:
         process = subprocess.Popen(
-            [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -68,7 +69,7 @@ def serve(database_url: str, log: Path, **settings: str) -> Iterator[Server]:
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"server did not start:\n{log.read_text()}")
             time.sleep(0.1)
-        yield Server(url=url, log=log)
+        yield Server(url=url, log=log, pid=process.pid)
     finally:
         process.terminate()
         process.wait(timeout=15)

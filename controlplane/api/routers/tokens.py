@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 from sqlmodel import SQLModel
 
 from controlplane import auth
-from controlplane.api.deps import Admin, Cursor, Limit, SessionDep
+from controlplane.api.deps import Admin, Cursor, Limit, SessionDep, TokenCacheDep
 from controlplane.api.routing import StrictRoute
 from controlplane.models import TokenCreate, TokenCreated, TokenPublic
 
@@ -40,5 +40,8 @@ def list_tokens(
 
 
 @router.delete("/{name}", summary="Revoke a token")
-def revoke_token(name: str, session: SessionDep, principal: Admin) -> TokenPublic:
-    return auth.to_public(auth.revoke_token(session, name=name, actor=principal.name))
+def revoke_token(
+    name: str, session: SessionDep, principal: Admin, cache: TokenCacheDep
+) -> TokenPublic:
+    revoked = auth.revoke_token(session, name=name, actor=principal.name, cache=cache)
+    return auth.to_public(revoked)

@@ -1,10 +1,16 @@
-"""/v1/models/{model}/versions: immutable version records."""
+"""/v1/models/{model}/versions: immutable version records.
+
+The endpoints are coroutines that await the service call in the thread pool (the
+database's I/O) and build the answer in the event loop: one thread hop a request (a sync
+endpoint costs two: FastAPI validates its answer in the pool as well).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from controlplane.api.deps import Cursor, Limit, Operator, SessionDep, Viewer
 from controlplane.api.routing import StrictRoute
@@ -15,18 +21,18 @@ router = APIRouter(prefix="/v1/models/{model}/versions", tags=["versions"], rout
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Register a version")
-def register_version(
+async def register_version(
     model: str, body: VersionCreate, session: SessionDep, principal: Operator, response: Response
 ) -> VersionPublic:
-    owner, version = registry.register_version(
-        session, model_name=model, data=body, actor=principal.name
+    owner, version = await run_in_threadpool(
+        registry.register_version, session, model_name=model, data=body, actor=principal.name
     )
     response.headers["Location"] = f"/v1/models/{owner.name}/versions/{version.version}"
     return registry.to_public(version, owner.name)
 
 
 @router.get("", summary="List a model's versions, newest first")
-def list_versions(
+async def list_versions(
     model: str,
     session: SessionDep,
     _: Viewer,
@@ -38,8 +44,14 @@ def list_versions(
     ] = None,
 ) -> VersionPage:
     labels = registry.parse_label_selector(label) if label else None
-    owner, items, next_cursor = registry.list_versions(
-        session, model_name=model, status=status, labels=labels, cursor=cursor, limit=limit
+    owner, items, next_cursor = await run_in_threadpool(
+        registry.list_versions,
+        session,
+        model_name=model,
+        status=status,
+        labels=labels,
+        cursor=cursor,
+        limit=limit,
     )
     return VersionPage(
         items=[registry.to_public(item, owner.name) for item in items], next_cursor=next_cursor
@@ -47,6 +59,6 @@ def list_versions(
 
 
 @router.get("/{version}", summary="Get a version")
-def get_version(model: str, version: str, session: SessionDep, _: Viewer) -> VersionPublic:
-    owner, row = registry.get_version(session, model_name=model, version=version)
-    return registry.to_public(row, owner.name)
+async def get_version(model: str, version: str, session: SessionDep, _: Viewer) -> VersionPublic:
+    row = await run_in_threadpool(registry.find_version, session, model_name=model, version=version)
+    return registry.to_public(row, model)
