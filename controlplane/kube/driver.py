@@ -12,6 +12,7 @@ from typing import Any
 
 from controlplane.kube import observe
 from controlplane.kube.adapters import AdapterDriver, LoraServer, PodAddresses
+from controlplane.kube.cache import CachedKubeApi, ObjectCache
 from controlplane.kube.client import (
     DEPLOYMENT,
     HTTPROUTE,
@@ -25,6 +26,7 @@ from controlplane.kube.errors import KubeError, PermanentKubeError, TemporaryKub
 from controlplane.kube.fields import last_writer, owned_by_other_manager
 from controlplane.kube.observe import VersionState, WeightReading
 from controlplane.kube.render import (
+    LABEL_MANAGED_BY,
     MANAGER,
     Backend,
     Workload,
@@ -50,6 +52,11 @@ class AppliedVersion:
 
 
 class KubeDriver:
+    """With ``cache`` (:class:`controlplane.kube.cache.ObjectCache`), what we own is read
+    from a watch-fed copy and unchanged applies are skipped; without it every read and
+    apply goes to the API server. The two answer alike: the cache falls back to the API
+    server whenever its view is not known to be current."""
+
     def __init__(
         self,
         api: KubeApi,
@@ -57,13 +64,20 @@ class KubeDriver:
         field_manager: str = MANAGER,
         addresses: PodAddresses | None = None,
         vllm: LoraServer | None = None,
+        cache: ObjectCache | None = None,
     ) -> None:
-        self.api = api
+        self.cache = cache
+        self.api = CachedKubeApi(api, cache) if cache is not None else api
         self.field_manager = field_manager
         # LoRA adapters on base pools: the pods' servers are reached at ``addresses``
         self.adapters = AdapterDriver(
-            api, addresses=addresses, vllm=vllm, field_manager=field_manager
+            self.api, addresses=addresses, vllm=vllm, field_manager=field_manager
         )
+
+    def close(self) -> None:
+        """Stop the cache's watches (the API client stays open: it is the caller's)."""
+        if self.cache is not None:
+            self.cache.close()
 
     # --- reaching a version's server -------------------------------------------------
 
@@ -184,7 +198,10 @@ class KubeDriver:
         if deployment is None:
             return VersionState(name=name, exists=False)
         owner = last_writer(deployment, ("spec", "replicas"), self.field_manager)
-        selector = ",".join(f"{k}={v}" for k, v in selector_labels(model, version).items())
+        # the Deployment's selector, and our label (which every pod of ours carries): the
+        # query the cache can answer, and the same answer from the API server
+        labels = {**selector_labels(model, version), LABEL_MANAGED_BY: MANAGER}
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
         pods = self.api.list(POD, namespace, label_selector=selector)
         free = None
         unschedulable = [
