@@ -91,6 +91,26 @@ def _version(obj: dict[str, Any] | None) -> str:
     return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
+def unchanged_since(obj: dict[str, Any]) -> str:
+    """What changes whenever anyone changes what we apply to ``obj``: its uid (deleted and
+    made again), and its generation (every spec change), labels and annotations; for a
+    kind without a generation (a Service), its resourceVersion. A status update (a
+    Deployment's ready replicas) changes none of them, so it does not make the next
+    identical apply go out again."""
+    metadata = obj.get("metadata") or {}
+    if metadata.get("generation") is None:
+        return json.dumps([metadata.get("uid"), metadata.get("resourceVersion")])
+    return json.dumps(
+        [
+            metadata.get("uid"),
+            metadata.get("generation"),
+            metadata.get("labels") or {},
+            metadata.get("annotations") or {},
+        ],
+        sort_keys=True,
+    )
+
+
 class _Gone(Exception):
     """The watch's resourceVersion is too old (410): list again."""
 
@@ -475,6 +495,28 @@ class Informer:
                 return
             self._written[key] = _Written(obj, version, self.clock(), self._seq)
 
+    def mark(self) -> int:
+        """Before reading from the API server: which of our writes had completed."""
+        with self._lock:
+            return self._seq
+
+    def confirm(self, mark: int, found: dict[Key, dict[str, Any] | None]) -> None:
+        """What the API server answered (``found``, key -> object or None), read after
+        ``mark``: where the watch's copy is exactly that, it holds our earlier writes to
+        it too, and they need not wait for their own events any more (a write that
+        completed while the first list ran, and a change after it, is only ever confirmed
+        so)."""
+        with self._lock:
+            for key, obj in found.items():
+                written = self._written.get(key)
+                if written is None or written.seq > mark:
+                    continue
+                stored = self._objects.get(key)
+                if (obj is None and stored is None) or (
+                    obj is not None and stored is not None and _version(obj) == _version(stored)
+                ):
+                    del self._written[key]
+
     def record_deleted(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         with self._lock:
@@ -648,13 +690,13 @@ class ObjectCache:
 
 class CachedKubeApi(KubeApi):
     """:class:`KubeApi` whose reads of what we own come from an :class:`ObjectCache` when
-    it can answer (the API server otherwise), and whose applies are skipped when the object
-    is still, by resourceVersion, what our last identical apply made of it."""
+    it can answer (the API server otherwise), and whose applies are skipped when nobody
+    changed the object since our last identical apply (:func:`unchanged_since`)."""
 
     def __init__(self, api: KubeApi, cache: ObjectCache) -> None:
         super().__init__(api.api_client, timeout=api.timeout)
         self.cache = cache
-        # (resource, namespace, name) -> (what we applied, the resourceVersion it made)
+        # (resource, namespace, name) -> (what we applied, what it made: unchanged_since)
         self._applied: dict[tuple[Resource, str, str], tuple[str, str]] = {}
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
@@ -665,7 +707,12 @@ class CachedKubeApi(KubeApi):
         # absent from the cache: not ours (a team's Deployment), or not there; the API
         # server says which
         telemetry.KUBE_CACHE_READS.labels("miss" if answered else "fallback").inc()
-        return super().get(resource, namespace, name)
+        informer = self.cache.informer(resource, namespace)
+        mark = informer.mark() if informer is not None else 0
+        found = super().get(resource, namespace, name)
+        if informer is not None and not answered and namespace:
+            informer.confirm(mark, {(namespace, name): found})
+        return found
 
     def list(
         self,
@@ -687,6 +734,12 @@ class CachedKubeApi(KubeApi):
                 telemetry.KUBE_CACHE_READS.labels("hit").inc()
                 return found
             telemetry.KUBE_CACHE_READS.labels("fallback").inc()
+            informer = self.cache.informer(resource, namespace)
+            if informer is not None:
+                mark = informer.mark()
+                found = super().list(resource, namespace, label_selector=label_selector)
+                informer.confirm(mark, {_key(obj): obj for obj in found})
+                return found
         return super().list(
             resource, namespace, label_selector=label_selector, field_selector=field_selector
         )
@@ -703,11 +756,11 @@ class CachedKubeApi(KubeApi):
         last = self._applied.get(key)
         if last is not None and last[0] == body:
             current = self.cache.current(resource, namespace, name)
-            if current is not None and _version(current) == last[1]:
+            if current is not None and unchanged_since(current) == last[1]:
                 telemetry.KUBE_APPLIES_SKIPPED.inc()
                 return current
         applied = super().apply(obj, field_manager=field_manager, force=force)
-        self._applied[key] = (body, _version(applied))
+        self._applied[key] = (body, unchanged_since(applied))
         self.cache.record(applied)
         return applied
 
