@@ -111,11 +111,13 @@ class Settings(SealingSettings):
     )
     reconcile_interval_seconds: float = Field(default=5.0, gt=0, le=300)
     reconcile_workers: int = Field(
-        default=8,
+        default=4,
         ge=1,
         le=64,
         description="Reconcile passes run side by side (never two of one rollout). Each "
-        "takes a database connection or two: keep it within database_pool_size * 1.5.",
+        "takes a database connection or two: keep it within database_pool_size * 1.5. "
+        "More only helps while the API server keeps up (make bench-scale: on 2 cores, 4 "
+        "finished 300 rollouts as fast as 8, with half the pass latency).",
     )
     kube_cache: bool = Field(
         default=True,

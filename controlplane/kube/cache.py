@@ -699,13 +699,15 @@ class CachedKubeApi(KubeApi):
         # (resource, namespace, name) -> (what we applied, what it made: unchanged_since)
         self._applied: dict[tuple[Resource, str, str], tuple[str, str]] = {}
 
-    def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def get(
+        self, resource: Resource, namespace: str | None, name: str, *, owned: bool = False
+    ) -> dict[str, Any] | None:
         answered, obj = self.cache.get(resource, namespace, name)
-        if answered and obj is not None:
+        if answered and (obj is not None or owned):
             telemetry.KUBE_CACHE_READS.labels("hit").inc()
             return obj
-        # absent from the cache: not ours (a team's Deployment), or not there; the API
-        # server says which
+        # absent from the cache, and not known to be ours (a team's Deployment): the API
+        # server says whether it is there
         telemetry.KUBE_CACHE_READS.labels("miss" if answered else "fallback").inc()
         informer = self.cache.informer(resource, namespace)
         mark = informer.mark() if informer is not None else 0

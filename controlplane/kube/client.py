@@ -171,7 +171,12 @@ class KubeApi:
 
     # --- verbs ----------------------------------------------------------------------
 
-    def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def get(
+        self, resource: Resource, namespace: str | None, name: str, *, owned: bool = False
+    ) -> dict[str, Any] | None:
+        """The object, or None. ``owned``: it is one the control plane makes (labelled
+        app.kubernetes.io/managed-by=controlplane), so a watch cache of what we own may
+        answer that it is not there (:class:`controlplane.kube.cache.CachedKubeApi`)."""
         try:
             return self.request(
                 "GET", resource.path(namespace, name), action=f"get {resource.plural}/{name}"

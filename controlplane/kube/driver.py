@@ -6,9 +6,12 @@ changes nothing, so a reconciler that crashed half-way can simply call it again.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from controlplane.kube import observe
 from controlplane.kube.adapters import AdapterDriver, LoraServer, PodAddresses
@@ -42,6 +45,19 @@ from controlplane.models import RoutingMode
 from controlplane.naming import workload_name
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def side_by_side(*calls: Callable[[], T]) -> list[T]:
+    """Independent requests at once (a version's Deployment and its Service): a pass waits
+    for the slower one, not for both in turn. The first runs in the caller's thread; the
+    others see its context (the rollout bound to its log lines)."""
+    if len(calls) < 2:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=len(calls) - 1) as pool:
+        others = [pool.submit(contextvars.copy_context().run, call) for call in calls[1:]]
+        first = calls[0]()
+        return [first, *(other.result() for other in others)]
 
 
 @dataclass(frozen=True)
@@ -97,16 +113,18 @@ class KubeDriver:
         who changed them (a ``drift`` event), and stops fighting when it happens again.
         """
         deployment = render_deployment(workload)
-        existing = self.api.get(DEPLOYMENT, workload.namespace, workload.name)
+        existing = self.api.get(DEPLOYMENT, workload.namespace, workload.name, owned=True)
         owner = owned_by_other_manager(existing, ("spec", "replicas"), self.field_manager)
-        applied = self.api.apply(
-            deployment, field_manager=self.field_manager, force=True, dry_run=dry_run
-        )
-        service = self.api.apply(
-            render_version_service(workload),
-            field_manager=self.field_manager,
-            force=True,
-            dry_run=dry_run,
+        applied, service = side_by_side(
+            lambda: self.api.apply(
+                deployment, field_manager=self.field_manager, force=True, dry_run=dry_run
+            ),
+            lambda: self.api.apply(
+                render_version_service(workload),
+                field_manager=self.field_manager,
+                force=True,
+                dry_run=dry_run,
+            ),
         )
         if workload.endpoint_picker is not None:  # inference-pool routing
             for obj in [*render_endpoint_picker(workload), render_inference_pool(workload)]:
@@ -194,7 +212,7 @@ class KubeDriver:
         routing) it is ready only once its pool's picker is too: a pool whose picker is down
         fails its requests (FailClose) or spreads them blindly (FailOpen)."""
         name = workload_name(model, version)
-        deployment = self.api.get(DEPLOYMENT, namespace, name)
+        deployment = self.api.get(DEPLOYMENT, namespace, name, owned=True)
         if deployment is None:
             return VersionState(name=name, exists=False)
         owner = last_writer(deployment, ("spec", "replicas"), self.field_manager)
@@ -217,7 +235,7 @@ class KubeDriver:
         state = observe.classify(name, deployment, pods, gpu_resource=gpu_resource, free=free)
         state = replace(state, replicas_owner=owner)
         if endpoint_picker:
-            picker = self.api.get(DEPLOYMENT, namespace, picker_name(model, version))
+            picker = self.api.get(DEPLOYMENT, namespace, picker_name(model, version), owned=True)
             available = int(((picker or {}).get("status") or {}).get("availableReplicas") or 0)
             if available == 0:
                 state = replace(
@@ -254,7 +272,7 @@ class KubeDriver:
         """The canary's share of traffic in force: HTTPRoute weights in gateway-api mode,
         the share of ready endpoints in replicas mode."""
         if routing_mode in (RoutingMode.GATEWAY_API, RoutingMode.INFERENCE_POOL):
-            route = self.api.get(HTTPROUTE, namespace, model)
+            route = self.api.get(HTTPROUTE, namespace, model, owned=True)
             if route is None:
                 return WeightReading(0, 100, "no HTTPRoute")
             weights = {
@@ -284,10 +302,14 @@ class KubeDriver:
         """Delete a version's Deployment (and its pods) and Service, and its InferencePool
         and endpoint picker when it has them. True if any existed."""
         name = workload_name(model, version)
-        deleted = self.api.delete(DEPLOYMENT, namespace, name)
-        deleted = self.api.delete(SERVICE, namespace, name) or deleted
+        deleted = any(
+            side_by_side(
+                lambda: self.api.delete(DEPLOYMENT, namespace, name),
+                lambda: self.api.delete(SERVICE, namespace, name),
+            )
+        )
         picker = picker_name(model, version)
-        if self.api.get(DEPLOYMENT, namespace, picker) is not None:
+        if self.api.get(DEPLOYMENT, namespace, picker, owned=True) is not None:
             deleted = self.api.delete(INFERENCEPOOL, namespace, name) or deleted
             deleted = self.api.delete(DEPLOYMENT, namespace, picker) or deleted
             deleted = self.api.delete(SERVICE, namespace, picker) or deleted
