@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help demo chaos deps test-latest ui-test bench-judge bench-adapters bench-evals helm-build helm-lint helm-test cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
+.PHONY: help demo chaos deps test-latest ui-test bench-judge bench-adapters bench-evals bench-scale helm-build helm-lint helm-test cluster-build cluster-up cluster-down cluster-status test test-fast check lint fmt types imports bench serve quickstart manifests clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ bench-adapters: deps cluster-build  ## adapter and full-weights rollouts on the 
 
 chaos: deps cluster-build  ## several replicas on one PostgreSQL under kill -9 and restarts of PostgreSQL, the API server and Prometheus (not in make test)
 	$(BIN)/python -m benchmarks.chaos $(BENCH_ARGS)
+
+bench-scale: deps cluster-build  ## one replica, 100/300/1,000 concurrent rollouts, before and after the watch cache (PostgreSQL, local cluster)
+	$(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
 
 quickstart: deps  ## serve the API on SQLite and register a model and two versions with the CLI
 	@scripts/quickstart.sh

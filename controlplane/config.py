@@ -134,6 +134,29 @@ class Settings(SealingSettings):
         "rollouts are taken over after at most this long. Replicas' clocks must agree to "
         "within a third of it.",
     )
+    reconcile_workers: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Reconcile passes run side by side (never two of one rollout). Each "
+        "takes a database connection or two: keep it within database_pool_size * 1.5. "
+        "More only helps while the API server keeps up (make bench-scale: on 2 cores, 4 "
+        "finished 300 rollouts as fast as 8, with half the pass latency).",
+    )
+    kube_cache: bool = Field(
+        default=True,
+        description="Read the objects the control plane owns from a watch-fed cache (and "
+        "skip applies that would change nothing) instead of asking the API server on every "
+        "pass. Needs list and watch on them (the chart's roles grant it); falls back to "
+        "direct reads whenever the watch is not current.",
+    )
+    kube_cache_stale_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How long the cache still answers once its watch broke (the API server "
+        "restarting); after that, until it follows again, reads go to the API server.",
+    )
     prometheus_url: str | None = Field(
         default=None, description="Prometheus base URL for canary analysis."
     )

@@ -1,7 +1,10 @@
 """The periodic reconcile tick: APScheduler runs the reconciler in a background thread.
 
-One job, never overlapping itself (``max_instances=1``, missed runs coalesced). State lives
-in the database, so stopping the scheduler at any point loses nothing.
+One job, never overlapping itself (``max_instances=1``, missed runs coalesced). With
+several reconcile workers the tick starts the due passes and returns: they run in the
+reconciler's pool, and the next tick starts those that fell due meanwhile (never one
+still in flight). State lives in the database, so stopping the scheduler at any point
+loses nothing.
 """
 
 from __future__ import annotations
@@ -52,12 +55,15 @@ class ReconcileScheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
             log.info("reconcile loop stopped")
+        if self.reconciler.passes is not None:  # the passes under way finish
+            self.reconciler.passes.close()
         # evaluation runs stop sending; their answers so far are kept and they resume
         self.reconciler.close()
+        self.reconciler.driver.close()  # the watches of its cache
 
     def _tick(self) -> None:
         started: datetime = utcnow()
-        count = self.reconciler.run_due()
+        count = self.reconciler.run_due(wait=False)
         if self.keeper is not None:
             try:
                 self.keeper.run()
@@ -65,5 +71,5 @@ class ReconcileScheduler:
                 log.exception("keeping the base pools' adapters failed")
         if count:
             log.debug(
-                "reconciled %d rollouts in %.3fs", count, (utcnow() - started).total_seconds()
+                "reconcile tick: %d rollouts in %.3fs", count, (utcnow() - started).total_seconds()
             )

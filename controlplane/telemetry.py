@@ -78,6 +78,24 @@ PROMETHEUS_ERRORS = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+KUBE_CACHE_READS = Counter(
+    "controlplane_kube_cache_reads_total",
+    "Reads of owned Kubernetes objects through the watch cache, by outcome: hit (answered "
+    "from memory), miss (not held: asked the API server), fallback (the cache's view was "
+    "not current enough to answer: asked the API server).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+KUBE_CACHE_RELISTS = Counter(
+    "controlplane_kube_cache_relists_total",
+    "Lists made again by the watch cache after its first (410 Gone, a watch that failed).",
+    registry=REGISTRY,
+)
+KUBE_APPLIES_SKIPPED = Counter(
+    "controlplane_kube_applies_skipped_total",
+    "Server-side applies not sent: the object was unchanged since our identical last apply.",
+    registry=REGISTRY,
+)
 
 
 def status_class(status: int | None) -> str:

@@ -38,6 +38,7 @@ from controlplane.config import Settings, get_settings
 from controlplane.db import Database
 from controlplane.kube import KubeDriver
 from controlplane.kube.adapters import pod_addresses
+from controlplane.kube.cache import ObjectCache
 from controlplane.kube.client import KubeApi
 from controlplane.kube.vllm import VllmAdmin
 from controlplane.logs import configure_logging
@@ -76,12 +77,20 @@ def _start_reconciler(app: FastAPI, settings: Settings) -> ReconcileScheduler | 
             "CONTROLPLANE_PROMETHEUS_URL is not set: analysis steps will be "
             "inconclusive and pause for a person"
         )
-    driver = KubeDriver(api, addresses=pod_addresses(settings.pod_address_map), vllm=VllmAdmin())
+    cache = (
+        ObjectCache(api, stale_after=settings.kube_cache_stale_seconds)
+        if settings.kube_cache
+        else None
+    )
+    driver = KubeDriver(
+        api, addresses=pod_addresses(settings.pod_address_map), vllm=VllmAdmin(), cache=cache
+    )
     reconciler = Reconciler(
         app.state.database,
         driver,
         prober,
         lease=timedelta(seconds=settings.rollout_lease_seconds),
+        workers=settings.reconcile_workers,
     )
     reconciler.evaluator.make_asker = lambda target, step: Asker(
         target, timeout=step.timeout_seconds, retries=step.retries

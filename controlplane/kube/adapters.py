@@ -517,7 +517,7 @@ class AdapterDriver:
     ) -> WeightReading:
         """The canary adapter's share of the model name's requests in force."""
         api_version = self.rewrite_api_version()
-        obj = self.api.get(rewrite_resource(api_version), namespace, model)
+        obj = self.api.get(rewrite_resource(api_version), namespace, model, owned=True)
         source = f"InferenceModelRewrite {namespace}/{model}"
         if obj is None:
             return WeightReading(0, 100, f"{source} (absent)")

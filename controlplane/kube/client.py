@@ -119,6 +119,8 @@ class KubeApi:
             if path is not None:
                 raise
             k8s_config.load_incluster_config(client_configuration=configuration)
+        # reconcile passes run side by side (Reconciler workers): a connection each, kept
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, 32)
         return cls(k8s_client.ApiClient(configuration))
 
     def close(self) -> None:
@@ -169,7 +171,12 @@ class KubeApi:
 
     # --- verbs ----------------------------------------------------------------------
 
-    def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def get(
+        self, resource: Resource, namespace: str | None, name: str, *, owned: bool = False
+    ) -> dict[str, Any] | None:
+        """The object, or None. ``owned``: it is one the control plane makes (labelled
+        app.kubernetes.io/managed-by=controlplane), so a watch cache of what we own may
+        answer that it is not there (:class:`controlplane.kube.cache.CachedKubeApi`)."""
         try:
             return self.request(
                 "GET", resource.path(namespace, name), action=f"get {resource.plural}/{name}"
@@ -177,14 +184,16 @@ class KubeApi:
         except NotFoundError:
             return None
 
-    def list(
+    def list_at(
         self,
         resource: Resource,
         namespace: str | None = None,
         *,
         label_selector: str | None = None,
         field_selector: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every matching object, page by page, and the list's resourceVersion (a watch
+        started from it misses nothing). Without a namespace: every namespace."""
         query: list[tuple[str, str]] = []
         if label_selector:
             query.append(("labelSelector", label_selector))
@@ -203,9 +212,23 @@ class KubeApi:
                 page_query.append(("continue", continue_token))
             answer = self.request("GET", path, action=f"list {resource.plural}", query=page_query)
             items.extend(answer.get("items") or [])
-            continue_token = (answer.get("metadata") or {}).get("continue") or ""
+            metadata = answer.get("metadata") or {}
+            continue_token = metadata.get("continue") or ""
             if not continue_token:
-                return items
+                return items, str(metadata.get("resourceVersion") or "")
+
+    def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
+        items, _ = self.list_at(
+            resource, namespace, label_selector=label_selector, field_selector=field_selector
+        )
+        return items
 
     def apply(
         self, obj: dict[str, Any], *, field_manager: str, force: bool = False, dry_run: bool = False

@@ -6,12 +6,16 @@ changes nothing, so a reconciler that crashed half-way can simply call it again.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from controlplane.kube import observe
 from controlplane.kube.adapters import AdapterDriver, LoraServer, PodAddresses
+from controlplane.kube.cache import CachedKubeApi, ObjectCache
 from controlplane.kube.client import (
     DEPLOYMENT,
     HTTPROUTE,
@@ -25,6 +29,7 @@ from controlplane.kube.errors import KubeError, PermanentKubeError, TemporaryKub
 from controlplane.kube.fields import last_writer, owned_by_other_manager
 from controlplane.kube.observe import VersionState, WeightReading
 from controlplane.kube.render import (
+    LABEL_MANAGED_BY,
     MANAGER,
     Backend,
     Workload,
@@ -40,6 +45,19 @@ from controlplane.models import RoutingMode
 from controlplane.naming import workload_name
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def side_by_side(*calls: Callable[[], T]) -> list[T]:
+    """Independent requests at once (a version's Deployment and its Service): a pass waits
+    for the slower one, not for both in turn. The first runs in the caller's thread; the
+    others see its context (the rollout bound to its log lines)."""
+    if len(calls) < 2:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=len(calls) - 1) as pool:
+        others = [pool.submit(contextvars.copy_context().run, call) for call in calls[1:]]
+        first = calls[0]()
+        return [first, *(other.result() for other in others)]
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,11 @@ class AppliedVersion:
 
 
 class KubeDriver:
+    """With ``cache`` (:class:`controlplane.kube.cache.ObjectCache`), what we own is read
+    from a watch-fed copy and unchanged applies are skipped; without it every read and
+    apply goes to the API server. The two answer alike: the cache falls back to the API
+    server whenever its view is not known to be current."""
+
     def __init__(
         self,
         api: KubeApi,
@@ -57,13 +80,20 @@ class KubeDriver:
         field_manager: str = MANAGER,
         addresses: PodAddresses | None = None,
         vllm: LoraServer | None = None,
+        cache: ObjectCache | None = None,
     ) -> None:
-        self.api = api
+        self.cache = cache
+        self.api = CachedKubeApi(api, cache) if cache is not None else api
         self.field_manager = field_manager
         # LoRA adapters on base pools: the pods' servers are reached at ``addresses``
         self.adapters = AdapterDriver(
-            api, addresses=addresses, vllm=vllm, field_manager=field_manager
+            self.api, addresses=addresses, vllm=vllm, field_manager=field_manager
         )
+
+    def close(self) -> None:
+        """Stop the cache's watches (the API client stays open: it is the caller's)."""
+        if self.cache is not None:
+            self.cache.close()
 
     # --- reaching a version's server -------------------------------------------------
 
@@ -83,16 +113,18 @@ class KubeDriver:
         who changed them (a ``drift`` event), and stops fighting when it happens again.
         """
         deployment = render_deployment(workload)
-        existing = self.api.get(DEPLOYMENT, workload.namespace, workload.name)
+        existing = self.api.get(DEPLOYMENT, workload.namespace, workload.name, owned=True)
         owner = owned_by_other_manager(existing, ("spec", "replicas"), self.field_manager)
-        applied = self.api.apply(
-            deployment, field_manager=self.field_manager, force=True, dry_run=dry_run
-        )
-        service = self.api.apply(
-            render_version_service(workload),
-            field_manager=self.field_manager,
-            force=True,
-            dry_run=dry_run,
+        applied, service = side_by_side(
+            lambda: self.api.apply(
+                deployment, field_manager=self.field_manager, force=True, dry_run=dry_run
+            ),
+            lambda: self.api.apply(
+                render_version_service(workload),
+                field_manager=self.field_manager,
+                force=True,
+                dry_run=dry_run,
+            ),
         )
         if workload.endpoint_picker is not None:  # inference-pool routing
             for obj in [*render_endpoint_picker(workload), render_inference_pool(workload)]:
@@ -180,11 +212,14 @@ class KubeDriver:
         routing) it is ready only once its pool's picker is too: a pool whose picker is down
         fails its requests (FailClose) or spreads them blindly (FailOpen)."""
         name = workload_name(model, version)
-        deployment = self.api.get(DEPLOYMENT, namespace, name)
+        deployment = self.api.get(DEPLOYMENT, namespace, name, owned=True)
         if deployment is None:
             return VersionState(name=name, exists=False)
         owner = last_writer(deployment, ("spec", "replicas"), self.field_manager)
-        selector = ",".join(f"{k}={v}" for k, v in selector_labels(model, version).items())
+        # the Deployment's selector, and our label (which every pod of ours carries): the
+        # query the cache can answer, and the same answer from the API server
+        labels = {**selector_labels(model, version), LABEL_MANAGED_BY: MANAGER}
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
         pods = self.api.list(POD, namespace, label_selector=selector)
         free = None
         unschedulable = [
@@ -200,7 +235,7 @@ class KubeDriver:
         state = observe.classify(name, deployment, pods, gpu_resource=gpu_resource, free=free)
         state = replace(state, replicas_owner=owner)
         if endpoint_picker:
-            picker = self.api.get(DEPLOYMENT, namespace, picker_name(model, version))
+            picker = self.api.get(DEPLOYMENT, namespace, picker_name(model, version), owned=True)
             available = int(((picker or {}).get("status") or {}).get("availableReplicas") or 0)
             if available == 0:
                 state = replace(
@@ -237,7 +272,7 @@ class KubeDriver:
         """The canary's share of traffic in force: HTTPRoute weights in gateway-api mode,
         the share of ready endpoints in replicas mode."""
         if routing_mode in (RoutingMode.GATEWAY_API, RoutingMode.INFERENCE_POOL):
-            route = self.api.get(HTTPROUTE, namespace, model)
+            route = self.api.get(HTTPROUTE, namespace, model, owned=True)
             if route is None:
                 return WeightReading(0, 100, "no HTTPRoute")
             weights = {
@@ -267,10 +302,14 @@ class KubeDriver:
         """Delete a version's Deployment (and its pods) and Service, and its InferencePool
         and endpoint picker when it has them. True if any existed."""
         name = workload_name(model, version)
-        deleted = self.api.delete(DEPLOYMENT, namespace, name)
-        deleted = self.api.delete(SERVICE, namespace, name) or deleted
+        deleted = any(
+            side_by_side(
+                lambda: self.api.delete(DEPLOYMENT, namespace, name),
+                lambda: self.api.delete(SERVICE, namespace, name),
+            )
+        )
         picker = picker_name(model, version)
-        if self.api.get(DEPLOYMENT, namespace, picker) is not None:
+        if self.api.get(DEPLOYMENT, namespace, picker, owned=True) is not None:
             deleted = self.api.delete(INFERENCEPOOL, namespace, name) or deleted
             deleted = self.api.delete(DEPLOYMENT, namespace, picker) or deleted
             deleted = self.api.delete(SERVICE, namespace, picker) or deleted

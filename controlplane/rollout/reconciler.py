@@ -55,6 +55,7 @@ from controlplane.registry.pools import adapter_name
 from controlplane.rollout.base_pools import pool_of, pool_ref
 from controlplane.rollout.evaluation import Evaluator
 from controlplane.rollout.leases import DEFAULT_LEASE, LeaseLost, RolloutLeases
+from controlplane.rollout.passes import RolloutPasses
 from controlplane.rollout.planner import (
     Decision,
     Facts,
@@ -157,6 +158,7 @@ class Reconciler:
         limits: Limits | None = None,
         lease: timedelta = DEFAULT_LEASE,
         evaluator: Evaluator | None = None,
+        workers: int = 1,
     ) -> None:
         self.database = database
         self.driver = driver
@@ -170,6 +172,9 @@ class Reconciler:
         self._local = threading.local()  # the claim of the pass running on this thread
         # an adapter rollout's placement read during the current pass, written at its end
         self._placing: dict[int, tuple[dict[str, Any], list[tuple[datetime, str, Any]]]] = {}
+        # passes of different rollouts side by side, ``workers`` at a time (1: one by one,
+        # in the caller's thread)
+        self.passes = RolloutPasses(workers) if workers > 1 else None
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -186,21 +191,30 @@ class Reconciler:
             ).all()
         return [i for i in ids if i is not None]
 
-    def run_due(self) -> int:
-        """One tick: reconcile every due rollout this replica can claim. Returns how many."""
-        done = 0
-        for rollout_id in self.due():
+    def run_due(self, *, wait: bool = True) -> int:
+        """One tick: reconcile every due rollout this replica can claim. Returns how many.
+
+        With ``workers`` above 1 the passes run side by side (see
+        :mod:`controlplane.rollout.passes`); ``wait=False`` (the scheduler's tick) returns
+        once they are started, with how many, so that a slow pass never holds back the
+        rollouts that fall due behind it; the next tick skips those still in flight."""
+
+        def one(rollout_id: int) -> bool:
             started = time.perf_counter()
             try:
                 if self.reconcile(rollout_id):
-                    done += 1
                     telemetry.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+                    return True
             except Exception:  # one broken rollout must not stop the others
                 telemetry.RECONCILE_ERRORS.inc()
                 log.exception(
                     "reconcile of rollout %s failed", rollout_id, extra={"rollout_id": rollout_id}
                 )
-        return done
+            return False
+
+        if self.passes is not None:
+            return self.passes.run(self.database, self.due(), one, wait=wait)
+        return sum(one(rollout_id) for rollout_id in self.due())
 
     def close(self) -> None:
         """Stop the lease heartbeat and the evaluation runs (their answers are kept; they

@@ -30,6 +30,8 @@ CLUSTER_TIMEOUT="${CLUSTER_TIMEOUT:-180}"
 KWOKCTL_LOG_LEVEL="${KWOKCTL_LOG_LEVEL:-WARN}"
 FIELD_MANAGER="controlplane-cluster-sh"
 FAULT_LABEL="sim.controlplane.dev/fault"
+SERVICE_CIDR="10.96.0.0/16" # 65,534 Service IPs
+POD_CIDR="10.244.0.0/16"    # kwok's fake pod IPs
 
 # KWOK_* variables override kwokctl's config file: drop any inherited ones.
 while read -r v; do unset "$v"; done < <(compgen -e | grep '^KWOK_' || true)
@@ -141,15 +143,47 @@ write_config() {
 			  nodeLeaseDurationSeconds: 40
 			  kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 120000
 		YAML
+		# Room for a thousand models (benchmarks/scale.py): a version Service per
+		# version and a model-wide one need more than the default /24 of Service
+		# IPs (it ran out at about 84 models), and the controllers' default client
+		# rate limits (20 requests/s for the controller-manager) would take
+		# minutes to create a thousand Deployments' ReplicaSets and pods.
+		cat <<-YAML
+			componentsPatches:
+			- name: kube-apiserver
+			  extraArgs:
+			  - key: service-cluster-ip-range
+			    value: "$SERVICE_CIDR"
+		YAML
 		if [[ -n "$addr" ]]; then
 			cat <<-YAML
-				componentsPatches:
-				- name: kube-apiserver
-				  extraArgs:
 				  - key: advertise-address
 				    value: "$addr"
 			YAML
 		fi
+		cat <<-YAML
+			- name: kube-controller-manager
+			  extraArgs:
+			  - key: kube-api-qps
+			    value: "200"
+			  - key: kube-api-burst
+			    value: "400"
+			  - key: concurrent-deployment-syncs
+			    value: "10"
+			  - key: concurrent-replicaset-syncs
+			    value: "10"
+			- name: kube-scheduler
+			  extraArgs:
+			  - key: kube-api-qps
+			    value: "200"
+			  - key: kube-api-burst
+			    value: "400"
+			# kwok gives pods fake IPs from this range (its default /24 holds 254)
+			- name: kwok-controller
+			  extraArgs:
+			  - key: cidr
+			    value: "$POD_CIDR"
+		YAML
 		# Stage documents replace kwok's defaults, so list the defaults too.
 		for f in node-initialize.yaml node-heartbeat-with-lease.yaml pod-delete.yaml; do
 			printf -- '---\n'

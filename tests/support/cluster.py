@@ -4,6 +4,12 @@
 ``hack/cluster/cluster.sh`` (etcd, kube-apiserver, controller-manager, scheduler, kwok) is
 started, and stopped again at the end if this session started it. Each test gets its own
 namespace, deleted afterwards.
+
+With ``CONTROLPLANE_TEST_KUBE_CACHE=1`` the session's ``kube_api`` reads through the
+watch cache (:mod:`controlplane.kube.cache`), so every driver the tests build on it runs
+the way ``serve`` does; the helpers that change objects behind the driver's back
+(``scale_by_hand``, ``patch_route_by_hand``) then hand the cache the changed object, as
+the next pass of a real control plane would see it once the watch delivered it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from controlplane.kube.client import KubeApi, Resource
+from controlplane.kube.cache import CachedKubeApi, ObjectCache
+from controlplane.kube.client import DEPLOYMENT, HTTPROUTE, KubeApi, Resource
 from controlplane.kube.driver import KubeDriver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,13 +59,29 @@ def kubeconfig() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def kube_api(kubeconfig: str) -> Iterator[KubeApi]:
     api = KubeApi.from_kubeconfig(kubeconfig)
-    yield api
+    if os.environ.get("CONTROLPLANE_TEST_KUBE_CACHE") == "1":
+        cache = ObjectCache(api)
+        yield CachedKubeApi(api, cache)
+        cache.close()
+    else:
+        yield api
     api.close()
 
 
 @pytest.fixture
 def driver(kube_api: KubeApi) -> KubeDriver:
     return KubeDriver(kube_api)
+
+
+def seen_by_cache(api: KubeApi, resource: Resource, namespace: str, name: str) -> None:
+    """After a change made behind the driver's back, when ``api`` reads through the watch
+    cache: the object as it is now counts as this process's own write (read-your-writes),
+    so a pass that follows at once sees the change, as a real control plane's next pass
+    would once the watch delivered it. (tests/kube/test_cache.py proves the watch does.)"""
+    if isinstance(api, CachedKubeApi):
+        now = KubeApi(api.api_client).get(resource, namespace, name)
+        if now is not None:
+            api.cache.record(now)
 
 
 def wait_for(
@@ -186,14 +209,13 @@ def scale_by_hand(api: KubeApi, namespace: str, deployment: str, replicas: int) 
         body={"spec": {"replicas": replicas}},
         content_type="application/merge-patch+json",
     )
+    seen_by_cache(api, DEPLOYMENT, namespace, deployment)
 
 
 def patch_route_by_hand(api: KubeApi, namespace: str, route: str, weights: list[int]) -> None:
     """What `kubectl patch httproute <route> --type=json -p '[{"op": "replace", "path":
     "/spec/rules/0/backendRefs/<i>/weight", "value": <w>}, ...]'` does, field manager
     `kubectl-patch`."""
-    from controlplane.kube.client import HTTPROUTE
-
     api.request(
         "PATCH",
         HTTPROUTE.path(namespace, route),
@@ -205,3 +227,4 @@ def patch_route_by_hand(api: KubeApi, namespace: str, route: str, weights: list[
         ],
         content_type="application/json-patch+json",
     )
+    seen_by_cache(api, HTTPROUTE, namespace, route)
