@@ -173,6 +173,18 @@ class ApiServer:
         self.kubeconfig = kubeconfig
         self.pid_file = self.workdir / "pids" / "kube-apiserver.pid"
 
+    def _spawn(self, argv: list[str], cwd: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with (self.workdir / "logs" / "kube-apiserver.log").open("ab") as out:
+            return subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
     def restart(self) -> float:
         began = time.monotonic()
         pid = int(self.pid_file.read_text().strip())
@@ -187,27 +199,20 @@ class ApiServer:
         os.kill(pid, signal.SIGKILL)
         while Path(f"/proc/{pid}").exists() and _state(pid) != "Z":
             time.sleep(0.05)
-        with (self.workdir / "logs" / "kube-apiserver.log").open("ab") as out:
-            process = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(f"{process.pid}\n")
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            ready = subprocess.run(
-                [harness.kubectl(), "--kubeconfig", self.kubeconfig, "get", "--raw=/readyz"],
-                capture_output=True,
-                check=False,
-            )
-            if ready.returncode == 0:
-                return time.monotonic() - began
-            time.sleep(0.3)
+            process = self._spawn(argv, cwd, env)
+            while time.monotonic() < deadline and process.poll() is None:
+                ready = subprocess.run(
+                    [harness.kubectl(), "--kubeconfig", self.kubeconfig, "get", "--raw=/readyz"],
+                    capture_output=True,
+                    check=False,
+                )
+                if ready.returncode == 0:
+                    self.pid_file.write_text(f"{process.pid}\n")
+                    return time.monotonic() - began
+                time.sleep(0.3)
+            time.sleep(1)  # it exited (its port not free yet?): start it again
         raise RuntimeError("the API server did not come back")
 
 
