@@ -29,15 +29,31 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     event = AuditEvent(
-        at=at,
-        actor=actor,
-        action=action,
-        model=model,
-        version=version,
-        details=redaction.redact_json(details or {}),
+        **row(actor=actor, action=action, at=at, model=model, version=version, details=details)
     )
     session.add(event)
     return event
+
+
+def row(
+    *,
+    actor: str,
+    action: str,
+    at: datetime,
+    model: str | None = None,
+    version: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The columns of an audit record (its details redacted), for a service that inserts
+    it with its own statement (in its transaction, like :func:`record`)."""
+    return {
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "model": model,
+        "version": version,
+        "details": redaction.redact_json(details or {}),
+    }
 
 
 def list_events(
