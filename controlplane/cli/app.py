@@ -84,8 +84,9 @@ def client(url: str, token: str | None) -> Iterator[Client]:
             yield api
     except ApiError as error:
         typer.echo(f"error: {error.detail}", err=True)
-        for issue in error.errors:
-            typer.echo(f"  - {issue.get('field')}: {issue.get('message')}", err=True)
+        for issue in error.errors:  # those the message does not already give
+            if str(issue.get("message")) not in error.detail:
+                typer.echo(f"  - {issue.get('field')}: {issue.get('message')}", err=True)
         raise typer.Exit(EXIT_API_ERROR) from None
     except UnreachableError as error:
         raise fail(str(error), EXIT_UNREACHABLE) from None

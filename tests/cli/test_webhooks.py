@@ -184,14 +184,14 @@ def test_refusals_print_the_servers_reason_and_exit_1(server: Server, receiver: 
     )
     assert metadata.returncode == 1
     assert metadata.stdout == ""
-    assert "169.254.169.254 is an internal address" in metadata.stderr
     assert "CONTROLPLANE_WEBHOOK_ALLOWED_CIDRS" in metadata.stderr
-    assert "  - url: " in metadata.stderr
+    # said once: the server's message already names each field's issue
+    assert metadata.stderr.count("169.254.169.254 is an internal address") == 1
 
     unknown = server.cli("webhooks", "create", "x", receiver.to("/x"), "--event", "deployed")
     assert unknown.returncode == 1
-    assert "  - events" in unknown.stderr
-    assert "'rolled_back'" in unknown.stderr  # the choices the server takes
+    assert "events" in unknown.stderr
+    assert unknown.stderr.count("'rolled_back'") == 1  # the choices the server takes
 
     no_event = server.cli("webhooks", "create", "x", receiver.to("/x"))
     assert no_event.returncode == 2

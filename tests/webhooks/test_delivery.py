@@ -151,10 +151,10 @@ def test_a_slow_receiver_does_not_delay_other_deliveries(
 ) -> None:
     subscribe(database, "slow", receiver.to("/slow"))
     subscribe(database, "fast", receiver.to("/fast"))
-    receiver.slow["/slow"] = 10  # never answers in time: the dispatcher gives up at 1s
+    receiver.slow["/slow"] = 20  # never answers in time: the dispatcher gives up at 3s
     dispatcher = Dispatcher(
         database,
-        timeout=1.0,
+        timeout=3.0,
         lease=timedelta(seconds=10),
         workers=4,
         poll_interval=0.05,
@@ -165,13 +165,15 @@ def test_a_slow_receiver_does_not_delay_other_deliveries(
         started = time.monotonic()
         announce(database, rollout, WebhookEvent.STEP_PASSED)  # slow's delivery is first
         announce(database, rollout, WebhookEvent.PAUSED)  # two more for fast, in order
-        while len(receiver.at("/fast")) < 2 and time.monotonic() - started < 5:
+        while len(receiver.at("/fast")) < 2 and time.monotonic() - started < 10:
             time.sleep(0.01)
         fast = receiver.at("/fast")
         assert [json.loads(r.body)["event"] for r in fast] == ["step_passed", "paused"]
-        assert fast[-1].at - started < 0.9  # both while the slow one was still waiting
+        # both while the slow one was still waiting: it has not been given up on yet (an
+        # order of events, not a wall-clock bound: a loaded machine only moves both later)
+        assert not [d for d in deliveries(database) if d.last_error]
         assert len(receiver.at("/slow")) == 1
-        while time.monotonic() - started < 5:
+        while time.monotonic() - started < 15:
             slow = [d for d in deliveries(database) if d.attempts and d.last_error]
             if slow:
                 break
@@ -179,7 +181,7 @@ def test_a_slow_receiver_does_not_delay_other_deliveries(
         [timed_out] = slow
         assert timed_out.status == "pending"  # to be retried later
         assert timed_out.last_error is not None
-        assert timed_out.last_error.startswith("timed out after 1s")
+        assert timed_out.last_error.startswith("timed out after 3s")
     finally:
         dispatcher.stop()
 
