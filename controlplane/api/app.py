@@ -19,6 +19,7 @@ from controlplane import auth
 from controlplane.analysis.prometheus import PrometheusClient, http_client
 from controlplane.analysis.prompting import Asker
 from controlplane.api import contract, problems
+from controlplane.api.deps import Writes
 from controlplane.api.limits import BodySizeLimit
 from controlplane.api.methods import HeadAsGet
 from controlplane.api.routers import (
@@ -139,6 +140,7 @@ def create_app(
                 app.state.webhooks.stop()
             if app.state.scheduler is not None:
                 app.state.scheduler.stop()
+            app.state.writes.close()
             if owns_database:
                 app.state.database.dispose()
 
@@ -155,6 +157,7 @@ def create_app(
     app.state.database = database or Database(
         settings.database_url, pool_size=settings.database_pool_size
     )
+    app.state.writes = Writes(app.state.database)
     problems.install(app)
     routers = (
         health.router,

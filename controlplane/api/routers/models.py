@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from controlplane.api.deps import Admin, Cursor, Limit, Operator, SessionDep, Viewer
+from controlplane.api.deps import Admin, Cursor, Limit, Operator, SessionDep, Viewer, WritesDep
 from controlplane.api.routing import StrictRoute
 from controlplane.models import ModelCreate, ModelPage, ModelPublic, ModelUpdate
 from controlplane.registry import models as registry
@@ -20,9 +20,13 @@ router = APIRouter(prefix="/v1/models", tags=["models"], route_class=StrictRoute
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a model")
 async def create_model(
-    body: ModelCreate, session: SessionDep, principal: Operator, response: Response
+    body: ModelCreate,
+    session: SessionDep,
+    principal: Operator,
+    response: Response,
+    writes: WritesDep,
 ) -> ModelPublic:
-    model = await run_in_threadpool(registry.create_model, session, data=body, actor=principal.name)
+    model = await writes.run(registry.create_model, session, data=body, actor=principal.name)
     response.headers["Location"] = f"/v1/models/{model.name}"
     return registry.to_public(model)
 
@@ -48,9 +52,9 @@ async def get_model(model: str, session: SessionDep, _: Viewer) -> ModelPublic:
 
 @router.patch("/{model}", summary="Change a model's serving defaults")
 async def update_model(
-    model: str, body: ModelUpdate, session: SessionDep, principal: Operator
+    model: str, body: ModelUpdate, session: SessionDep, principal: Operator, writes: WritesDep
 ) -> ModelPublic:
-    updated = await run_in_threadpool(
+    updated = await writes.run(
         registry.update_model, session, name=model, data=body, actor=principal.name
     )
     return registry.to_public(updated)
@@ -61,5 +65,7 @@ async def update_model(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a model and its versions (refused while a version is live)",
 )
-async def delete_model(model: str, session: SessionDep, principal: Admin) -> None:
-    await run_in_threadpool(registry.delete_model, session, name=model, actor=principal.name)
+async def delete_model(
+    model: str, session: SessionDep, principal: Admin, writes: WritesDep
+) -> None:
+    await writes.run(registry.delete_model, session, name=model, actor=principal.name)

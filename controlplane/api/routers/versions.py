@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
-from controlplane.api.deps import Cursor, Limit, Operator, SessionDep, Viewer
+from controlplane.api.deps import Cursor, Limit, Operator, SessionDep, Viewer, WritesDep
 from controlplane.api.routing import StrictRoute
 from controlplane.models import VersionCreate, VersionPage, VersionPublic, VersionStatus
 from controlplane.registry import versions as registry
@@ -41,9 +41,9 @@ class JSONAnswer(Response):
     response_model=VersionPublic,
 )
 async def register_version(
-    model: str, body: VersionCreate, session: SessionDep, principal: Operator
+    model: str, body: VersionCreate, session: SessionDep, principal: Operator, writes: WritesDep
 ) -> JSONAnswer:
-    owner, row = await run_in_threadpool(
+    owner, row = await writes.run(
         registry.register_version, session, model_name=model, data=body, actor=principal.name
     )
     return JSONAnswer(
