@@ -320,8 +320,10 @@ def start_rollout(api: Api, fleet: Fleet, model: str, rng: random.Random) -> Non
     )
     if response.status_code == 409 and "already" in response.text:
         # our earlier POST landed but its answer was lost with the replica: find it
-        listed = api.call("GET", "/v1/rollouts", params={"model": model, "limit": 5}).json()
-        match = [r for r in listed["items"] if r["version"] == version]
+        listed = api.call("GET", f"/v1/models/{model}/rollouts", params={"limit": 5})
+        if listed.status_code != 200:
+            raise RuntimeError(f"list {model}'s rollouts: {listed.status_code} {listed.text}")
+        match = [r for r in listed.json()["items"] if r["version"] == version]
         if not match:
             raise RuntimeError(f"start {model} {version}: {response.text}")
         rollout_id = int(match[0]["id"])
