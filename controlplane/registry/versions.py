@@ -23,7 +23,6 @@ from controlplane.models import (
     ModelVersion,
     VersionBase,
     VersionCreate,
-    VersionPublic,
     VersionStatus,
     env_json,
     utcnow,
@@ -37,15 +36,7 @@ from controlplane.naming import (
 from controlplane.registry import pools
 from controlplane.registry.models import get_model
 
-
-def to_public(version: ModelVersion, model_name: str) -> VersionPublic:
-    return VersionPublic.model_validate(
-        {**version.model_dump(), "metadata": version.meta, "model": model_name}
-    )
-
-
 _TABLE: sa.Table = ModelVersion.__table__  # type: ignore[attr-defined]
-_STORED = tuple(column.key for column in _TABLE.columns)
 
 
 def shown(row: Mapping[Any, Any], model_name: str) -> dict[str, Any]:
@@ -106,6 +97,8 @@ _MODEL_BY_NAME = sa.select(col(Model.id), col(Model.name), col(Model.base_pool))
     col(Model.name) == sa.bindparam("name")
 )
 _INSERT_VERSION = _TABLE.insert()
+_INSERT_AUDIT = AuditEvent.__table__.insert()  # type: ignore[attr-defined]
+_REGISTERED = frozenset(VersionBase.model_fields) - {"meta", "env"}
 
 
 def _model_key(session: Session, name: str) -> sa.Row[int | None, str, str | None]:
@@ -116,10 +109,6 @@ def _model_key(session: Session, name: str) -> sa.Row[int | None, str, str | Non
         get_model(session, name)  # raises the 404
         raise AssertionError(f"model {name!r} vanished")  # pragma: no cover
     return model
-
-
-_INSERT_AUDIT = AuditEvent.__table__.insert()  # type: ignore[attr-defined]
-_REGISTERED = frozenset(VersionBase.model_fields) - {"meta", "env"}
 
 
 def register_version(
